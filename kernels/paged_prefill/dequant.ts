@@ -1,0 +1,334 @@
+/**
+ * The `dequant` kernel variant for fp8/int8 caches (dequantize-then-reuse): a dequant pass
+ * converts only the pages the batch reads (positions < old) into a scratch pool in q's dtype,
+ * the simple kernel then runs over that scratch pool through a remapped block table, and the
+ * append encodes the new tokens into the real quantized pool.
+ *
+ * Numerics: each cached element is decoded, multiplied by its scale in f32 and rounded once
+ * (round-to-nearest-even) to q's dtype before attention reads it, whereas the fused `simple`
+ * path uses the f32 product directly. o therefore differs from the fused path by that
+ * rounding (relative 2^-11 per element of K/V for f16, 2^-8 for bf16), well inside the
+ * tolerance of SPEC §4 (the tests check both variants against the float64 reference).
+ *
+ * Limitation: with f16 q the scratch pool holds f16, so a decoded value `code * scale` beyond
+ * the f16 range (|x| > 65504, e.g. fp8 scales above ~146) becomes infinite in the scratch
+ * pool, where the fused `simple` path keeps it finite in f32. Such caches need `simple`
+ * (bf16 q has the f32 exponent range and is not affected).
+ * @module
+ */
+import type { GpuContext } from "../gpu.ts";
+import type { DeviceProblem, KernelPlan, KernelVariant } from "../variant.ts";
+import type { Problem, QDtype } from "../../op/types.ts";
+import { storageBindingLimit } from "../device_inputs.ts";
+import { wgslCodecs } from "../wgsl/codecs.ts";
+import {
+  bindAll,
+  cachedPipeline,
+  combinePasses,
+  createUniform,
+  dispatchGrid,
+  DTYPE_KEY,
+  paddedSize,
+  type PassPlan,
+  scaleCount,
+  wgslByteDecode,
+  wgslByteDecodeCodec,
+  wgslQPack,
+  wgslQPackCodec,
+} from "../_shared.ts";
+import { planAppend } from "../append/append.ts";
+import { commonSupport, planSimpleAttention } from "./simple.ts";
+import { specForProblem, specKey } from "./spec.ts";
+import { SIMPLE_BINDINGS } from "./template.ts";
+
+/** What the dequant kernel's WGSL depends on. */
+export interface DequantSpec {
+  /** dtype of the scratch pool (q's dtype). */
+  qDtype: QDtype;
+  /** dtype of the quantized pool read. */
+  cacheDtype: "fp8_e4m3" | "int8";
+  /** Invocations per workgroup, one per source word (four elements). */
+  workgroupSize: number;
+}
+
+/**
+ * Default invocations per workgroup of the dequant kernel.
+ *
+ * @example
+ * ```ts ignore
+ * dequantKey({ qDtype: "f16", cacheDtype: "int8", workgroupSize: DEQUANT_WORKGROUP_SIZE });
+ * ```
+ */
+export const DEQUANT_WORKGROUP_SIZE = 64;
+
+/**
+ * Bindings of the dequant kernel, in binding order (all in group 0): params, k_pages,
+ * v_pages, scales, page_list, k_scratch, v_scratch.
+ *
+ * @example
+ * ```ts ignore
+ * const { pipeline, layout } = await cachedPipeline(gpu, key, dequantWgsl(spec), DEQUANT_BINDINGS);
+ * ```
+ */
+export const DEQUANT_BINDINGS = [
+  "uniform", // params
+  "read", // k_pages (quantized)
+  "read", // v_pages (quantized)
+  "read", // scales
+  "read", // page_list: source page of each scratch page
+  "read_write", // k_scratch
+  "read_write", // v_scratch
+] as const;
+
+/**
+ * The key of the dequant kernel (head_dim does not change its code).
+ *
+ * @example
+ * ```ts ignore
+ * dequantKey({ qDtype: "f16", cacheDtype: "fp8_e4m3", workgroupSize: 64 }); // "paged_dequant_q-f16_kv-fp8_wg64"
+ * ```
+ */
+export function dequantKey(spec: DequantSpec): string {
+  return `paged_dequant_q-${spec.qDtype}_kv-${DTYPE_KEY[spec.cacheDtype]}_wg${spec.workgroupSize}`;
+}
+
+/**
+ * Generates the dequant kernel's WGSL: one invocation per word (four elements) of the
+ * scratch pool's source, decoding, scaling in f32 and rounding to q's dtype.
+ *
+ * @example
+ * ```ts ignore
+ * const code = dequantWgsl({ qDtype: "bf16", cacheDtype: "int8", workgroupSize: 64 });
+ * ```
+ */
+export function dequantWgsl(spec: DequantSpec): string {
+  const scale = (base: string) =>
+    spec.cacheDtype === "fp8_e4m3"
+      ? `scales[${base}]`
+      : `vec4<f32>(scales[${base} + c], scales[${base} + c + 1u], scales[${base} + c + 2u], scales[${base} + c + 3u])`;
+  return `// ${dequantKey(spec)}
+// One invocation per word of 4 ${spec.cacheDtype} elements of a referenced page: decode, times the
+// scale (f32), rounded to nearest even into ${spec.qDtype}, two words of the scratch pool.
+
+${wgslCodecs(wgslQPackCodec(spec.qDtype), wgslByteDecodeCodec(spec.cacheDtype)).trim()}
+
+struct Params {
+  num_words: u32, // source words to convert: scratch pages * page_size * row_words
+  row_words: u32, // source words per token: H_kv * D / 4
+  page_shift: u32,
+  scale_n: u32,
+}
+
+const WG: u32 = ${spec.workgroupSize}u;
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> k_pages: array<u32>;
+@group(0) @binding(2) var<storage, read> v_pages: array<u32>;
+@group(0) @binding(3) var<storage, read> scales: array<f32>; // [k, v, k_inv, v_inv] x scale_n
+@group(0) @binding(4) var<storage, read> page_list: array<i32>;
+@group(0) @binding(5) var<storage, read_write> k_scratch: array<u32>;
+@group(0) @binding(6) var<storage, read_write> v_scratch: array<u32>;
+
+${wgslQPack(spec.qDtype).trim()}
+
+${wgslByteDecode(spec.cacheDtype).trim()}
+
+@compute @workgroup_size(WG)
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let idx = (wid.y * nwg.x + wid.x) * WG + lid;
+  if (idx >= params.num_words) {
+    return;
+  }
+  let token = idx / params.row_words; // scratch token
+  let r = idx % params.row_words; // word within the token's H_kv * D elements
+  let page = u32(page_list[token >> params.page_shift]);
+  let src_token = (page << params.page_shift) + (token & ((1u << params.page_shift) - 1u));
+  let src = src_token * params.row_words + r;
+  let c = 4u * r; // channel g * D + d of the word's first element
+  let k = decode_byte4(k_pages[src]) * ${scale("0u")};
+  let v = decode_byte4(v_pages[src]) * ${scale("params.scale_n")};
+  k_scratch[2u * idx] = pack_q2(k.xy);
+  k_scratch[2u * idx + 1u] = pack_q2(k.zw);
+  v_scratch[2u * idx] = pack_q2(v.xy);
+  v_scratch[2u * idx + 1u] = pack_q2(v.zw);
+}
+`;
+}
+
+/**
+ * The pages attention reads (covering positions < old of some request) and the block table
+ * that maps each request's logical pages onto them (entries for unread pages are -1).
+ *
+ * @example
+ * ```ts ignore
+ * const { pageList, table } = scratchPages(dev.problem, dev.blockTableHost);
+ * ```
+ */
+export function scratchPages(
+  problem: Problem,
+  blockTable: Int32Array,
+): { pageList: Int32Array<ArrayBuffer>; table: Int32Array<ArrayBuffer> } {
+  const ids = new Map<number, number>();
+  const table = new Int32Array(blockTable.length).fill(-1);
+  for (let b = 0; b < problem.batch; b++) {
+    const pages = Math.ceil(problem.cacheLens[b]! / problem.pageSize);
+    for (let lp = 0; lp < pages; lp++) {
+      const i = b * problem.maxPagesPerReq + lp;
+      const page = blockTable[i]!;
+      if (!ids.has(page)) ids.set(page, ids.size);
+      table[i] = ids.get(page)!;
+    }
+  }
+  return { pageList: Int32Array.from(ids.keys()), table };
+}
+
+function _scratchBytes(problem: Problem, pages: number): number {
+  return pages * problem.pageSize * problem.numKvHeads * problem.headDim * 2;
+}
+
+async function _planDequant(gpu: GpuContext, dev: DeviceProblem): Promise<{
+  pass: PassPlan;
+  kScratch: GPUBuffer;
+  vScratch: GPUBuffer;
+  blockTable: GPUBuffer;
+}> {
+  const p = dev.problem;
+  const spec: DequantSpec = {
+    qDtype: p.qDtype,
+    cacheDtype: p.cacheDtype as "fp8_e4m3" | "int8",
+    workgroupSize: DEQUANT_WORKGROUP_SIZE,
+  };
+  const key = dequantKey(spec);
+  const code = dequantWgsl(spec);
+  const { pageList, table } = scratchPages(p, dev.blockTableHost);
+  const bytes = _scratchBytes(p, pageList.length);
+  const limit = storageBindingLimit(gpu);
+  if (bytes > limit) {
+    throw new RangeError(
+      `Cannot allocate the dequant scratch pool: ${pageList.length} pages take ${bytes} bytes, over the adapter's storage binding limit of ${limit} bytes`,
+    );
+  }
+  const { pipeline, layout } = await cachedPipeline(gpu, key, code, DEQUANT_BINDINGS);
+  const device = gpu.device;
+  const made: GPUBuffer[] = [];
+  const buffer = (
+    label: string,
+    size: number,
+    usage: number,
+    data?: Int32Array<ArrayBuffer>,
+  ): GPUBuffer => {
+    const b = device.createBuffer({ label: `${key}.${label}`, size: paddedSize(size), usage });
+    made.push(b);
+    if (data && data.byteLength > 0) device.queue.writeBuffer(b, 0, data);
+    return b;
+  };
+  const STORAGE = GPUBufferUsage.STORAGE;
+  const pageListBuf = buffer(
+    "page_list",
+    pageList.byteLength,
+    STORAGE | GPUBufferUsage.COPY_DST,
+    pageList,
+  );
+  const tableBuf = buffer(
+    "block_table",
+    table.byteLength,
+    STORAGE | GPUBufferUsage.COPY_DST,
+    table,
+  );
+  const kScratch = buffer("k_scratch", bytes, STORAGE);
+  const vScratch = buffer("v_scratch", bytes, STORAGE);
+  const rowWords = (p.numKvHeads * p.headDim) / 4;
+  const numWords = pageList.length * p.pageSize * rowWords;
+  const uniform = createUniform(device, `${key}.params`, [
+    ["u32", numWords],
+    ["u32", rowWords],
+    ["u32", Math.log2(p.pageSize)],
+    ["u32", scaleCount(p)],
+  ]);
+  made.push(uniform);
+  const bindGroup = bindAll(device, key, layout, [
+    uniform,
+    dev.kPages,
+    dev.vPages,
+    dev.scales,
+    pageListBuf,
+    kScratch,
+    vScratch,
+  ]);
+  const [x, y] = dispatchGrid(gpu, numWords, spec.workgroupSize);
+  return {
+    pass: {
+      key,
+      code,
+      encodeInto(pass) {
+        if (x === 0) return;
+        pass.setPipeline(pipeline);
+        pass.setBindGroup(0, bindGroup);
+        pass.dispatchWorkgroups(x, y);
+      },
+      destroy: () => made.forEach((b) => b.destroy()),
+    },
+    kScratch,
+    vScratch,
+    blockTable: tableBuf,
+  };
+}
+
+/**
+ * The `dequant` kernel variant (fp8/int8 caches only): dequantize the referenced pages into a
+ * q-dtype scratch pool, run the simple kernel over it, append into the quantized pool. Its o
+ * differs from the fused `simple` variant by one rounding of each K/V element to q's dtype
+ * (see the module doc); both stay within SPEC §4.
+ *
+ * @example
+ * ```ts ignore
+ * const plan = await dequantVariant.plan(gpu, uploadInputs(gpu, inputs, problem));
+ * ```
+ */
+export const dequantVariant: KernelVariant = {
+  name: "dequant",
+  description:
+    "fp8/int8 caches: dequantize the referenced pages into a q-dtype scratch pool, then the simple kernel",
+  supports(problem, gpu) {
+    if (problem.cacheDtype !== "fp8_e4m3" && problem.cacheDtype !== "int8") {
+      return `the dequant variant is for fp8_e4m3 and int8 caches; a ${problem.cacheDtype} cache needs no dequantization (use simple)`;
+    }
+    const common = commonSupport(problem, gpu, SIMPLE_BINDINGS.length - 1);
+    if (common) return common;
+    let pages = 0;
+    for (let b = 0; b < problem.batch; b++) {
+      pages += Math.ceil(problem.cacheLens[b]! / problem.pageSize);
+    }
+    const bytes = _scratchBytes(problem, Math.min(pages, problem.numPages));
+    const limit = storageBindingLimit(gpu);
+    if (bytes > limit) {
+      return `its scratch pool of up to ${bytes} bytes is over the adapter's storage binding limit of ${limit} bytes`;
+    }
+    return null;
+  },
+  async plan(gpu, dev): Promise<KernelPlan> {
+    const p = dev.problem;
+    const dequant = await _planDequant(gpu, dev);
+    try {
+      const attention = await planSimpleAttention(gpu, dev, {
+        spec: specForProblem(p, { cacheDtype: p.qDtype }),
+        kPages: dequant.kScratch,
+        vPages: dequant.vScratch,
+        blockTable: dequant.blockTable,
+      });
+      const append = await planAppend(gpu, dev);
+      return combinePasses(specKey("dequant", specForProblem(p)), [
+        dequant.pass,
+        attention,
+        append,
+      ]);
+    } catch (e) {
+      dequant.pass.destroy();
+      throw e;
+    }
+  },
+};

@@ -1,0 +1,55 @@
+/**
+ * The kernel variants in order of preference, and how one is chosen for a problem.
+ * @module
+ */
+import type { GpuContext } from "./gpu.ts";
+import type { KernelVariant } from "./variant.ts";
+import type { Problem } from "../op/types.ts";
+import { simpleVariant } from "./paged_prefill/simple.ts";
+import { dequantVariant } from "./paged_prefill/dequant.ts";
+
+/**
+ * Every kernel variant, most preferred first: an unnamed selection takes the first that
+ * supports the problem. Faster variants go before `simple`, which runs everything.
+ *
+ * @example
+ * ```ts ignore
+ * console.log(KERNEL_VARIANTS.map((v) => v.name)); // ["simple", "dequant"]
+ * ```
+ */
+export const KERNEL_VARIANTS: KernelVariant[] = [simpleVariant, dequantVariant];
+
+/**
+ * The variant that runs `problem` on `gpu`: the one named `name` (a `RangeError` says why it
+ * cannot, or lists the known names), else the first of `KERNEL_VARIANTS` that supports it.
+ *
+ * @example
+ * ```ts ignore
+ * const variant = selectVariant(problem, gpu, "dequant");
+ * const plan = await variant.plan(gpu, dev);
+ * ```
+ */
+export function selectVariant(problem: Problem, gpu: GpuContext, name?: string): KernelVariant {
+  if (name !== undefined) {
+    const variant = KERNEL_VARIANTS.find((v) => v.name === name);
+    if (!variant) {
+      throw new RangeError(
+        `Cannot use kernel "${name}": expected one of ${
+          KERNEL_VARIANTS.map((v) => v.name).join(", ")
+        }`,
+      );
+    }
+    const reason = variant.supports(problem, gpu);
+    if (reason !== null) {
+      throw new RangeError(`Cannot use kernel "${name}" for this problem: ${reason}`);
+    }
+    return variant;
+  }
+  const reasons: string[] = [];
+  for (const variant of KERNEL_VARIANTS) {
+    const reason = variant.supports(problem, gpu);
+    if (reason === null) return variant;
+    reasons.push(`${variant.name}: ${reason}`);
+  }
+  throw new RangeError(`Cannot find a kernel for this problem: ${reasons.join("; ")}`);
+}

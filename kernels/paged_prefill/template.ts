@@ -20,6 +20,16 @@ import {
 import { type PagedPrefillSpec, specKey } from "./spec.ts";
 
 /**
+ * `count` copies of a WGSL statement block with constant indices, one per line. Loops over D
+ * are unrolled: constant indices into private arrays need no clamping, and Mesa's llvmpipe
+ * caps the loop iterations of an invocation (a rolled D loop inside the key loop hits the cap
+ * after ~1000 keys at D = 128 and silently stops).
+ */
+function _unroll(count: number, block: (j: number) => string, indent: string): string {
+  return Array.from({ length: count }, (_, j) => block(j)).join(`\n${indent}`);
+}
+
+/**
  * Bindings of the simple kernel, in binding order (all in group 0): params, q, k_new, v_new,
  * k_pages, v_pages, scales, cu_seqlens, cache_seqlens, block_table, o.
  *
@@ -171,9 +181,7 @@ fn online_weight(s: f32) -> f32 {
   let weight = exp2(s - m_new);
   l_run = l_run * correction + weight;
   m_run = m_new;
-  for (var j = 0u; j < D4; j++) {
-    acc[j] = acc[j] * correction;
-  }
+  ${_unroll(D / 4, (j) => `{ acc[${j}u] = acc[${j}u] * correction; }`, "  ")}
   return weight;
 }
 
@@ -198,11 +206,7 @@ fn main(
   let kv_end = ${kvEnd}
 
   let q_word = (t * params.num_heads + h) * ${D / 2}u;
-  for (var j = 0u; j < D4; j++) {
-    let w = q_word + 2u * j;
-    q_row[j] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale;
-    acc[j] = vec4<f32>(0.0);
-  }
+  ${_unroll(D / 4, (j) => `{ let w = q_word + 2u * ${j}u; q_row[${j}u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[${j}u] = vec4<f32>(0.0); }`, "  ")}
   m_run = -1.0e30;
   l_run = 0.0;
 
@@ -214,13 +218,9 @@ fn main(
     for (var off = 0u; off < in_page; off++) {
       let row = ((page << params.page_shift) + off) * params.num_kv_heads + g;
       var dot_qk = 0.0;
-      for (var j = 0u; j < D4; j++) {
-        dot_qk += dot(q_row[j], k_old(row, g, j));
-      }
+      ${_unroll(D / 4, (j) => `{ dot_qk += dot(q_row[${j}u], k_old(row, g, ${j}u)); }`, "      ")}
       let weight = online_weight(score(dot_qk));
-      for (var j = 0u; j < D4; j++) {
-        acc[j] += weight * v_old(row, g, j);
-      }
+      ${_unroll(D / 4, (j) => `{ acc[${j}u] += weight * v_old(row, g, ${j}u); }`, "      ")}
     }
   }
 
@@ -228,21 +228,13 @@ fn main(
   for (var p = old; p < kv_end; p++) {
     let row = (start + p - old) * params.num_kv_heads + g;
     var dot_qk = 0.0;
-    for (var j = 0u; j < D4; j++) {
-      dot_qk += dot(q_row[j], k_chunk(row, g, j));
-    }
+    ${_unroll(D / 4, (j) => `{ dot_qk += dot(q_row[${j}u], k_chunk(row, g, ${j}u)); }`, "    ")}
     let weight = online_weight(score(dot_qk));
-    for (var j = 0u; j < D4; j++) {
-      acc[j] += weight * v_chunk(row, g, j);
-    }
+    ${_unroll(D / 4, (j) => `{ acc[${j}u] += weight * v_chunk(row, g, ${j}u); }`, "    ")}
   }
 
   // o = acc / l, rounded once to q's dtype, two elements per word.
-  for (var j = 0u; j < D4; j++) {
-    let x = acc[j] / l_run;
-    o[q_word + 2u * j] = pack_q2(x.xy);
-    o[q_word + 2u * j + 1u] = pack_q2(x.zw);
-  }
+  ${_unroll(D / 4, (j) => `{ let x = acc[${j}u] / l_run; o[q_word + 2u * ${j}u] = pack_q2(x.xy); o[q_word + 2u * ${j}u + 1u] = pack_q2(x.zw); }`, "  ")}
 }
 `;
 }

@@ -131,9 +131,38 @@ fn online_weight(s: f32) -> f32 {
   let weight = exp2(s - m_new);
   l_run = l_run * correction + weight;
   m_run = m_new;
-  for (var j = 0u; j < D4; j++) {
-    acc[j] = acc[j] * correction;
-  }
+  { acc[0u] = acc[0u] * correction; }
+  { acc[1u] = acc[1u] * correction; }
+  { acc[2u] = acc[2u] * correction; }
+  { acc[3u] = acc[3u] * correction; }
+  { acc[4u] = acc[4u] * correction; }
+  { acc[5u] = acc[5u] * correction; }
+  { acc[6u] = acc[6u] * correction; }
+  { acc[7u] = acc[7u] * correction; }
+  { acc[8u] = acc[8u] * correction; }
+  { acc[9u] = acc[9u] * correction; }
+  { acc[10u] = acc[10u] * correction; }
+  { acc[11u] = acc[11u] * correction; }
+  { acc[12u] = acc[12u] * correction; }
+  { acc[13u] = acc[13u] * correction; }
+  { acc[14u] = acc[14u] * correction; }
+  { acc[15u] = acc[15u] * correction; }
+  { acc[16u] = acc[16u] * correction; }
+  { acc[17u] = acc[17u] * correction; }
+  { acc[18u] = acc[18u] * correction; }
+  { acc[19u] = acc[19u] * correction; }
+  { acc[20u] = acc[20u] * correction; }
+  { acc[21u] = acc[21u] * correction; }
+  { acc[22u] = acc[22u] * correction; }
+  { acc[23u] = acc[23u] * correction; }
+  { acc[24u] = acc[24u] * correction; }
+  { acc[25u] = acc[25u] * correction; }
+  { acc[26u] = acc[26u] * correction; }
+  { acc[27u] = acc[27u] * correction; }
+  { acc[28u] = acc[28u] * correction; }
+  { acc[29u] = acc[29u] * correction; }
+  { acc[30u] = acc[30u] * correction; }
+  { acc[31u] = acc[31u] * correction; }
   return weight;
 }
 
@@ -158,11 +187,38 @@ fn main(
   let kv_end = old + i + 1u; // causal: up to the row's own position
 
   let q_word = (t * params.num_heads + h) * 64u;
-  for (var j = 0u; j < D4; j++) {
-    let w = q_word + 2u * j;
-    q_row[j] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale;
-    acc[j] = vec4<f32>(0.0);
-  }
+  { let w = q_word + 2u * 0u; q_row[0u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[0u] = vec4<f32>(0.0); }
+  { let w = q_word + 2u * 1u; q_row[1u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[1u] = vec4<f32>(0.0); }
+  { let w = q_word + 2u * 2u; q_row[2u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[2u] = vec4<f32>(0.0); }
+  { let w = q_word + 2u * 3u; q_row[3u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[3u] = vec4<f32>(0.0); }
+  { let w = q_word + 2u * 4u; q_row[4u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[4u] = vec4<f32>(0.0); }
+  { let w = q_word + 2u * 5u; q_row[5u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[5u] = vec4<f32>(0.0); }
+  { let w = q_word + 2u * 6u; q_row[6u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[6u] = vec4<f32>(0.0); }
+  { let w = q_word + 2u * 7u; q_row[7u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[7u] = vec4<f32>(0.0); }
+  { let w = q_word + 2u * 8u; q_row[8u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[8u] = vec4<f32>(0.0); }
+  { let w = q_word + 2u * 9u; q_row[9u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[9u] = vec4<f32>(0.0); }
+  { let w = q_word + 2u * 10u; q_row[10u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[10u] = vec4<f32>(0.0); }
+  { let w = q_word + 2u * 11u; q_row[11u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[11u] = vec4<f32>(0.0); }
+  { let w = q_word + 2u * 12u; q_row[12u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[12u] = vec4<f32>(0.0); }
+  { let w = q_word + 2u * 13u; q_row[13u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[13u] = vec4<f32>(0.0); }
+  { let w = q_word + 2u * 14u; q_row[14u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[14u] = vec4<f32>(0.0); }
+  { let w = q_word + 2u * 15u; q_row[15u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[15u] = vec4<f32>(0.0); }
+  { let w = q_word + 2u * 16u; q_row[16u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[16u] = vec4<f32>(0.0); }
+  { let w = q_word + 2u * 17u; q_row[17u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[17u] = vec4<f32>(0.0); }
+  { let w = q_word + 2u * 18u; q_row[18u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[18u] = vec4<f32>(0.0); }
+  { let w = q_word + 2u * 19u; q_row[19u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[19u] = vec4<f32>(0.0); }
+  { let w = q_word + 2u * 20u; q_row[20u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[20u] = vec4<f32>(0.0); }
+  { let w = q_word + 2u * 21u; q_row[21u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[21u] = vec4<f32>(0.0); }
+  { let w = q_word + 2u * 22u; q_row[22u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[22u] = vec4<f32>(0.0); }
+  { let w = q_word + 2u * 23u; q_row[23u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[23u] = vec4<f32>(0.0); }
+  { let w = q_word + 2u * 24u; q_row[24u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[24u] = vec4<f32>(0.0); }
+  { let w = q_word + 2u * 25u; q_row[25u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[25u] = vec4<f32>(0.0); }
+  { let w = q_word + 2u * 26u; q_row[26u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[26u] = vec4<f32>(0.0); }
+  { let w = q_word + 2u * 27u; q_row[27u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[27u] = vec4<f32>(0.0); }
+  { let w = q_word + 2u * 28u; q_row[28u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[28u] = vec4<f32>(0.0); }
+  { let w = q_word + 2u * 29u; q_row[29u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[29u] = vec4<f32>(0.0); }
+  { let w = q_word + 2u * 30u; q_row[30u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[30u] = vec4<f32>(0.0); }
+  { let w = q_word + 2u * 31u; q_row[31u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[31u] = vec4<f32>(0.0); }
   m_run = -1.0e30;
   l_run = 0.0;
 
@@ -174,13 +230,71 @@ fn main(
     for (var off = 0u; off < in_page; off++) {
       let row = ((page << params.page_shift) + off) * params.num_kv_heads + g;
       var dot_qk = 0.0;
-      for (var j = 0u; j < D4; j++) {
-        dot_qk += dot(q_row[j], k_old(row, g, j));
-      }
+      { dot_qk += dot(q_row[0u], k_old(row, g, 0u)); }
+      { dot_qk += dot(q_row[1u], k_old(row, g, 1u)); }
+      { dot_qk += dot(q_row[2u], k_old(row, g, 2u)); }
+      { dot_qk += dot(q_row[3u], k_old(row, g, 3u)); }
+      { dot_qk += dot(q_row[4u], k_old(row, g, 4u)); }
+      { dot_qk += dot(q_row[5u], k_old(row, g, 5u)); }
+      { dot_qk += dot(q_row[6u], k_old(row, g, 6u)); }
+      { dot_qk += dot(q_row[7u], k_old(row, g, 7u)); }
+      { dot_qk += dot(q_row[8u], k_old(row, g, 8u)); }
+      { dot_qk += dot(q_row[9u], k_old(row, g, 9u)); }
+      { dot_qk += dot(q_row[10u], k_old(row, g, 10u)); }
+      { dot_qk += dot(q_row[11u], k_old(row, g, 11u)); }
+      { dot_qk += dot(q_row[12u], k_old(row, g, 12u)); }
+      { dot_qk += dot(q_row[13u], k_old(row, g, 13u)); }
+      { dot_qk += dot(q_row[14u], k_old(row, g, 14u)); }
+      { dot_qk += dot(q_row[15u], k_old(row, g, 15u)); }
+      { dot_qk += dot(q_row[16u], k_old(row, g, 16u)); }
+      { dot_qk += dot(q_row[17u], k_old(row, g, 17u)); }
+      { dot_qk += dot(q_row[18u], k_old(row, g, 18u)); }
+      { dot_qk += dot(q_row[19u], k_old(row, g, 19u)); }
+      { dot_qk += dot(q_row[20u], k_old(row, g, 20u)); }
+      { dot_qk += dot(q_row[21u], k_old(row, g, 21u)); }
+      { dot_qk += dot(q_row[22u], k_old(row, g, 22u)); }
+      { dot_qk += dot(q_row[23u], k_old(row, g, 23u)); }
+      { dot_qk += dot(q_row[24u], k_old(row, g, 24u)); }
+      { dot_qk += dot(q_row[25u], k_old(row, g, 25u)); }
+      { dot_qk += dot(q_row[26u], k_old(row, g, 26u)); }
+      { dot_qk += dot(q_row[27u], k_old(row, g, 27u)); }
+      { dot_qk += dot(q_row[28u], k_old(row, g, 28u)); }
+      { dot_qk += dot(q_row[29u], k_old(row, g, 29u)); }
+      { dot_qk += dot(q_row[30u], k_old(row, g, 30u)); }
+      { dot_qk += dot(q_row[31u], k_old(row, g, 31u)); }
       let weight = online_weight(score(dot_qk));
-      for (var j = 0u; j < D4; j++) {
-        acc[j] += weight * v_old(row, g, j);
-      }
+      { acc[0u] += weight * v_old(row, g, 0u); }
+      { acc[1u] += weight * v_old(row, g, 1u); }
+      { acc[2u] += weight * v_old(row, g, 2u); }
+      { acc[3u] += weight * v_old(row, g, 3u); }
+      { acc[4u] += weight * v_old(row, g, 4u); }
+      { acc[5u] += weight * v_old(row, g, 5u); }
+      { acc[6u] += weight * v_old(row, g, 6u); }
+      { acc[7u] += weight * v_old(row, g, 7u); }
+      { acc[8u] += weight * v_old(row, g, 8u); }
+      { acc[9u] += weight * v_old(row, g, 9u); }
+      { acc[10u] += weight * v_old(row, g, 10u); }
+      { acc[11u] += weight * v_old(row, g, 11u); }
+      { acc[12u] += weight * v_old(row, g, 12u); }
+      { acc[13u] += weight * v_old(row, g, 13u); }
+      { acc[14u] += weight * v_old(row, g, 14u); }
+      { acc[15u] += weight * v_old(row, g, 15u); }
+      { acc[16u] += weight * v_old(row, g, 16u); }
+      { acc[17u] += weight * v_old(row, g, 17u); }
+      { acc[18u] += weight * v_old(row, g, 18u); }
+      { acc[19u] += weight * v_old(row, g, 19u); }
+      { acc[20u] += weight * v_old(row, g, 20u); }
+      { acc[21u] += weight * v_old(row, g, 21u); }
+      { acc[22u] += weight * v_old(row, g, 22u); }
+      { acc[23u] += weight * v_old(row, g, 23u); }
+      { acc[24u] += weight * v_old(row, g, 24u); }
+      { acc[25u] += weight * v_old(row, g, 25u); }
+      { acc[26u] += weight * v_old(row, g, 26u); }
+      { acc[27u] += weight * v_old(row, g, 27u); }
+      { acc[28u] += weight * v_old(row, g, 28u); }
+      { acc[29u] += weight * v_old(row, g, 29u); }
+      { acc[30u] += weight * v_old(row, g, 30u); }
+      { acc[31u] += weight * v_old(row, g, 31u); }
     }
   }
 
@@ -188,19 +302,104 @@ fn main(
   for (var p = old; p < kv_end; p++) {
     let row = (start + p - old) * params.num_kv_heads + g;
     var dot_qk = 0.0;
-    for (var j = 0u; j < D4; j++) {
-      dot_qk += dot(q_row[j], k_chunk(row, g, j));
-    }
+    { dot_qk += dot(q_row[0u], k_chunk(row, g, 0u)); }
+    { dot_qk += dot(q_row[1u], k_chunk(row, g, 1u)); }
+    { dot_qk += dot(q_row[2u], k_chunk(row, g, 2u)); }
+    { dot_qk += dot(q_row[3u], k_chunk(row, g, 3u)); }
+    { dot_qk += dot(q_row[4u], k_chunk(row, g, 4u)); }
+    { dot_qk += dot(q_row[5u], k_chunk(row, g, 5u)); }
+    { dot_qk += dot(q_row[6u], k_chunk(row, g, 6u)); }
+    { dot_qk += dot(q_row[7u], k_chunk(row, g, 7u)); }
+    { dot_qk += dot(q_row[8u], k_chunk(row, g, 8u)); }
+    { dot_qk += dot(q_row[9u], k_chunk(row, g, 9u)); }
+    { dot_qk += dot(q_row[10u], k_chunk(row, g, 10u)); }
+    { dot_qk += dot(q_row[11u], k_chunk(row, g, 11u)); }
+    { dot_qk += dot(q_row[12u], k_chunk(row, g, 12u)); }
+    { dot_qk += dot(q_row[13u], k_chunk(row, g, 13u)); }
+    { dot_qk += dot(q_row[14u], k_chunk(row, g, 14u)); }
+    { dot_qk += dot(q_row[15u], k_chunk(row, g, 15u)); }
+    { dot_qk += dot(q_row[16u], k_chunk(row, g, 16u)); }
+    { dot_qk += dot(q_row[17u], k_chunk(row, g, 17u)); }
+    { dot_qk += dot(q_row[18u], k_chunk(row, g, 18u)); }
+    { dot_qk += dot(q_row[19u], k_chunk(row, g, 19u)); }
+    { dot_qk += dot(q_row[20u], k_chunk(row, g, 20u)); }
+    { dot_qk += dot(q_row[21u], k_chunk(row, g, 21u)); }
+    { dot_qk += dot(q_row[22u], k_chunk(row, g, 22u)); }
+    { dot_qk += dot(q_row[23u], k_chunk(row, g, 23u)); }
+    { dot_qk += dot(q_row[24u], k_chunk(row, g, 24u)); }
+    { dot_qk += dot(q_row[25u], k_chunk(row, g, 25u)); }
+    { dot_qk += dot(q_row[26u], k_chunk(row, g, 26u)); }
+    { dot_qk += dot(q_row[27u], k_chunk(row, g, 27u)); }
+    { dot_qk += dot(q_row[28u], k_chunk(row, g, 28u)); }
+    { dot_qk += dot(q_row[29u], k_chunk(row, g, 29u)); }
+    { dot_qk += dot(q_row[30u], k_chunk(row, g, 30u)); }
+    { dot_qk += dot(q_row[31u], k_chunk(row, g, 31u)); }
     let weight = online_weight(score(dot_qk));
-    for (var j = 0u; j < D4; j++) {
-      acc[j] += weight * v_chunk(row, g, j);
-    }
+    { acc[0u] += weight * v_chunk(row, g, 0u); }
+    { acc[1u] += weight * v_chunk(row, g, 1u); }
+    { acc[2u] += weight * v_chunk(row, g, 2u); }
+    { acc[3u] += weight * v_chunk(row, g, 3u); }
+    { acc[4u] += weight * v_chunk(row, g, 4u); }
+    { acc[5u] += weight * v_chunk(row, g, 5u); }
+    { acc[6u] += weight * v_chunk(row, g, 6u); }
+    { acc[7u] += weight * v_chunk(row, g, 7u); }
+    { acc[8u] += weight * v_chunk(row, g, 8u); }
+    { acc[9u] += weight * v_chunk(row, g, 9u); }
+    { acc[10u] += weight * v_chunk(row, g, 10u); }
+    { acc[11u] += weight * v_chunk(row, g, 11u); }
+    { acc[12u] += weight * v_chunk(row, g, 12u); }
+    { acc[13u] += weight * v_chunk(row, g, 13u); }
+    { acc[14u] += weight * v_chunk(row, g, 14u); }
+    { acc[15u] += weight * v_chunk(row, g, 15u); }
+    { acc[16u] += weight * v_chunk(row, g, 16u); }
+    { acc[17u] += weight * v_chunk(row, g, 17u); }
+    { acc[18u] += weight * v_chunk(row, g, 18u); }
+    { acc[19u] += weight * v_chunk(row, g, 19u); }
+    { acc[20u] += weight * v_chunk(row, g, 20u); }
+    { acc[21u] += weight * v_chunk(row, g, 21u); }
+    { acc[22u] += weight * v_chunk(row, g, 22u); }
+    { acc[23u] += weight * v_chunk(row, g, 23u); }
+    { acc[24u] += weight * v_chunk(row, g, 24u); }
+    { acc[25u] += weight * v_chunk(row, g, 25u); }
+    { acc[26u] += weight * v_chunk(row, g, 26u); }
+    { acc[27u] += weight * v_chunk(row, g, 27u); }
+    { acc[28u] += weight * v_chunk(row, g, 28u); }
+    { acc[29u] += weight * v_chunk(row, g, 29u); }
+    { acc[30u] += weight * v_chunk(row, g, 30u); }
+    { acc[31u] += weight * v_chunk(row, g, 31u); }
   }
 
   // o = acc / l, rounded once to q's dtype, two elements per word.
-  for (var j = 0u; j < D4; j++) {
-    let x = acc[j] / l_run;
-    o[q_word + 2u * j] = pack_q2(x.xy);
-    o[q_word + 2u * j + 1u] = pack_q2(x.zw);
-  }
+  { let x = acc[0u] / l_run; o[q_word + 2u * 0u] = pack_q2(x.xy); o[q_word + 2u * 0u + 1u] = pack_q2(x.zw); }
+  { let x = acc[1u] / l_run; o[q_word + 2u * 1u] = pack_q2(x.xy); o[q_word + 2u * 1u + 1u] = pack_q2(x.zw); }
+  { let x = acc[2u] / l_run; o[q_word + 2u * 2u] = pack_q2(x.xy); o[q_word + 2u * 2u + 1u] = pack_q2(x.zw); }
+  { let x = acc[3u] / l_run; o[q_word + 2u * 3u] = pack_q2(x.xy); o[q_word + 2u * 3u + 1u] = pack_q2(x.zw); }
+  { let x = acc[4u] / l_run; o[q_word + 2u * 4u] = pack_q2(x.xy); o[q_word + 2u * 4u + 1u] = pack_q2(x.zw); }
+  { let x = acc[5u] / l_run; o[q_word + 2u * 5u] = pack_q2(x.xy); o[q_word + 2u * 5u + 1u] = pack_q2(x.zw); }
+  { let x = acc[6u] / l_run; o[q_word + 2u * 6u] = pack_q2(x.xy); o[q_word + 2u * 6u + 1u] = pack_q2(x.zw); }
+  { let x = acc[7u] / l_run; o[q_word + 2u * 7u] = pack_q2(x.xy); o[q_word + 2u * 7u + 1u] = pack_q2(x.zw); }
+  { let x = acc[8u] / l_run; o[q_word + 2u * 8u] = pack_q2(x.xy); o[q_word + 2u * 8u + 1u] = pack_q2(x.zw); }
+  { let x = acc[9u] / l_run; o[q_word + 2u * 9u] = pack_q2(x.xy); o[q_word + 2u * 9u + 1u] = pack_q2(x.zw); }
+  { let x = acc[10u] / l_run; o[q_word + 2u * 10u] = pack_q2(x.xy); o[q_word + 2u * 10u + 1u] = pack_q2(x.zw); }
+  { let x = acc[11u] / l_run; o[q_word + 2u * 11u] = pack_q2(x.xy); o[q_word + 2u * 11u + 1u] = pack_q2(x.zw); }
+  { let x = acc[12u] / l_run; o[q_word + 2u * 12u] = pack_q2(x.xy); o[q_word + 2u * 12u + 1u] = pack_q2(x.zw); }
+  { let x = acc[13u] / l_run; o[q_word + 2u * 13u] = pack_q2(x.xy); o[q_word + 2u * 13u + 1u] = pack_q2(x.zw); }
+  { let x = acc[14u] / l_run; o[q_word + 2u * 14u] = pack_q2(x.xy); o[q_word + 2u * 14u + 1u] = pack_q2(x.zw); }
+  { let x = acc[15u] / l_run; o[q_word + 2u * 15u] = pack_q2(x.xy); o[q_word + 2u * 15u + 1u] = pack_q2(x.zw); }
+  { let x = acc[16u] / l_run; o[q_word + 2u * 16u] = pack_q2(x.xy); o[q_word + 2u * 16u + 1u] = pack_q2(x.zw); }
+  { let x = acc[17u] / l_run; o[q_word + 2u * 17u] = pack_q2(x.xy); o[q_word + 2u * 17u + 1u] = pack_q2(x.zw); }
+  { let x = acc[18u] / l_run; o[q_word + 2u * 18u] = pack_q2(x.xy); o[q_word + 2u * 18u + 1u] = pack_q2(x.zw); }
+  { let x = acc[19u] / l_run; o[q_word + 2u * 19u] = pack_q2(x.xy); o[q_word + 2u * 19u + 1u] = pack_q2(x.zw); }
+  { let x = acc[20u] / l_run; o[q_word + 2u * 20u] = pack_q2(x.xy); o[q_word + 2u * 20u + 1u] = pack_q2(x.zw); }
+  { let x = acc[21u] / l_run; o[q_word + 2u * 21u] = pack_q2(x.xy); o[q_word + 2u * 21u + 1u] = pack_q2(x.zw); }
+  { let x = acc[22u] / l_run; o[q_word + 2u * 22u] = pack_q2(x.xy); o[q_word + 2u * 22u + 1u] = pack_q2(x.zw); }
+  { let x = acc[23u] / l_run; o[q_word + 2u * 23u] = pack_q2(x.xy); o[q_word + 2u * 23u + 1u] = pack_q2(x.zw); }
+  { let x = acc[24u] / l_run; o[q_word + 2u * 24u] = pack_q2(x.xy); o[q_word + 2u * 24u + 1u] = pack_q2(x.zw); }
+  { let x = acc[25u] / l_run; o[q_word + 2u * 25u] = pack_q2(x.xy); o[q_word + 2u * 25u + 1u] = pack_q2(x.zw); }
+  { let x = acc[26u] / l_run; o[q_word + 2u * 26u] = pack_q2(x.xy); o[q_word + 2u * 26u + 1u] = pack_q2(x.zw); }
+  { let x = acc[27u] / l_run; o[q_word + 2u * 27u] = pack_q2(x.xy); o[q_word + 2u * 27u + 1u] = pack_q2(x.zw); }
+  { let x = acc[28u] / l_run; o[q_word + 2u * 28u] = pack_q2(x.xy); o[q_word + 2u * 28u + 1u] = pack_q2(x.zw); }
+  { let x = acc[29u] / l_run; o[q_word + 2u * 29u] = pack_q2(x.xy); o[q_word + 2u * 29u + 1u] = pack_q2(x.zw); }
+  { let x = acc[30u] / l_run; o[q_word + 2u * 30u] = pack_q2(x.xy); o[q_word + 2u * 30u + 1u] = pack_q2(x.zw); }
+  { let x = acc[31u] / l_run; o[q_word + 2u * 31u] = pack_q2(x.xy); o[q_word + 2u * 31u + 1u] = pack_q2(x.zw); }
 }

@@ -1,0 +1,122 @@
+/**
+ * Benchmarking one (case, kernel variant): plan once per input set, time `run` (encode +
+ * submit) with GPU timestamps where the adapter has them, rotate input sets when one would sit
+ * in the GPU's last-level cache, then verify the outputs of the timed runs once (a fast kernel
+ * that is wrong is reported as wrong, not fast).
+ * @module
+ */
+import type { GpuContext } from "../kernels/gpu.ts";
+import { planPagedPrefill, type PlannedPagedPrefill } from "../kernels/op.ts";
+import { readOutputs } from "../kernels/device_inputs.ts";
+import type { PagedPrefillInputs, PagedPrefillParams, Problem } from "../op/types.ts";
+import { rooflineBytes } from "../reports/roofline.ts";
+import type { Correctness } from "../reports/schema.ts";
+import { type TimingStats, timeGpu } from "./timing.ts";
+import { type CheckOptions, checkOutputs, poolVerdicts } from "./verify_case.ts";
+
+/**
+ * Last-level cache size assumed when choosing how many input sets to rotate. WebGPU does not
+ * expose it; an H200 has 50-60 MB of L2, an H100 50 MB.
+ */
+export const ASSUMED_LLC_BYTES = 64 * 1024 * 1024;
+
+/** Options of `benchCase()`. */
+export interface BenchCaseOptions extends CheckOptions {
+  kernel?: string;
+  /** @default 3 */
+  warmup?: number;
+  /** @default 10 */
+  iters?: number;
+  /** Keep timing until this many ms of samples. @default 0 */
+  minTimeMs?: number;
+  /** Input sets to rotate; default: enough to exceed twice the assumed LLC, at most 8. */
+  inputSets?: number;
+  /** Skip verification (correctness is then null). @default false */
+  noVerify?: boolean;
+  /** Called with the plan before timing (e.g. to dump WGSL). */
+  onPlan?: (planned: PlannedPagedPrefill) => Promise<void> | void;
+}
+
+/** What `benchCase()` measured. */
+export interface BenchCaseResult {
+  problem: Problem;
+  variant: string;
+  kernelKey: string;
+  timing: TimingStats;
+  inputSets: number;
+  correctness: Correctness | null;
+}
+
+/** The number of input sets to rotate for `problem` (compulsory bytes vs the assumed LLC). */
+export function inputSetsFor(problem: Problem): number {
+  const bytes = rooflineBytes({
+    qLens: problem.qLens,
+    cacheLens: problem.cacheLens,
+    numHeads: problem.numHeads,
+    numKvHeads: problem.numKvHeads,
+    headDim: problem.headDim,
+    qDtype: problem.qDtype,
+    cacheDtype: problem.cacheDtype,
+    maxPagesPerReq: problem.maxPagesPerReq,
+    isCausal: problem.isCausal,
+  }).total;
+  return Math.max(1, Math.min(8, Math.ceil((2 * ASSUMED_LLC_BYTES) / Math.max(1, bytes))));
+}
+
+/** Times and verifies the op for one input set on `gpu`. */
+export async function benchCase(
+  gpu: GpuContext,
+  inputs: PagedPrefillInputs,
+  params: PagedPrefillParams,
+  options: BenchCaseOptions = {},
+): Promise<BenchCaseResult> {
+  const first = await planPagedPrefill(gpu, inputs, params, options.kernel ? { kernel: options.kernel } : {});
+  const sets: PlannedPagedPrefill[] = [first];
+  try {
+    await options.onPlan?.(first);
+    const count = options.inputSets ?? inputSetsFor(first.problem);
+    // The same inputs uploaded again: distinct buffers, so caches cannot carry over.
+    for (let i = 1; i < count; i++) {
+      sets.push(await planPagedPrefill(gpu, inputs, params, { kernel: first.variant.name }));
+    }
+    let next = 0;
+    gpu.device.pushErrorScope("validation");
+    const timing = await timeGpu(gpu, (encoder, ts) => {
+      sets[next++ % sets.length]!.plan.encode(encoder, ts);
+    }, {
+      warmup: options.warmup ?? 3,
+      iters: options.iters ?? 10,
+      ...(options.minTimeMs !== undefined ? { minTimeMs: options.minTimeMs } : {}),
+    });
+    const error = await gpu.device.popErrorScope();
+    if (error) throw new Error(`Cannot run ${first.plan.key}: ${error.message}`);
+    let correctness: Correctness | null = null;
+    if (!options.noVerify) {
+      const outputs = await readOutputs(gpu, first.device, inputs);
+      const v = checkOutputs(inputs, first.problem, outputs, options);
+      const verdicts = poolVerdicts(inputs, first.problem, outputs, v);
+      const finite = (x: number) => (Number.isFinite(x) ? x : null);
+      correctness = {
+        ok: v.ok,
+        checkedRows: v.checkedRows,
+        totalRows: v.totalRows,
+        maxAbsErr: finite(v.output.maxAbsErr),
+        maxRelErr: finite(v.output.maxRelErr),
+        relL2Err: finite(v.output.relL2Err),
+        appendExact: verdicts.appendExact,
+        poolUnchanged: verdicts.poolUnchanged,
+        message: v.ok ? "ok" : v.message,
+      };
+    }
+    return {
+      problem: first.problem,
+      variant: first.variant.name,
+      kernelKey: first.plan.key,
+      timing,
+      inputSets: sets.length,
+      correctness,
+    };
+  } finally {
+    for (const s of sets) s.destroy();
+  }
+}

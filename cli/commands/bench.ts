@@ -1,0 +1,148 @@
+/**
+ * `paged-prefill bench`: times each selected workload on the GPU for every kernel variant that
+ * runs it, verifies each timed run once, and reports the roofline (SPEC §6, §7) as a terminal
+ * table, JSON, Markdown and HTML.
+ * @module
+ */
+import { Command } from "@commander-js/extra-typings";
+import { generateCase } from "../../workloads/generate.ts";
+import { randomSeed } from "../../workloads/random.ts";
+import type { WorkloadCase } from "../../workloads/loader.ts";
+import { validateProblem } from "../../op/validate.ts";
+import { benchCase } from "../../bench/bench_case.ts";
+import { measureCeilings } from "../../reports/ceilings.ts";
+import { buildReport, buildResult, describeEnvironment } from "../../reports/build.ts";
+import type { BenchResult, CaseShape } from "../../reports/schema.ts";
+import { writeReport } from "../../reports/schema.ts";
+import { renderTable } from "../../reports/render_table.ts";
+import { renderMarkdown } from "../../reports/render_markdown.ts";
+import { renderHtml } from "../../reports/render_html.ts";
+import type { GpuBackend } from "../../kernels/gpu.ts";
+import type { Problem } from "../../op/types.ts";
+import { addWorkloadOptions, selectCases, type WorkloadFlags } from "../workload_options.ts";
+import { addBackendOption, describeGpu, gpuFromFlags } from "../gpu_options.ts";
+import { addKernelOptions, variantsFor } from "../kernel_options.ts";
+import { ExitCode } from "../errors.ts";
+import { err, out, progressBar, useColor } from "../output.ts";
+import { args as runtimeArgs, writeTextFile } from "../runtime.ts";
+import { intFlag } from "../parse.ts";
+import { dumpWgsl } from "../dump_wgsl.ts";
+
+/** Flags of `bench`. */
+export interface BenchFlags extends WorkloadFlags {
+  backend?: GpuBackend;
+  kernel?: string;
+  strategy?: "fused" | "dequant";
+  seed?: number;
+  iters?: number;
+  warmup?: number;
+  minTime?: number;
+  rows?: number;
+  json?: string;
+  md?: string;
+  html?: string;
+  refreshCeilings?: boolean;
+  verify?: boolean;
+  dumpWgsl?: string;
+}
+
+/** The report's shape block of a case. */
+export function caseShapeOf(c: WorkloadCase, problem: Problem, seed: number): CaseShape {
+  return {
+    batch: problem.batch,
+    qLens: [...problem.qLens],
+    cacheLens: [...problem.cacheLens],
+    numHeads: problem.numHeads,
+    numKvHeads: problem.numKvHeads,
+    headDim: problem.headDim,
+    pageSize: problem.pageSize,
+    maxPagesPerReq: problem.maxPagesPerReq,
+    qDtype: problem.qDtype,
+    cacheDtype: problem.cacheDtype,
+    isCausal: problem.isCausal,
+    softcap: problem.softcap,
+    smScale: problem.smScale,
+    pageOrder: c.pageOrder,
+    seed,
+  };
+}
+
+/** Builds the `bench` command. */
+export function benchCommand(setExit: (code: number) => void) {
+  const command = addKernelOptions(addBackendOption(addWorkloadOptions(
+    new Command("bench")
+      .description(
+        "time the kernels on the GPU, verify each timed run, and report TFLOP/s, GB/s and % of the measured roofline",
+      )
+      .option("--iters <n>", "timed iterations", intFlag("--iters", 1))
+      .option("--warmup <n>", "untimed iterations first", intFlag("--warmup", 0))
+      .option("--min-time <ms>", "keep timing until the samples add up to this many ms", intFlag("--min-time", 0))
+      .option("--seed <n>", "seed of the generated inputs (default: fresh each run)", intFlag("--seed", 0))
+      .option("--rows <n>", "query rows verified per request (default: all, sampled when large)", intFlag("--rows", 2))
+      .option("--no-verify", "skip verification of the timed runs")
+      .option("--refresh-ceilings", "measure the adapter's ceilings again instead of using the cache")
+      .option("--json <file>", "write the report as JSON")
+      .option("--md <file>", "write the report as Markdown")
+      .option("--html <file>", "write the report as a self-contained HTML page with a roofline plot")
+      .option("--dump-wgsl <dir>", "write the generated WGSL of every planned kernel into this folder"),
+  )));
+  return command.action(async (flags) => {
+    const f = flags as unknown as BenchFlags;
+    const cases = selectCases(f, "default");
+    const gpu = await gpuFromFlags(f);
+    err(`bench on ${describeGpu(gpu)}: ${cases.length} workload(s)\n`);
+    const results: BenchResult[] = [];
+    let report;
+    try {
+      const ceilings = await measureCeilings(gpu, {
+        refresh: f.refreshCeilings ?? false,
+        onProgress: (line) => err(`ceilings: ${line}\n`),
+      });
+      const environment = describeEnvironment(gpu, ceilings);
+      const bar = progressBar(cases.length);
+      for (const c of cases) {
+        bar.tick(c.id);
+        const seed = f.seed ?? randomSeed();
+        const { inputs, params } = generateCase(c, seed);
+        const problem = validateProblem(inputs, params);
+        for (const variant of variantsFor(problem, gpu, f, "all")) {
+          const r = await benchCase(gpu, inputs, params, {
+            kernel: variant.name,
+            ...(f.iters !== undefined ? { iters: f.iters } : {}),
+            ...(f.warmup !== undefined ? { warmup: f.warmup } : {}),
+            ...(f.minTime !== undefined ? { minTimeMs: f.minTime } : {}),
+            ...(f.rows !== undefined ? { rowsPerRequest: f.rows } : {}),
+            ...(c.verifyRows !== undefined && f.rows === undefined ? { rowsPerRequest: c.verifyRows } : {}),
+            sampleSeed: seed,
+            noVerify: f.verify === false,
+            onPlan: f.dumpWgsl ? async (p) => void await dumpWgsl(f.dumpWgsl!, p.plan) : undefined,
+          });
+          const result = buildResult({
+            workload: { id: c.id, label: c.label, ...(c.notes ? { notes: c.notes } : {}) },
+            case: caseShapeOf(c, problem, seed),
+            kernel: { name: r.variant, key: r.kernelKey },
+            timing: r.timing,
+            correctness: r.correctness,
+          }, environment.ceilings);
+          results.push(result);
+          if (r.correctness && !r.correctness.ok) {
+            err(`FAIL ${c.id} [${r.variant}] ${r.correctness.message}\n`);
+          }
+        }
+      }
+      bar.done();
+      report = buildReport(environment, results, {
+        command: ["paged-prefill", "bench", ...runtimeArgs().slice(1)],
+        tool: { name: "paged-prefill", version: "0.1.0" },
+      });
+    } finally {
+      gpu.destroy();
+    }
+    out(renderTable(report, { color: useColor() }));
+    if (f.json) await writeReport(f.json, report);
+    if (f.md) await writeTextFile(f.md, renderMarkdown(report));
+    if (f.html) await writeTextFile(f.html, renderHtml(report));
+    const failed = results.filter((r) => r.correctness && !r.correctness.ok).length;
+    setExit(failed > 0 ? ExitCode.checkFailed : ExitCode.ok);
+  });
+}

@@ -1,0 +1,66 @@
+/**
+ * `paged-prefill report A.json [B.json]`: renders a bench report (validated on read) as a
+ * table, Markdown or HTML; with two reports, compares them workload by workload and exits 1 on
+ * a regression or a result that went from correct to wrong.
+ * @module
+ */
+import { Command, Option } from "@commander-js/extra-typings";
+import { readReport } from "../../reports/schema.ts";
+import { renderTable } from "../../reports/render_table.ts";
+import { renderMarkdown } from "../../reports/render_markdown.ts";
+import { renderHtml } from "../../reports/render_html.ts";
+import {
+  compareReports,
+  renderComparisonMarkdown,
+  renderComparisonTable,
+} from "../../reports/compare.ts";
+import { ExitCode } from "../errors.ts";
+import { out } from "../output.ts";
+import { useColor } from "../output.ts";
+import { writeTextFile } from "../runtime.ts";
+import { choiceFlag, numberFlag } from "../parse.ts";
+
+/** Flags of `report`. */
+export interface ReportFlags {
+  format?: "table" | "md" | "html";
+  md?: string;
+  html?: string;
+  threshold?: number;
+}
+
+/** Builds the `report` command. */
+export function reportCommand(setExit: (code: number) => void) {
+  return new Command("report")
+    .description("render a bench report, or compare two (base, head)")
+    .argument("<report>", "bench report JSON (base when a second is given)")
+    .argument("[head]", "a second report to compare against the first")
+    .addOption(
+      new Option("--format <format>", "stdout format: table, md or html")
+        .argParser(choiceFlag("--format", ["table", "md", "html"] as const)),
+    )
+    .option("--md <file>", "also write Markdown")
+    .option("--html <file>", "also write HTML (single report)")
+    .option("--threshold <fraction>", "regression threshold on median time (default 0.05)", numberFlag("--threshold"))
+    .action(async (basePath, headPath, flags) => {
+      const f = flags as unknown as ReportFlags;
+      const format = f.format ?? "table";
+      const base = await readReport(basePath);
+      if (headPath === undefined) {
+        const text = format === "md"
+          ? renderMarkdown(base)
+          : format === "html"
+          ? renderHtml(base)
+          : renderTable(base, { color: useColor() });
+        out(text);
+        if (f.md) await writeTextFile(f.md, renderMarkdown(base));
+        if (f.html) await writeTextFile(f.html, renderHtml(base));
+        setExit(ExitCode.ok);
+        return;
+      }
+      const head = await readReport(headPath);
+      const cmp = compareReports(base, head, f.threshold !== undefined ? { threshold: f.threshold } : {});
+      out(format === "md" ? renderComparisonMarkdown(cmp) : renderComparisonTable(cmp, { color: useColor() }));
+      if (f.md) await writeTextFile(f.md, renderComparisonMarkdown(cmp));
+      setExit(cmp.ok ? ExitCode.ok : ExitCode.checkFailed);
+    }) as unknown as Command<[], Record<string, unknown>>;
+}

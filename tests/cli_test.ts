@@ -1,0 +1,112 @@
+import assert from "node:assert/strict";
+import { errorLines, runCli } from "./_cli.ts";
+import { readSafetensors } from "../io/safetensors.ts";
+import { writeCase } from "../io/case_file.ts";
+import { generateCase } from "../workloads/generate.ts";
+import { adHocCase } from "../workloads/loader.ts";
+
+Deno.test("every command prints its help to stdout with exit code 0", async () => {
+  for (const command of ["verify", "bench", "run", "list", "info", "ceilings", "report"]) {
+    const r = await runCli(command, "-h");
+    assert.equal(r.code, 0, `${command} -h: ${r.stderr}`);
+    assert.match(r.stdout, new RegExp(`Usage: paged-prefill ${command}`));
+  }
+  const top = await runCli("--help");
+  assert.equal(top.code, 0);
+  for (const command of ["verify", "bench", "run", "list", "info", "ceilings", "report"]) {
+    assert.match(top.stdout, new RegExp(`\\b${command}\\b`));
+  }
+});
+
+Deno.test("an unknown flag or command is rejected with exit code 2 and one error line", async () => {
+  for (
+    const args of [
+      ["verify", "--bogus"],
+      ["frobnicate"],
+      ["verify", "--page-size", "abc"],
+      ["verify", "--dtype", "f32"],
+      ["bench", "--iters", "0"],
+      ["verify", "extra-argument"],
+    ]
+  ) {
+    const r = await runCli(...args);
+    assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+    assert.equal(errorLines(r).length, 1, `${args.join(" ")}: ${r.stderr}`);
+  }
+  const bad = await runCli("verify", "--page-size", "abc");
+  assert.match(bad.stderr, /--page-size.*whole number.*"abc"/);
+});
+
+Deno.test("list prints every manifest row including the seed workload", async () => {
+  const r = await runCli("list");
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /llama-3\.1-8b-prefill-paged-pg64-4k-old-512-new/);
+  assert.match(r.stdout, /qwen35-9b-prefill-paged-mixed-b8-p64/);
+});
+
+Deno.test("verify of an ad hoc problem on the software GPU passes and says so", async () => {
+  const r = await runCli(
+    "verify",
+    "--batch",
+    "3",
+    "--q-len",
+    "5,0,9",
+    "--cache-len",
+    "20,3,0",
+    "--page-size",
+    "4",
+    "--heads",
+    "4",
+    "--heads-kv",
+    "2",
+    "--head-dim",
+    "32",
+    "--seed",
+    "7",
+  );
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /PASS/);
+  assert.doesNotMatch(r.stdout, /FAIL/);
+  assert.match(r.stdout, /\b\d+ passed, 0 failed/);
+});
+
+Deno.test("a manifest selection that matches nothing exits 2 naming it", async () => {
+  const r = await runCli("verify", "--workload", "no-such-row");
+  assert.equal(r.code, 2);
+  assert.match(errorLines(r)[0] ?? "", /no-such-row/);
+});
+
+Deno.test("run --case writes o and both pools in the input's dtypes", async () => {
+  const dir = await Deno.makeTempDir();
+  const { inputs, params } = generateCase(
+    adHocCase({ batch: 2, qLen: [3, 6], cacheLen: [5, 17], pageSize: 8, cacheDtype: "int8" }),
+    11,
+  );
+  await writeCase(`${dir}/in.safetensors`, { inputs, params });
+  const r = await runCli("run", "--case", `${dir}/in.safetensors`, "--out", `${dir}/out.safetensors`);
+  assert.equal(r.code, 0, r.stderr);
+  const out = await readSafetensors(`${dir}/out.safetensors`);
+  assert.deepEqual([...out.tensors.keys()].sort(), ["k_pages", "o", "v_pages"]);
+  assert.equal(out.tensors.get("o")!.dtype, "f16");
+  assert.deepEqual(out.tensors.get("o")!.shape, [9, 8, 64]);
+  assert.equal(out.tensors.get("k_pages")!.dtype, "i8");
+  assert.deepEqual(out.tensors.get("k_pages")!.shape, inputs.kPages.shape);
+  const v = await runCli("verify", "--case", `${dir}/in.safetensors`);
+  assert.equal(v.code, 0, v.stdout + v.stderr);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a rejected case exits 2 with one line and writes no output file", async () => {
+  const dir = await Deno.makeTempDir();
+  const { inputs, params } = generateCase(adHocCase({ batch: 2, pageSize: 8 }), 3);
+  const table = inputs.blockTable.data as Int32Array;
+  table[0] = 1_000_000; // a referenced entry far outside the pool
+  await writeCase(`${dir}/bad.safetensors`, { inputs, params });
+  const r = await runCli("run", "--case", `${dir}/bad.safetensors`, "--out", `${dir}/out.safetensors`);
+  assert.equal(r.code, 2, r.stderr);
+  const lines = errorLines(r);
+  assert.equal(lines.length, 1, r.stderr);
+  assert.match(lines[0]!, /block_table\[0\]\[0\] = 1000000/);
+  await assert.rejects(Deno.stat(`${dir}/out.safetensors`), Deno.errors.NotFound);
+  await Deno.remove(dir, { recursive: true });
+});

@@ -5,7 +5,18 @@
  * @module
  */
 
-/** Prefix of every message of a rejected call. */
+/**
+ * Prefix of every message of a rejected call.
+ *
+ * @example
+ * ```ts
+ * import { OP_ERROR_PREFIX } from "./errors.ts";
+ * const rejected = (e: Error) => e.message.startsWith(`${OP_ERROR_PREFIX}: `);
+ * if (!rejected(new RangeError(`${OP_ERROR_PREFIX}: page_size must be a power of two >= 1, got 3`))) {
+ *   throw new Error();
+ * }
+ * ```
+ */
 export const OP_ERROR_PREFIX = "Cannot run paged prefill";
 
 /**

@@ -9,24 +9,46 @@
  * case exactly.
  * @module
  */
-import type {
-  CacheDtype,
-  PagedPrefillInputs,
-  PagedPrefillParams,
-  QDtype,
-  Tensor,
+import {
+  CACHE_TENSOR_DTYPE,
+  type CacheDtype,
+  type PagedPrefillInputs,
+  type PagedPrefillParams,
+  type QDtype,
+  type Tensor,
 } from "../op/types.ts";
 import { e4m3Encode, int8Encode, numberToBf16Bits } from "../reference/codecs.ts";
 import type { WorkloadCase } from "./loader.ts";
 import { createRng, type Rng } from "./random.ts";
 
-/** Options of {@linkcode generateCase}. */
+/**
+ * Options of {@linkcode generateCase}.
+ *
+ * @example
+ * ```ts
+ * import { generateCase, type GenerateOptions } from "./generate.ts";
+ * import { adHocCase } from "./loader.ts";
+ * const options: GenerateOptions = { sparePages: 8 };
+ * const { layout } = generateCase(adHocCase(), 1, options);
+ * if (layout.numPages !== 2 * 17 + 8) throw new Error();
+ * ```
+ */
 export interface GenerateOptions {
   /** Physical pages added to the pool beyond `batch * max_pages_per_req`. @default 3 */
   sparePages?: number;
 }
 
-/** Where the generator put things: facts tests and reports may want. */
+/**
+ * Where the generator put things: facts tests and reports may want.
+ *
+ * @example
+ * ```ts
+ * import { generateCase } from "./generate.ts";
+ * import { adHocCase } from "./loader.ts";
+ * const { layout } = generateCase(adHocCase({ pageOrder: "shared-prefix", cacheLen: 200 }), 5);
+ * if (layout.sharedPrefixPages !== Math.floor(200 / 16)) throw new Error();
+ * ```
+ */
 export interface GeneratedLayout {
   /** Physical pages in the pool (P_tokens / page_size). */
   numPages: number;
@@ -38,7 +60,17 @@ export interface GeneratedLayout {
   oldSlotsWritten: number;
 }
 
-/** A generated case: the op's inputs and params, the seed they came from and the layout. */
+/**
+ * A generated case: the op's inputs and params, the seed they came from and the layout.
+ *
+ * @example
+ * ```ts
+ * import { type GeneratedCase, generateCase } from "./generate.ts";
+ * import { adHocCase } from "./loader.ts";
+ * const g: GeneratedCase = generateCase(adHocCase({ cacheDtype: "fp8" }), 9);
+ * if (g.seed !== 9 || g.inputs.kScale?.shape[0] !== 1 || g.params.pageSize !== 16) throw new Error();
+ * ```
+ */
 export interface GeneratedCase {
   inputs: PagedPrefillInputs;
   params: PagedPrefillParams;
@@ -123,11 +155,7 @@ export function generateCase(
   const vScale = _fillOld(c, vPool, slots, vNew, rng.fork(_STREAM.vOld), rng.fork(_STREAM.vScale));
 
   const poolShape = [numPages * ps, Hkv, D];
-  const tensorDtype = c.cacheDtype === "fp8_e4m3"
-    ? "f8_e4m3"
-    : c.cacheDtype === "int8"
-    ? "i8"
-    : c.cacheDtype;
+  const tensorDtype = CACHE_TENSOR_DTYPE[c.cacheDtype];
   const inputs: PagedPrefillInputs = {
     q: { dtype: c.qDtype, shape: [totalQ, H, D], data: q },
     kNew: { dtype: c.qDtype, shape: [totalQ, Hkv, D], data: kNew },

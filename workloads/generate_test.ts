@@ -13,6 +13,10 @@ import {
 import { PAGE_ORDERS } from "./schema.ts";
 import { randomSeed } from "./random.ts";
 
+/** One fresh seed per run (SPEC §4); pin it with SEED=... to reproduce a failure. */
+const SEED = Number(Deno.env.get("SEED") ?? randomSeed());
+const at = (what: string) => `${what} (seed ${SEED})`;
+
 const CACHES: Record<QDtype, CacheDtype[]> = {
   f16: ["f16", "fp8_e4m3", "int8"],
   bf16: ["bf16", "fp8_e4m3", "int8"],
@@ -81,7 +85,7 @@ function moments(values: ArrayLike<number>) {
 }
 
 Deno.test("generateCase() is deterministic per seed", () => {
-  const seed = randomSeed();
+  const seed = SEED;
   for (
     const c of [
       small({ pageOrder: "permuted", cacheDtype: "int8" }),
@@ -96,7 +100,7 @@ Deno.test("generateCase() is deterministic per seed", () => {
 
 Deno.test("generateCase() gives different inputs for different seeds", () => {
   const c = small({ pageOrder: "permuted", cacheDtype: "int8" });
-  const seed = randomSeed();
+  const seed = SEED;
   const a = generateCase(c, seed).inputs, b = generateCase(c, seed + 1).inputs;
   for (
     const key of [
@@ -115,7 +119,7 @@ Deno.test("generateCase() gives different inputs for different seeds", () => {
 });
 
 Deno.test("generateCase() makes valid problems for every q dtype, cache dtype and page order", () => {
-  const seed = randomSeed();
+  const seed = SEED;
   for (const dtype of ["f16", "bf16"] as const) {
     for (const cacheDtype of CACHES[dtype]) {
       for (const pageOrder of PAGE_ORDERS) {
@@ -144,7 +148,7 @@ Deno.test("generateCase() makes valid problems for every q dtype, cache dtype an
 });
 
 Deno.test("generateCase() makes valid problems for the default manifest cases", () => {
-  const seed = randomSeed();
+  const seed = SEED;
   for (const c of expandCases(loadManifest(), { tag: "default" })) {
     const { inputs, params } = generateCase(c, seed);
     const p = validateProblem(inputs, params);
@@ -160,14 +164,14 @@ Deno.test("generateCase() makes valid problems for the default manifest cases", 
 
 Deno.test("generateCase() adds the requested spare pages to the pool", () => {
   const c = small();
-  const g = generateCase(c, randomSeed(), { sparePages: 10 });
+  const g = generateCase(c, SEED, { sparePages: 10 });
   assert.equal(g.layout.numPages, 3 * 12 + 10);
   assert.deepEqual(g.inputs.kPages.shape, [(3 * 12 + 10) * 8, 2, 16]);
 });
 
 Deno.test("contiguous order maps logical page j of request b to physical page b * max_pages + j", () => {
   const c = small({ pageOrder: "contiguous" });
-  const table = generateCase(c, randomSeed()).inputs.blockTable.data as Int32Array;
+  const table = generateCase(c, SEED).inputs.blockTable.data as Int32Array;
   for (let b = 0; b < 3; b++) {
     const referenced = Math.ceil((c.qLens[b]! + c.cacheLens[b]!) / 8);
     for (let j = 0; j < referenced; j++) assert.equal(table[b * 12 + j], b * 12 + j);
@@ -176,7 +180,7 @@ Deno.test("contiguous order maps logical page j of request b to physical page b 
 
 Deno.test("permuted order references distinct physical pages scattered over the pool", () => {
   const c = small({ pageOrder: "permuted", batch: 3, qLen: 40, cacheLen: 50 });
-  const g = generateCase(c, randomSeed());
+  const g = generateCase(c, SEED);
   const table = g.inputs.blockTable.data as Int32Array;
   const pages: number[] = [];
   for (let b = 0; b < 3; b++) for (let j = 0; j < 12; j++) pages.push(table[b * 12 + j]!);
@@ -189,7 +193,7 @@ Deno.test("permuted order references distinct physical pages scattered over the 
 Deno.test("shared-prefix order maps the common full prefix pages of all requests to the same physical pages", () => {
   const cacheLens = [37, 20, 64];
   const c = small({ pageOrder: "shared-prefix", cacheLen: cacheLens });
-  const g = generateCase(c, randomSeed());
+  const g = generateCase(c, SEED);
   const table = g.inputs.blockTable.data as Int32Array;
   const shared = Math.floor(20 / 8); // 2 full pages before every request's append region
   assert.equal(g.layout.sharedPrefixPages, shared);
@@ -218,14 +222,14 @@ Deno.test("shared-prefix order maps the common full prefix pages of all requests
 
 Deno.test("shared-prefix order without a full common page is a plain permutation", () => {
   const c = small({ pageOrder: "shared-prefix", cacheLen: [37, 5, 64] });
-  const g = generateCase(c, randomSeed());
+  const g = generateCase(c, SEED);
   assert.equal(g.layout.sharedPrefixPages, 0);
   assert.doesNotThrow(() => validateProblem(g.inputs, g.params));
 });
 
 Deno.test("unreferenced block_table entries hold junk: -1, stale in-range ids and out-of-range ids", () => {
   const c = small({ qLen: [1, 1, 1], cacheLen: [3, 4, 5], maxPagesPerReq: 40 });
-  const g = generateCase(c, randomSeed());
+  const g = generateCase(c, SEED);
   const table = g.inputs.blockTable.data as Int32Array;
   const junk: number[] = [];
   for (let b = 0; b < 3; b++) junk.push(...table.subarray(b * 40 + 1, (b + 1) * 40));
@@ -239,7 +243,7 @@ Deno.test("unreferenced block_table entries hold junk: -1, stale in-range ids an
 Deno.test("pools start as random canary bytes that old slots overwrite and unreferenced slots keep", () => {
   for (const cacheDtype of ["f16", "fp8_e4m3", "int8"] as const) {
     const c = small({ cacheDtype, pageOrder: "permuted", maxPagesPerReq: 30 });
-    const g = generateCase(c, randomSeed());
+    const g = generateCase(c, SEED);
     const E = 2 * 16;
     const { old } = slotSets(g.inputs, c);
     const bytesPerSlot = E * (cacheDtype === "f16" ? 2 : 1);
@@ -250,9 +254,12 @@ Deno.test("pools start as random canary bytes that old slots overwrite and unref
       for (let s = 0; s < slots; s++) {
         if (!old.has(s)) canary.push(...bytes.subarray(s * bytesPerSlot, (s + 1) * bytesPerSlot));
       }
-      assert.ok(new Set(canary).size >= 250, `${cacheDtype} ${which}: canary bytes look random`);
+      assert.ok(
+        new Set(canary).size >= 250,
+        at(`${cacheDtype} ${which}: canary bytes look random`),
+      );
       const zeros = canary.filter((x) => x === 0).length;
-      assert.ok(zeros < canary.length / 64, `${cacheDtype} ${which}: ${zeros} zero bytes`);
+      assert.ok(zeros < canary.length / 64, at(`${cacheDtype} ${which}: ${zeros} zero bytes`));
       if (cacheDtype === "fp8_e4m3") {
         assert.ok(canary.some((x) => (x & 0x7F) === 0x7F), "fp8 canaries include NaN codes");
       }
@@ -272,7 +279,7 @@ Deno.test("old slots decode to finite random normal values", () => {
         cacheDtype,
         pageOrder: "permuted",
       });
-      const g = generateCase(c, randomSeed());
+      const g = generateCase(c, SEED);
       const { old } = slotSets(g.inputs, c);
       const E = c.numKvHeads * c.headDim;
       for (const which of ["k", "v"] as const) {
@@ -280,11 +287,11 @@ Deno.test("old slots decode to finite random normal values", () => {
         for (const slot of old) values.push(...decodeSlot(g.inputs, which, slot, E));
         assert.ok(
           values.every(Number.isFinite),
-          `${cacheDtype} ${which}: no NaN or Inf in old slots`,
+          at(`${cacheDtype} ${which}: no NaN or Inf in old slots`),
         );
         const { mean, std } = moments(values);
-        assert.ok(Math.abs(mean) < 0.02, `${cacheDtype} ${which}: mean ${mean}`);
-        assert.ok(Math.abs(std - 1) < 0.1, `${cacheDtype} ${which}: std ${std}`);
+        assert.ok(Math.abs(mean) < 0.02, at(`${cacheDtype} ${which}: mean ${mean}`));
+        assert.ok(Math.abs(std - 1) < 0.1, at(`${cacheDtype} ${which}: std ${std}`));
       }
     }
   }
@@ -293,13 +300,13 @@ Deno.test("old slots decode to finite random normal values", () => {
 Deno.test("q, k_new and v_new are random normal values in the q dtype", () => {
   for (const dtype of ["f16", "bf16"] as const) {
     const c = adHocCase({ batch: 2, qLen: 300, dtype });
-    const { inputs } = generateCase(c, randomSeed());
+    const { inputs } = generateCase(c, SEED);
     for (const key of ["q", "kNew", "vNew"] as const) {
       assert.equal(inputs[key].dtype, dtype);
       const values = decodeHalfArray(dtype, inputs[key].data);
       const { mean, std } = moments(values);
-      assert.ok(Math.abs(mean) < 0.03, `${key} mean ${mean}`);
-      assert.ok(Math.abs(std - 1) < 0.03, `${key} std ${std}`);
+      assert.ok(Math.abs(mean) < 0.03, at(`${key} mean ${mean}`));
+      assert.ok(Math.abs(std - 1) < 0.03, at(`${key} std ${std}`));
       assert.ok(values.every(Number.isFinite));
       assert.ok(values.filter((v) => v === 0).length < values.length / 1000);
     }
@@ -309,9 +316,9 @@ Deno.test("q, k_new and v_new are random normal values in the q dtype", () => {
 
 Deno.test("fp8 scales are per tensor and int8 scales per channel, from maxabs over the data", () => {
   for (let i = 0; i < 6; i++) {
-    const seed = randomSeed();
-    const fp8 = generateCase(small({ cacheDtype: "fp8" }), seed).inputs;
-    const int8 = generateCase(small({ cacheDtype: "int8" }), seed).inputs;
+    const seed = SEED;
+    const fp8 = generateCase(small({ cacheDtype: "fp8" }), seed + i).inputs;
+    const int8 = generateCase(small({ cacheDtype: "int8" }), seed + i).inputs;
     assert.deepEqual([fp8.kScale!.shape, fp8.vScale!.shape], [[1], [1]]);
     assert.deepEqual([int8.kScale!.shape, int8.vScale!.shape], [[2, 16], [2, 16]]);
     for (const [inputs, qmax] of [[fp8, 448], [int8, 127]] as const) {
@@ -331,7 +338,7 @@ Deno.test("fp8 scales are per tensor and int8 scales per channel, from maxabs ov
           const s = scale.data[k]!;
           assert.ok(Number.isFinite(s) && s > 0);
           // maxabs over k_new and old rows >= maxabs(k_new); factor >= 0.5.
-          assert.ok(s * qmax >= 0.5 * m * (1 - 1e-6), `scale ${s} for maxabs ${m}`);
+          assert.ok(s * qmax >= 0.5 * m * (1 - 1e-6), at(`scale ${s} for maxabs ${m}`));
         }
       }
     }
@@ -340,14 +347,14 @@ Deno.test("fp8 scales are per tensor and int8 scales per channel, from maxabs ov
 
 Deno.test("some int8 appends saturate: a k_new value beyond 127 codes of its channel scale", () => {
   const c = small({ cacheDtype: "int8", headDim: 64, qLen: [30, 40, 50], maxPagesPerReq: 16 });
-  const { inputs } = generateCase(c, randomSeed());
+  const { inputs } = generateCase(c, SEED);
   const values = decodeHalfArray("f16", inputs.kNew.data);
   const scale = inputs.kScale!.data, E = scale.length;
   let saturating = 0;
   for (let i = 0; i < values.length; i++) {
     if (Math.abs(values[i]! / scale[i % E]!) > 127.5) saturating++;
   }
-  assert.ok(saturating > 0);
+  assert.ok(saturating > 0, at("no saturating append"));
 });
 
 Deno.test("quantizeFast() matches e4m3Encode and int8Encode on random values, ties and edges", () => {

@@ -17,13 +17,40 @@ import {
 } from "./schema.ts";
 import { EMBEDDED_MANIFEST_YAML } from "./manifest_embedded.ts";
 
-/** Location of the default manifest, beside this module. */
+/**
+ * Location of the default manifest, beside this module.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_MANIFEST_URL } from "./loader.ts";
+ * if (!DEFAULT_MANIFEST_URL.pathname.endsWith("/workloads/manifest.yaml")) throw new Error();
+ * ```
+ */
 export const DEFAULT_MANIFEST_URL: URL = new URL("./manifest.yaml", import.meta.url);
 
-/** Name the embedded default manifest goes by in error messages. */
+/**
+ * Name the embedded default manifest goes by in error messages.
+ *
+ * @example
+ * ```ts
+ * import { EMBEDDED_MANIFEST_NAME, parseManifest } from "./loader.ts";
+ * import { EMBEDDED_MANIFEST_YAML } from "./manifest_embedded.ts";
+ * const m = parseManifest(EMBEDDED_MANIFEST_YAML, EMBEDDED_MANIFEST_NAME);
+ * if (m.version !== 1) throw new Error();
+ * ```
+ */
 export const EMBEDDED_MANIFEST_NAME = "workloads/manifest.yaml (embedded)";
 
-/** One runnable workload: a manifest row (or ad-hoc flags) at one q dtype, fully resolved. */
+/**
+ * One runnable workload: a manifest row (or ad-hoc flags) at one q dtype, fully resolved.
+ *
+ * @example
+ * ```ts
+ * import { adHocCase, type WorkloadCase } from "./loader.ts";
+ * const c: WorkloadCase = adHocCase({ batch: 2, qLen: [3, 5] });
+ * if (c.id !== `${c.label}/f16` || c.qLens.join() !== "3,5") throw new Error();
+ * ```
+ */
 export interface WorkloadCase {
   /** `${label}/${qDtype}`, unique within a manifest. */
   id: string;
@@ -147,6 +174,14 @@ export function loadManifest(path?: string | URL): Manifest {
 /**
  * Which cases {@linkcode expandCases} keeps; every field given must match (AND), and a list
  * matches when any entry does (OR).
+ *
+ * @example
+ * ```ts
+ * import { type CaseFilter, expandCases, loadManifest } from "./loader.ts";
+ * const filter: CaseFilter = { label: "llama*", pageSize: [16, 32], qDtype: "bf16" };
+ * const cases = expandCases(loadManifest(), filter);
+ * if (!cases.every((c) => c.qDtype === "bf16" && c.pageSize <= 32)) throw new Error();
+ * ```
  */
 export interface CaseFilter {
   /**
@@ -282,7 +317,16 @@ export function expandCases(manifest: Manifest, filter?: CaseFilter): WorkloadCa
   return out;
 }
 
-/** CLI-style options of an ad-hoc case; each has the default shown. */
+/**
+ * CLI-style options of an ad-hoc case; each has the default shown.
+ *
+ * @example
+ * ```ts
+ * import { adHocCase, type AdHocOptions } from "./loader.ts";
+ * const options: AdHocOptions = { heads: 32, headsKv: 8, headDim: 128, pageSize: 64 };
+ * if (adHocCase(options).numHeads !== 32) throw new Error();
+ * ```
+ */
 export interface AdHocOptions {
   /** @default 2 */
   batch?: number;

@@ -34,22 +34,73 @@
 import { z } from "zod";
 import { isPowerOfTwo, isSupportedHeadDim, SUPPORTED_HEAD_DIMS } from "../op/validate.ts";
 
-/** Version of the manifest format this module reads. */
+/**
+ * Version of the manifest format this module reads.
+ *
+ * @example
+ * ```ts
+ * import { MANIFEST_VERSION } from "./schema.ts";
+ * const doc = { version: MANIFEST_VERSION, ops: [] };
+ * if (doc.version !== 1) throw new Error();
+ * ```
+ */
 export const MANIFEST_VERSION = 1;
 
-/** q dtypes a row may list. */
+/**
+ * q dtypes a row may list.
+ *
+ * @example
+ * ```ts
+ * import { MANIFEST_Q_DTYPES } from "./schema.ts";
+ * if (!MANIFEST_Q_DTYPES.includes("bf16")) throw new Error();
+ * ```
+ */
 export const MANIFEST_Q_DTYPES = ["f16", "bf16"] as const;
 
-/** Cache dtypes a row may name; "same" means the cache has the q dtype. */
+/**
+ * Cache dtypes a row may name; "same" means the cache has the q dtype.
+ *
+ * @example
+ * ```ts
+ * import { MANIFEST_CACHE_DTYPES } from "./schema.ts";
+ * if (MANIFEST_CACHE_DTYPES.join() !== "same,fp8_e4m3,int8") throw new Error();
+ * ```
+ */
 export const MANIFEST_CACHE_DTYPES = ["same", "fp8_e4m3", "int8"] as const;
 
-/** How the generator lays requests' logical pages onto the physical pool. */
+/**
+ * How the generator lays requests' logical pages onto the physical pool.
+ *
+ * @example
+ * ```ts
+ * import { PAGE_ORDERS } from "./schema.ts";
+ * if (PAGE_ORDERS.join() !== "contiguous,permuted,shared-prefix") throw new Error();
+ * ```
+ */
 export const PAGE_ORDERS = ["contiguous", "permuted", "shared-prefix"] as const;
 
-/** One of {@linkcode PAGE_ORDERS}. */
+/**
+ * One of {@linkcode PAGE_ORDERS}.
+ *
+ * @example
+ * ```ts
+ * import type { PageOrder } from "./schema.ts";
+ * const order: PageOrder = "shared-prefix";
+ * console.log(order);
+ * ```
+ */
 export type PageOrder = (typeof PAGE_ORDERS)[number];
 
-/** One of {@linkcode MANIFEST_CACHE_DTYPES}. */
+/**
+ * One of {@linkcode MANIFEST_CACHE_DTYPES}.
+ *
+ * @example
+ * ```ts
+ * import type { ManifestCacheDtype } from "./schema.ts";
+ * const cache: ManifestCacheDtype = "same";
+ * console.log(cache);
+ * ```
+ */
 export type ManifestCacheDtype = (typeof MANIFEST_CACHE_DTYPES)[number];
 
 const _LIST = { error: "must be a list" } as const;
@@ -98,13 +149,42 @@ const _WorkloadRowObject = z.strictObject({
   verify_rows: _int(1).optional(),
 }, _MAPPING);
 
-/** A workload row as the schema outputs it (defaults filled in). */
+/**
+ * A workload row as the schema outputs it (defaults filled in).
+ *
+ * @example
+ * ```ts
+ * import { type WorkloadRow, WorkloadRowSchema } from "./schema.ts";
+ * const row: WorkloadRow = WorkloadRowSchema.parse({ label: "r", dtypes: ["f16"], batch: 1, q_lens: 4,
+ *   cache_lens: 4, heads: 4, heads_kv: 4, head_dim: 8, page_size: 8, max_pages_per_req: 1 });
+ * if (row.is_causal !== true) throw new Error();
+ * ```
+ */
 export type WorkloadRow = z.output<typeof _WorkloadRowObject>;
 
-/** A workload row as written in a manifest (defaulted fields optional). */
+/**
+ * A workload row as written in a manifest (defaulted fields optional).
+ *
+ * @example
+ * ```ts
+ * import type { WorkloadRowInput } from "./schema.ts";
+ * const row: WorkloadRowInput = { label: "r", dtypes: ["bf16"], batch: 2, q_lens: [1, 2],
+ *   cache_lens: 9, heads: 8, heads_kv: 1, head_dim: 64, page_size: 16, max_pages_per_req: 1 };
+ * console.log(row.label);
+ * ```
+ */
 export type WorkloadRowInput = z.input<typeof _WorkloadRowObject>;
 
-/** One cross-field problem of a row: the field's key within the row and a message. */
+/**
+ * One cross-field problem of a row: the field's key within the row and a message.
+ *
+ * @example
+ * ```ts
+ * import type { RowIssue } from "./schema.ts";
+ * const issue: RowIssue = { path: ["page_size"], message: "must be a power of two, got 48" };
+ * console.log(issue.message);
+ * ```
+ */
 export interface RowIssue {
   path: Array<string | number>;
   message: string;
@@ -268,10 +348,30 @@ export const ManifestSchema = z.strictObject({
   );
 });
 
-/** A validated manifest (defaults filled in). */
+/**
+ * A validated manifest (defaults filled in).
+ *
+ * @example
+ * ```ts
+ * import type { Manifest } from "./schema.ts";
+ * import { loadManifest } from "./loader.ts";
+ * const m: Manifest = loadManifest();
+ * console.log(m.ops[0]!.workloads.length);
+ * ```
+ */
 export type Manifest = z.output<typeof ManifestSchema>;
 
-/** An op entry of a validated manifest. */
+/**
+ * An op entry of a validated manifest.
+ *
+ * @example
+ * ```ts
+ * import type { OpEntry } from "./schema.ts";
+ * import { loadManifest } from "./loader.ts";
+ * const op: OpEntry = loadManifest().ops[0]!;
+ * if (op.op !== "paged_prefill_gqa") throw new Error();
+ * ```
+ */
 export type OpEntry = z.output<typeof OpEntrySchema>;
 
 /**
@@ -294,7 +394,16 @@ export function formatPath(path: ReadonlyArray<PropertyKey>): string {
   return out;
 }
 
-/** One problem of a manifest: where (path, line when known) and what. */
+/**
+ * One problem of a manifest: where (path, line when known) and what.
+ *
+ * @example
+ * ```ts
+ * import type { ManifestIssue } from "./schema.ts";
+ * const issue: ManifestIssue = { path: "ops[0].workloads[3].page_size", line: 40, message: "must be a power of two, got 48" };
+ * console.log(issue.path);
+ * ```
+ */
 export interface ManifestIssue {
   /** e.g. `ops[0].workloads[3].page_size`; "" for the document itself. */
   path: string;

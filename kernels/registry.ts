@@ -7,6 +7,7 @@ import type { KernelVariant } from "./variant.ts";
 import type { Problem } from "../op/types.ts";
 import { simpleVariant } from "./paged_prefill/simple.ts";
 import { dequantVariant } from "./paged_prefill/dequant.ts";
+import { flashVariant } from "./flash/flash.ts";
 
 /**
  * Every kernel variant, most preferred first: an unnamed selection takes the first that
@@ -17,7 +18,7 @@ import { dequantVariant } from "./paged_prefill/dequant.ts";
  * console.log(KERNEL_VARIANTS.map((v) => v.name)); // ["simple", "dequant"]
  * ```
  */
-export const KERNEL_VARIANTS: KernelVariant[] = [simpleVariant, dequantVariant];
+export const KERNEL_VARIANTS: KernelVariant[] = [flashVariant, simpleVariant, dequantVariant];
 
 /**
  * The variant that runs `problem` on `gpu`: the one named `name` (a `RangeError` says why it

@@ -1,0 +1,5 @@
+/**
+ * Benchmark helpers: timing of encoded GPU work (timestamp-query or wall clock).
+ * @module
+ */
+export * from "./timing.ts";

@@ -1,0 +1,237 @@
+/**
+ * Host side of the flash kernel: picks a tile for the device, builds the work list, uniforms
+ * and bind groups once (`plan`), then encodes attention (+ combine when split) and the append.
+ * @module
+ */
+import type { GpuContext } from "../gpu.ts";
+import type { DeviceProblem, KernelPlan, KernelVariant } from "../variant.ts";
+import type { Problem } from "../../op/types.ts";
+import {
+  bindAll,
+  cachedPipeline,
+  combinePasses,
+  createUniform,
+  dispatchGrid,
+  type PassPlan,
+  scaleCount,
+} from "../_shared.ts";
+import { planAppend } from "../append/append.ts";
+import {
+  chooseFlashTile,
+  flashGeometry,
+  flashKey,
+  type FlashLimits,
+  flashSpecFor,
+  flashSpecProblem,
+  type FlashTile,
+  tileFits,
+} from "./spec.ts";
+import {
+  COMBINE_BINDINGS,
+  combineKey,
+  combineWgsl,
+  FLASH_BINDINGS,
+  flashWgsl,
+} from "./template.ts";
+import { buildWorkList, type WorkListOptions } from "./work_list.ts";
+
+/** Options of `planFlash()`. */
+export interface FlashOptions extends WorkListOptions {
+  /**
+   * Tile shape; must fit the device.
+   * @default the first of `flashTileCandidates(D)` that fits
+   */
+  tile?: FlashTile;
+}
+
+/** The device limits the flash kernel must respect. */
+export function flashLimits(gpu: GpuContext): FlashLimits {
+  return {
+    workgroupBytes: gpu.limits.maxComputeWorkgroupStorageSize ?? 16384,
+    invocations: gpu.limits.maxComputeInvocationsPerWorkgroup ?? 256,
+  };
+}
+
+/** Why the flash kernel cannot run `problem` on `gpu`, or null. */
+export function flashSupport(problem: Problem, gpu: GpuContext): string | null {
+  if (problem.headDim % 16 !== 0) return `head_dim ${problem.headDim} is not a multiple of 16`;
+  const max = gpu.limits.maxStorageBuffersPerShaderStage ?? 8;
+  if (max < FLASH_BINDINGS.length - 1) {
+    return `it binds ${FLASH_BINDINGS.length - 1} storage buffers, the adapter allows ${max}`;
+  }
+  if (!chooseFlashTile(problem, flashLimits(gpu))) {
+    return `no tile for head_dim ${problem.headDim} fits ${
+      flashLimits(gpu).workgroupBytes
+    } bytes of workgroup memory`;
+  }
+  return null;
+}
+
+/** Plans the attention pass(es) only (no append); for the variant and the tuner. */
+export async function planFlashAttention(
+  gpu: GpuContext,
+  dev: DeviceProblem,
+  options: FlashOptions = {},
+): Promise<{ passes: PassPlan[]; key: string; list: ReturnType<typeof buildWorkList> }> {
+  const p = dev.problem;
+  const tile = options.tile ?? chooseFlashTile(p, flashLimits(gpu));
+  if (!tile || !tileFits(p, tile, flashLimits(gpu))) {
+    throw new RangeError(
+      `Cannot plan flash attention: ${flashSupport(p, gpu) ?? "tile does not fit"}`,
+    );
+  }
+  // Decode-shaped tiles (few rows, long prefixes) need many more splits to fill the GPU.
+  const decodeLike = tile.rows <= 16;
+  const list = buildWorkList(p, tile.rows, tile.keys, {
+    targetItems: options.targetItems ?? (decodeLike ? 4096 : 1024),
+    minSplitTiles: options.minSplitTiles ?? (decodeLike ? 4 : 8),
+  });
+  const spec = flashSpecFor(p, tile, list.split);
+  const why = flashSpecProblem(spec);
+  if (why) throw new RangeError(`Cannot plan flash attention: ${why}`);
+  const geo = flashGeometry(spec);
+  const key = flashKey(spec);
+  if (list.count === 0) return { passes: [], key, list };
+  const device = gpu.device;
+  const code = flashWgsl(spec);
+  const { pipeline, layout } = await cachedPipeline(gpu, key, code, FLASH_BINDINGS);
+  const buffers: GPUBuffer[] = [];
+  const storage = (label: string, data: Uint32Array<ArrayBuffer>) => {
+    const buffer = device.createBuffer({
+      label,
+      size: Math.max(16, data.byteLength),
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+    });
+    device.queue.writeBuffer(buffer, 0, data);
+    buffers.push(buffer);
+    return buffer;
+  };
+  const items = storage(`${key}.items`, list.items);
+  const [gx, gy] = dispatchGrid(gpu, list.count, 1);
+  const slotVec4 = list.slots * spec.rows * geo.d4;
+  const mlBase = slotVec4;
+  let part: GPUBuffer | null = null;
+  if (list.split) {
+    part = device.createBuffer({
+      label: `${key}.partials`,
+      size: Math.max(16, (slotVec4 + list.slots * spec.rows) * 16),
+      usage: GPUBufferUsage.STORAGE,
+    });
+    buffers.push(part);
+  }
+  const LOG2E = Math.LOG2E;
+  const cap = p.softcap;
+  const uniform = createUniform(device, `${key}.params`, [
+    ["u32", p.batch],
+    ["u32", p.numHeads],
+    ["u32", p.numKvHeads],
+    ["u32", p.numHeads / p.numKvHeads],
+    ["u32", p.maxPagesPerReq],
+    ["u32", Math.log2(p.pageSize)],
+    ["u32", list.count],
+    ["u32", gx],
+    ["u32", scaleCount(p)],
+    ["u32", mlBase],
+    ["f32", cap > 0 ? p.smScale / cap : p.smScale * LOG2E],
+    ["f32", cap > 0 ? cap * LOG2E : 0],
+  ]);
+  buffers.push(uniform);
+  const bindGroup = bindAll(device, key, layout, [
+    uniform,
+    dev.q,
+    dev.kNew,
+    dev.vNew,
+    dev.kPages,
+    dev.vPages,
+    dev.scales,
+    dev.cuSeqlensQ,
+    dev.cacheSeqlens,
+    dev.blockTable,
+    items,
+    part ?? dev.o,
+  ]);
+  const passes: PassPlan[] = [{
+    key,
+    code,
+    encodeInto(pass) {
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, bindGroup);
+      pass.dispatchWorkgroups(gx, gy);
+    },
+    destroy() {},
+  }];
+  if (list.split && part) {
+    const cspec = { qDtype: p.qDtype, headDim: p.headDim, rows: spec.rows, threads: 128 };
+    const ckey = combineKey(cspec);
+    const ccode = combineWgsl(cspec);
+    const comb = await cachedPipeline(gpu, ckey, ccode, COMBINE_BINDINGS);
+    const citems = storage(`${ckey}.items`, list.combine);
+    const [cx, cy] = dispatchGrid(gpu, list.combineCount, 1);
+    const cuniform = createUniform(device, `${ckey}.params`, [
+      ["u32", p.numHeads],
+      ["u32", p.numHeads / p.numKvHeads],
+      ["u32", list.combineCount],
+      ["u32", cx],
+      ["u32", mlBase],
+    ]);
+    buffers.push(cuniform);
+    const cgroup = bindAll(device, ckey, comb.layout, [
+      cuniform,
+      dev.cuSeqlensQ,
+      citems,
+      part,
+      dev.o,
+    ]);
+    passes.push({
+      key: ckey,
+      code: ccode,
+      encodeInto(pass) {
+        pass.setPipeline(comb.pipeline);
+        pass.setBindGroup(0, cgroup);
+        pass.dispatchWorkgroups(cx, cy);
+      },
+      destroy() {},
+    });
+  }
+  passes[passes.length - 1] = {
+    ...passes[passes.length - 1]!,
+    destroy() {
+      for (const b of buffers) b.destroy();
+    },
+  };
+  return { passes, key, list };
+}
+
+/** Plans the whole op (attention, combine when split, append) with the flash kernel. */
+export async function planFlash(
+  gpu: GpuContext,
+  dev: DeviceProblem,
+  options: FlashOptions = {},
+): Promise<KernelPlan> {
+  const attention = await planFlashAttention(gpu, dev, options);
+  const append = await planAppend(gpu, dev);
+  // Attention never reads the slots the append writes (SPEC §1); the append goes last.
+  return combinePasses(attention.key, [...attention.passes, append]);
+}
+
+/**
+ * The `flash` kernel variant: tiled prefill (GQA group x query tile per workgroup, K/V tiles
+ * gathered from pages and dequantized in workgroup memory, register-tiled QK^T and PV, online
+ * softmax in exp2), host-built work list with causal tile skipping and split-KV, then the append.
+ *
+ * @example
+ * ```ts ignore
+ * const dev = uploadInputs(gpu, inputs, problem);
+ * const plan = await flashVariant.plan(gpu, dev);
+ * const encoder = gpu.device.createCommandEncoder();
+ * plan.encode(encoder);
+ * gpu.device.queue.submit([encoder.finish()]);
+ * ```
+ */
+export const flashVariant: KernelVariant = {
+  name: "flash",
+  description:
+    "tiled flash prefill: GQA group x query tile per workgroup, paged K/V tiles dequantized in workgroup memory, register-tiled QK^T/PV, split-KV",
+  supports: flashSupport,
+  plan: (gpu, dev) => planFlash(gpu, dev),
+};

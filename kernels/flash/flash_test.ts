@@ -1,0 +1,242 @@
+import { acquireGpu, type GpuContext } from "../gpu.ts";
+import { makeTestCase, type TestCaseOptions } from "../_testing.ts";
+import { validateProblem } from "../../op/validate.ts";
+import { readOutputs, uploadInputs } from "../device_inputs.ts";
+import { referenceAppend, referenceAttention } from "../../reference/attention.ts";
+import { bf16BitsToNumber, f16BitsToNumber } from "../../reference/codecs.ts";
+import type { Tensor } from "../../op/types.ts";
+import { type FlashOptions, planFlash } from "./flash.ts";
+import { buildWorkList } from "./work_list.ts";
+import { chooseFlashTile, type FlashTile } from "./spec.ts";
+
+let _gpu: Promise<GpuContext> | null = null;
+function gpu(): Promise<GpuContext> {
+  // No adapter: acquireGpu() throws and the test fails, saying how to get Mesa's driver.
+  return _gpu ??= acquireGpu();
+}
+
+function sameBytes(a: Tensor, b: Tensor): number {
+  const x = new Uint8Array(a.data.buffer, a.data.byteOffset, a.data.byteLength);
+  const y = new Uint8Array(b.data.buffer, b.data.byteOffset, b.data.byteLength);
+  if (x.length !== y.length) return 0;
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return i;
+  return -1;
+}
+
+/** Runs the flash plan on a test case and checks o (SPEC §4 tolerance) and both pools. */
+async function check(o: TestCaseOptions, options: FlashOptions = {}): Promise<void> {
+  const g = await gpu();
+  const { inputs, params } = makeTestCase(o);
+  const problem = validateProblem(inputs, params);
+  const dev = uploadInputs(g, inputs, problem);
+  const plan = await planFlash(g, dev, options);
+  try {
+    g.device.pushErrorScope("validation");
+    const encoder = g.device.createCommandEncoder();
+    plan.encode(encoder);
+    g.device.queue.submit([encoder.finish()]);
+    const err = await g.device.popErrorScope();
+    if (err) throw new Error(`validation: ${err.message}`);
+    const out = await readOutputs(g, dev, inputs);
+    const ref = referenceAttention(inputs, problem);
+    const [atol, rtol] = problem.qDtype === "f16" ? [2e-3, 2e-3] : [1.6e-2, 1.6e-2];
+    const dec = problem.qDtype === "f16" ? f16BitsToNumber : bf16BitsToNumber;
+    const H = problem.numHeads, D = problem.headDim;
+    let bad = 0, maxAbs = 0, first = "";
+    ref.rows.forEach((row, ri) => {
+      for (let e = 0; e < H * D; e++) {
+        const want = ref.o[ri * H * D + e]!;
+        const got = dec((out.o.data as Uint16Array)[row.token * H * D + e]!);
+        const diff = Math.abs(got - want);
+        if (!(diff <= atol + rtol * Math.abs(want))) {
+          if (bad++ === 0) {
+            first = `request ${row.request} row ${row.row} head ${Math.floor(e / D)} dim ${
+              e % D
+            }: got ${got}, want ${want}`;
+          }
+        }
+        if (diff > maxAbs || Number.isNaN(diff)) maxAbs = Number.isNaN(diff) ? NaN : diff;
+      }
+    });
+    if (bad > 0) {
+      throw new Error(`${bad} mismatches (max abs ${maxAbs}); first at ${first}; ${plan.key}`);
+    }
+    const pools = referenceAppend(inputs, problem);
+    const k = sameBytes(out.kPages, pools.kPages);
+    const v = sameBytes(out.vPages, pools.vPages);
+    if (k !== -1 || v !== -1) throw new Error(`pools differ at byte k ${k}, v ${v}`);
+  } finally {
+    plan.destroy();
+    dev.destroy();
+  }
+}
+
+const small: FlashTile = { rows: 16, keys: 16, threads: 32, sRows: 2, oRows: 2, unrollD: true };
+
+Deno.test("planFlash() matches the reference for a causal GQA f16 batch with permuted pages", async () => {
+  await check({
+    qDtype: "f16",
+    qLens: [5, 19, 0, 1],
+    cacheLens: [37, 3, 9, 70],
+    heads: 4,
+    kvHeads: 2,
+    headDim: 32,
+    pageSize: 8,
+    seed: 11,
+  }, { tile: small, targetItems: 0 });
+});
+
+Deno.test("planFlash() matches the reference with split-KV and page-aligned tiles", async () => {
+  await check({
+    qDtype: "bf16",
+    qLens: [3, 1],
+    cacheLens: [150, 97],
+    heads: 8,
+    kvHeads: 2,
+    headDim: 16,
+    pageSize: 32,
+    seed: 12,
+  }, { tile: small, targetItems: 64, minSplitTiles: 2 });
+});
+
+Deno.test("planFlash() matches the reference for fp8 and int8 caches", async () => {
+  for (const cacheDtype of ["fp8_e4m3", "int8"] as const) {
+    await check({
+      qDtype: "f16",
+      cacheDtype,
+      qLens: [9, 4],
+      cacheLens: [40, 17],
+      heads: 2,
+      kvHeads: 1,
+      headDim: 32,
+      pageSize: 16,
+      seed: 13,
+    }, { tile: small, targetItems: 0 });
+  }
+});
+
+Deno.test("planFlash() matches the reference non-causal with softcap and MHA", async () => {
+  await check({
+    qDtype: "f16",
+    qLens: [7, 12],
+    cacheLens: [20, 5],
+    heads: 3,
+    kvHeads: 3,
+    headDim: 16,
+    pageSize: 4,
+    isCausal: false,
+    softcap: 5,
+    seed: 14,
+  }, { tile: { ...small, qF32: true, unrollD: false }, targetItems: 0 });
+});
+
+Deno.test("planFlash() matches the reference with the default tile for head_dim 64 (MQA)", async () => {
+  await check({
+    qDtype: "bf16",
+    qLens: [33],
+    cacheLens: [40],
+    heads: 4,
+    kvHeads: 1,
+    headDim: 64,
+    pageSize: 64,
+    seed: 15,
+  });
+});
+
+Deno.test("buildWorkList() skips causal tiles and splits long few-row requests", () => {
+  const problem = {
+    qDtype: "f16",
+    cacheDtype: "f16",
+    batch: 2,
+    totalQ: 9,
+    numHeads: 4,
+    numKvHeads: 2,
+    headDim: 16,
+    pageSize: 16,
+    numPages: 40,
+    poolTokens: 640,
+    maxPagesPerReq: 20,
+    isCausal: true,
+    smScale: 0.25,
+    softcap: 0,
+    qLens: [8, 1],
+    cacheLens: [0, 300],
+    qStarts: [0, 8],
+  } as const;
+  const plain = buildWorkList(problem, 4, 4, { targetItems: 0 });
+  // request 0: 16 rows in 4 tiles; tile t sees keys < 2t + 2 -> 1 tile each; request 1: 2 rows, 76 tiles
+  if (plain.count !== 10 || plain.split) throw new Error(JSON.stringify(plain));
+  if (plain.tiles !== 2 * (1 + 1 + 2 + 2) + 2 * 76) throw new Error(`tiles ${plain.tiles}`);
+  const split = buildWorkList(problem, 4, 4, { targetItems: 64, minSplitTiles: 8 });
+  if (!split.split || split.count <= plain.count) throw new Error(JSON.stringify(split.count));
+  if (split.tiles !== plain.tiles) throw new Error("splitting must not change the tiles visited");
+});
+
+Deno.test("planFlash() matches the reference for decode-like rows with a one-row-per-thread tile", async () => {
+  await check({
+    qDtype: "f16",
+    cacheDtype: "int8",
+    qLens: [1, 2, 1],
+    cacheLens: [300, 77, 129],
+    heads: 8,
+    kvHeads: 2,
+    headDim: 32,
+    pageSize: 16,
+    seed: 16,
+  }, {
+    tile: { rows: 8, keys: 32, threads: 64, sRows: 1, oRows: 1, unrollD: false },
+    targetItems: 32,
+    minSplitTiles: 2,
+  });
+});
+
+Deno.test("chooseFlashTile() finds a tile for every head_dim multiple of 16 and cache dtype", () => {
+  const limits = [
+    { workgroupBytes: 32768, invocations: 1024 }, // lavapipe
+    { workgroupBytes: 49152, invocations: 1024 }, // NVIDIA Vulkan
+  ];
+  for (const lim of limits) {
+    for (let D = 16; D <= 256; D += 16) {
+      for (const cacheDtype of ["f16", "fp8_e4m3"] as const) {
+        for (const qLen of [1, 512]) {
+          const problem = {
+            qDtype: "f16",
+            cacheDtype,
+            batch: 1,
+            totalQ: qLen,
+            numHeads: 8,
+            numKvHeads: 2,
+            headDim: D,
+            pageSize: 16,
+            numPages: 64,
+            poolTokens: 1024,
+            maxPagesPerReq: 64,
+            isCausal: true,
+            smScale: 0.1,
+            softcap: 0,
+            qLens: [qLen],
+            qStarts: [0],
+            cacheLens: [100],
+          } as const;
+          if (!chooseFlashTile(problem, lim)) {
+            throw new Error(`no tile for D ${D} ${cacheDtype} q ${qLen} in ${lim.workgroupBytes}`);
+          }
+        }
+      }
+    }
+  }
+});
+
+Deno.test("planFlash() matches the reference with the smallest fallback tile (D16, fp8)", async () => {
+  await check({
+    qDtype: "bf16",
+    cacheDtype: "fp8_e4m3",
+    qLens: [6, 3],
+    cacheLens: [21, 50],
+    heads: 4,
+    kvHeads: 2,
+    headDim: 16,
+    pageSize: 1,
+    seed: 17,
+  });
+});

@@ -1,0 +1,245 @@
+/**
+ * What the flash kernel's generated WGSL depends on (`FlashSpec`), the key that spells it, the
+ * thread/tile geometry derived from it, and the choice of a spec for a problem on a device.
+ * Runtime sizes (batch, lengths, pages, scales) travel in a uniform buffer and the work list.
+ * @module
+ */
+import type { CacheDtype, Problem, QDtype } from "../../op/types.ts";
+import { DTYPE_KEY } from "../_shared.ts";
+
+/** Everything that changes the generated attention WGSL. */
+export interface FlashSpec {
+  qDtype: QDtype;
+  cacheDtype: CacheDtype;
+  /** D; a multiple of 16. */
+  headDim: number;
+  /** Br: (query, head) rows a workgroup owns; rows of one KV head's query group, flattened. */
+  rows: number;
+  /** Bc: keys per K/V tile. */
+  keys: number;
+  /** Invocations per workgroup. */
+  threads: number;
+  /** Rows each thread owns in the S = QK^T tile (it owns `keys / (threads / (rows / sRows))` keys). */
+  sRows: number;
+  /** Rows each thread owns in the O tile (it owns a D / (threads / (rows / oRows)) slice). */
+  oRows: number;
+  /** Causal masking (tile skipping is host-side; masking is in the kernel). */
+  causal: boolean;
+  /** Softcap on (tanh) or off. */
+  softcap: boolean;
+  /** page_size >= keys: one block_table lookup per K/V tile. */
+  pageAligned: boolean;
+  /** Write unnormalised partial results (m, l, O) for the combine pass instead of o. */
+  split: boolean;
+  /** Unroll the D loop of QK^T fully (else a rolled loop over D chunks). */
+  unrollD: boolean;
+  /** Hold the Q tile in workgroup memory as f32 (else as 16-bit pairs unpacked at each use). */
+  qF32?: boolean;
+}
+
+/** Tile geometry derived from a spec; every field is a compile-time constant of the WGSL. */
+export interface FlashGeometry {
+  /** D / 4: vec4 columns of a row. */
+  d4: number;
+  /** Row groups of the S layout (threads sharing the same rows). */
+  sRowGroups: number;
+  /** Key groups of the S layout. */
+  keyGroups: number;
+  /** Keys each thread owns in S. */
+  sKeys: number;
+  /** Row groups of the O layout. */
+  oRowGroups: number;
+  /** D groups of the O layout: vec4 column `mm * dGroups + dg` belongs to group dg. */
+  dGroups: number;
+  /** vec4 columns each thread owns in O (also the number of D chunks of QK^T). */
+  dChunks: number;
+  /** Cache elements per 16-byte chunk (8 for 16-bit caches, 16 for 1-byte caches). */
+  chunkElems: number;
+  /** 16-byte chunks per cache row. */
+  chunksPerRow: number;
+  /** K (or V) chunks each thread stages per tile. */
+  chunksPerThread: number;
+  /** Bytes of workgroup memory the kernel declares. */
+  workgroupBytes: number;
+}
+
+/** Why `spec` cannot be generated, or null. */
+export function flashSpecProblem(spec: FlashSpec): string | null {
+  const { headDim: D, rows, keys, threads, sRows, oRows } = spec;
+  if (D % 16 !== 0 || D < 16) return `head_dim ${D} is not a multiple of 16`;
+  if (rows % sRows !== 0 || rows % oRows !== 0) return `rows ${rows} not divisible by row blocks`;
+  const sRowGroups = rows / sRows;
+  const oRowGroups = rows / oRows;
+  if (threads % sRowGroups !== 0) return `threads ${threads} not divisible by ${sRowGroups}`;
+  if (threads % oRowGroups !== 0) return `threads ${threads} not divisible by ${oRowGroups}`;
+  const keyGroups = threads / sRowGroups;
+  if (keys % keyGroups !== 0 || (keys / keyGroups) % 4 !== 0) {
+    return `keys ${keys} not a multiple of 4 * ${keyGroups} key groups`;
+  }
+  const dGroups = threads / oRowGroups;
+  if ((D / 4) % dGroups !== 0) return `D/4 = ${D / 4} not divisible by ${dGroups} D groups`;
+  const chunkElems = spec.cacheDtype === "f16" || spec.cacheDtype === "bf16" ? 8 : 16;
+  if ((keys * (D / chunkElems)) % threads !== 0) {
+    return `${keys} keys x ${D / chunkElems} chunks not divisible by ${threads} threads`;
+  }
+  if ((keys & (keys - 1)) !== 0) return `keys ${keys} is not a power of two`;
+  return null;
+}
+
+/** The derived geometry of a valid spec. Throws a RangeError for an invalid one. */
+export function flashGeometry(spec: FlashSpec): FlashGeometry {
+  const why = flashSpecProblem(spec);
+  if (why) throw new RangeError(`Cannot build flash kernel ${flashKey(spec)}: ${why}`);
+  const D = spec.headDim;
+  const d4 = D / 4;
+  const sRowGroups = spec.rows / spec.sRows;
+  const keyGroups = spec.threads / sRowGroups;
+  const oRowGroups = spec.rows / spec.oRows;
+  const dGroups = spec.threads / oRowGroups;
+  const chunkElems = spec.cacheDtype === "f16" || spec.cacheDtype === "bf16" ? 8 : 16;
+  const chunksPerRow = D / chunkElems;
+  const workgroupBytes = spec.rows * (d4 + 1) * (spec.qF32 ? 16 : 8) + // q tile
+    spec.keys * (d4 + 1) * 16 + // K then V tile, f32
+    spec.rows * (spec.keys / 4 + 1) * 16 + // P, f32
+    keyGroups * spec.rows * 4 + // row-max / row-sum partials
+    spec.rows * 4 + // alpha (then m)
+    (spec.cacheDtype === "fp8_e4m3" ? 1024 : 0); // e4m3 decode table
+  return {
+    d4,
+    sRowGroups,
+    keyGroups,
+    sKeys: spec.keys / keyGroups,
+    oRowGroups,
+    dGroups,
+    dChunks: d4 / dGroups,
+    chunkElems,
+    chunksPerRow,
+    chunksPerThread: (spec.keys * chunksPerRow) / spec.threads,
+    workgroupBytes,
+  };
+}
+
+/**
+ * The key spelling every spec field; labels the module, pipeline and buffers.
+ *
+ * @example
+ * ```ts
+ * import { flashKey } from "./spec.ts";
+ * const key = flashKey({
+ *   qDtype: "f16", cacheDtype: "fp8_e4m3", headDim: 128, rows: 64, keys: 32, threads: 128,
+ *   sRows: 2, oRows: 4, causal: true, softcap: false, pageAligned: true, split: false,
+ *   unrollD: true,
+ * });
+ * // "paged_prefill_flash_q-f16_kv-fp8_d128_r64_k32_wg128_s2_o4_causal_pa_ud"
+ * ```
+ */
+export function flashKey(spec: FlashSpec): string {
+  return [
+    "paged_prefill_flash",
+    `q-${spec.qDtype}`,
+    `kv-${DTYPE_KEY[spec.cacheDtype]}`,
+    `d${spec.headDim}`,
+    `r${spec.rows}`,
+    `k${spec.keys}`,
+    `wg${spec.threads}`,
+    `s${spec.sRows}`,
+    `o${spec.oRows}`,
+    spec.causal ? "causal" : "full",
+    ...(spec.softcap ? ["softcap"] : []),
+    ...(spec.pageAligned ? ["pa"] : []),
+    ...(spec.split ? ["split"] : []),
+    ...(spec.unrollD ? ["ud"] : []),
+    ...(spec.qF32 ? ["qf32"] : []),
+  ].join("_");
+}
+
+/** Tile shape of a flash spec, without what the problem fixes. */
+export interface FlashTile {
+  rows: number;
+  keys: number;
+  threads: number;
+  sRows: number;
+  oRows: number;
+  unrollD: boolean;
+  qF32?: boolean;
+}
+
+/**
+ * Tile shapes tried in order for a head dim; the first that fits the device's workgroup memory
+ * and invocation limits wins. Tuned on the H200 (see docs/PERF_LOG.md); the smaller shapes fit
+ * lavapipe's 32 KiB.
+ */
+export function flashTileCandidates(headDim: number, maxRows = Infinity): FlashTile[] {
+  const t = (
+    rows: number,
+    keys: number,
+    threads: number,
+    sRows: number,
+    oRows: number,
+    unrollD = false,
+  ): FlashTile => ({ rows, keys, threads, sRows, oRows, unrollD });
+  // Decode-like calls (few (query, head) rows per request): small row tiles, long key tiles.
+  const few = headDim <= 128
+    ? maxRows <= 8 ? [t(8, 64, 128, 1, 1)] : maxRows <= 16 ? [t(16, 64, 128, 1, 1)] : []
+    : [];
+  if (headDim <= 64) {
+    return [
+      ...few,
+      t(64, 64, 256, 4, 4),
+      t(64, 32, 128, 2, 4),
+      t(32, 32, 64, 2, 4),
+      t(16, 16, 32, 2, 2),
+      t(16, 16, 16, 2, 4),
+    ];
+  }
+  if (headDim <= 128) {
+    return [
+      ...few,
+      t(64, 32, 256, 2, 4),
+      t(64, 32, 128, 2, 4),
+      t(32, 32, 64, 2, 4),
+      t(32, 16, 64, 2, 2),
+      t(16, 16, 32, 2, 2),
+      t(16, 16, 16, 2, 4),
+    ];
+  }
+  return [t(32, 16, 128, 1, 2), t(32, 16, 64, 2, 2), t(16, 16, 32, 2, 2), t(16, 16, 16, 2, 4)];
+}
+
+/** Device limits a spec must respect. */
+export interface FlashLimits {
+  workgroupBytes: number;
+  invocations: number;
+}
+
+/** The spec for `problem` with `tile` (split and page alignment from the arguments). */
+export function flashSpecFor(problem: Problem, tile: FlashTile, split: boolean): FlashSpec {
+  return {
+    qDtype: problem.qDtype,
+    cacheDtype: problem.cacheDtype,
+    headDim: problem.headDim,
+    ...tile,
+    causal: problem.isCausal,
+    softcap: problem.softcap > 0,
+    pageAligned: problem.pageSize >= tile.keys,
+    split,
+  };
+}
+
+/** The first candidate tile for `problem` that is valid and fits `limits`, or null. */
+export function chooseFlashTile(problem: Problem, limits: FlashLimits): FlashTile | null {
+  const group = problem.numHeads / problem.numKvHeads;
+  const maxRows = Math.max(0, ...problem.qLens) * group;
+  for (const tile of flashTileCandidates(problem.headDim, maxRows)) {
+    if (tileFits(problem, tile, limits)) return tile;
+  }
+  return null;
+}
+
+/** Whether `tile` makes a valid spec for `problem` within `limits`. */
+export function tileFits(problem: Problem, tile: FlashTile, limits: FlashLimits): boolean {
+  const spec = flashSpecFor(problem, tile, false);
+  if (flashSpecProblem(spec)) return false;
+  if (tile.threads > limits.invocations) return false;
+  return flashGeometry(spec).workgroupBytes <= limits.workgroupBytes;
+}

@@ -1,0 +1,570 @@
+/**
+ * WGSL templates of the flash kernel: a tiled paged prefill (one workgroup per work item =
+ * rows of one KV head's query group x a range of K/V tiles) and the combine pass of split-KV.
+ *
+ * Generated code, not hand-written loops: the QK^T and PV inner products are unrolled with
+ * named registers and constant indices, because Deno's WebGPU clamps every dynamic index into
+ * workgroup/private arrays and counts every loop. Workgroup arrays are nested so each access is
+ * `tile[constant][thread-dependent].c[chunk][constant]`: the clamp of the thread-dependent
+ * index is the same expression for every access and the compiler computes it once.
+ * @module
+ */
+import { wgslCodecs } from "../wgsl/codecs.ts";
+import { wgslQPack, wgslQPackCodec, wgslQUnpack } from "../_shared.ts";
+import { flashGeometry, flashKey, type FlashSpec } from "./spec.ts";
+
+/** Bindings of the attention pass, in binding order (all in group 0). */
+export const FLASH_BINDINGS = [
+  "uniform", // params
+  "read", // q
+  "read", // k_new
+  "read", // v_new
+  "read", // k_pages
+  "read", // v_pages
+  "read", // scales
+  "read", // cu_seqlens
+  "read", // cache_seqlens
+  "read", // block_table
+  "read", // work items
+  "read_write", // o (or split partials)
+] as const;
+
+/** Bindings of the combine pass. */
+export const COMBINE_BINDINGS = [
+  "uniform", // params
+  "read", // cu_seqlens
+  "read", // combine items
+  "read", // partials
+  "read_write", // o
+] as const;
+
+/** Uniform fields of the attention pass, in order (u32 unless named in FLASH_F32_PARAMS). */
+export const FLASH_PARAMS = [
+  "batch",
+  "num_heads",
+  "num_kv_heads",
+  "group",
+  "max_pages",
+  "page_shift",
+  "n_items",
+  "grid_x",
+  "scale_n",
+  "ml_base",
+  "scale_a",
+  "scale_b",
+] as const;
+
+/** Uniform fields of the combine pass (all u32). */
+export const COMBINE_PARAMS = ["num_heads", "group", "n_items", "grid_x", "ml_base"] as const;
+
+/** Large finite stand-ins for -inf (WGSL has no infinity literal; fast math may drop infs). */
+const M_INIT = "-1.0e30";
+const MASKED = "-3.0e38";
+
+function _lines(n: number, f: (i: number) => string): string {
+  return Array.from({ length: n }, (_, i) => f(i)).join("\n");
+}
+
+/**
+ * The attention pass's WGSL for `spec`.
+ *
+ * @example
+ * ```ts
+ * import { flashWgsl } from "./template.ts";
+ * const code = flashWgsl({
+ *   qDtype: "f16", cacheDtype: "f16", headDim: 64, rows: 32, keys: 32, threads: 64,
+ *   sRows: 2, oRows: 4, causal: true, softcap: false, pageAligned: true, split: false,
+ *   unrollD: true,
+ * });
+ * ```
+ */
+export function flashWgsl(spec: FlashSpec): string {
+  const g = flashGeometry(spec);
+  const D = spec.headDim;
+  const T = spec.threads;
+  const BR = spec.rows;
+  const BC = spec.keys;
+  const TRS = spec.sRows;
+  const TRO = spec.oRows;
+  const { d4: D4, sRowGroups: RGS, keyGroups: KG, sKeys: TCS, oRowGroups: RGO } = g;
+  const { dGroups: DU, dChunks: DC, chunkElems: E, chunksPerRow: CPR } = g;
+  const CPT = g.chunksPerThread;
+  const byteCache = E === 16;
+  const fp8 = spec.cacheDtype === "fp8_e4m3";
+  const int8 = spec.cacheDtype === "int8";
+  const codecs = [
+    ...(spec.split ? [] : [wgslQPackCodec(spec.qDtype)]),
+    ...(fp8 ? ["decode_e4m3" as const] : []),
+    ...(int8 ? ["decode_int8" as const] : []),
+  ];
+  const qTiles = (BR * D) / 8;
+  const qPerThread = Math.ceil(qTiles / T);
+
+  // -- staging of one K or V tile: raw 16-byte chunks into registers, decoded later ----------
+  const loadChunks = (which: "k" | "v", kt: string) =>
+    _lines(CPT, (i) => {
+      const pool = `${which}_pages`;
+      const fresh = `${which}_new`;
+      const c = `lid + ${T * i}u`;
+      const slot = spec.pageAligned
+        ? `(tile_page << params.page_shift) | (p & page_mask)`
+        : `(u32(block_table[bt_base + (p >> params.page_shift)]) << params.page_shift) | (p & page_mask)`;
+      const newLoad = byteCache
+        ? `let nb = (tok * params.num_kv_heads + kvh) * ${D / 8}u + cc * 2u;
+      ${which}r${i} = ${fresh}[nb];
+      ${which}s${i} = ${fresh}[nb + 1u];
+      ${which}n${i} = true;`
+        : `${which}r${i} = ${fresh}[(tok * params.num_kv_heads + kvh) * ${D / 8}u + cc];`;
+      return `  {
+    let c = ${c};
+    let kk = c / ${CPR}u;
+    let cc = c % ${CPR}u;
+    let p = ${kt} * ${BC}u + kk;
+    ${which}r${i} = vec4<u32>(0u);${
+        byteCache ? `\n    ${which}s${i} = vec4<u32>(0u);\n    ${which}n${i} = false;` : ""
+      }
+    if (p < old) {
+      let slot = ${slot};
+      ${which}r${i} = ${pool}[(slot * params.num_kv_heads + kvh) * ${CPR}u + cc];
+    } else if (p < kend) {
+      let tok = q_start + p - old;
+      ${newLoad}
+    }
+  }`;
+    });
+
+  // Writes the staged chunks of K (row kk) or V (row pos(kk)) into the f32 tile.
+  const storeChunks = (which: "k" | "v") =>
+    _lines(CPT, (i) => {
+      const row = which === "k" ? `kk` : `(kk % ${KG}u) * ${TCS}u + kk / ${KG}u`;
+      const put = (d4: string, v: string) =>
+        `kvs[r / ${KG}u][r % ${KG}u].c[(${d4}) / ${DU}u][(${d4}) % ${DU}u] = ${v};`;
+      const sIdx = which === "k" ? 0 : 1;
+      let body: string;
+      if (!byteCache) {
+        body = `    let w = ${which}r${i};
+    ${put("cc * 2u", "vec4<f32>(unpack_q2(w.x), unpack_q2(w.y))")}
+    ${put("cc * 2u + 1u", "vec4<f32>(unpack_q2(w.z), unpack_q2(w.w))")}`;
+      } else {
+        const scaled = (w: string, e: number) => {
+          if (fp8) {
+            return `vec4<f32>(e4m3_lut[${w} & 0xffu], e4m3_lut[(${w} >> 8u) & 0xffu], e4m3_lut[(${w} >> 16u) & 0xffu], e4m3_lut[${w} >> 24u]) * scales[${sIdx}u]`;
+          }
+          const base = `${sIdx}u * params.scale_n + kvh * ${D}u + cc * 16u + ${4 * e}u`;
+          return `vec4<f32>(decode_int8(${w} & 0xffu) * scales[${base}], decode_int8((${w} >> 8u) & 0xffu) * scales[${base} + 1u], decode_int8((${w} >> 16u) & 0xffu) * scales[${base} + 2u], decode_int8(${w} >> 24u) * scales[${base} + 3u])`;
+        };
+        body = `    let w = ${which}r${i};
+    if (${which}n${i}) {
+      let w2 = ${which}s${i};
+      ${put("cc * 4u", "vec4<f32>(unpack_q2(w.x), unpack_q2(w.y))")}
+      ${put("cc * 4u + 1u", "vec4<f32>(unpack_q2(w.z), unpack_q2(w.w))")}
+      ${put("cc * 4u + 2u", "vec4<f32>(unpack_q2(w2.x), unpack_q2(w2.y))")}
+      ${put("cc * 4u + 3u", "vec4<f32>(unpack_q2(w2.z), unpack_q2(w2.w))")}
+    } else {
+      ${put("cc * 4u", scaled("w.x", 0))}
+      ${put("cc * 4u + 1u", scaled("w.y", 1))}
+      ${put("cc * 4u + 2u", scaled("w.z", 2))}
+      ${put("cc * 4u + 3u", scaled("w.w", 3))}
+    }`;
+      }
+      return `  {
+    let c = lid + ${T * i}u;
+    let kk = c / ${CPR}u;
+    let cc = c % ${CPR}u;
+    let r = ${row};
+${body}
+  }`;
+    });
+
+  const rawDecls = (which: "k" | "v") =>
+    _lines(CPT, (i) =>
+      `  var ${which}r${i}: vec4<u32>;` +
+      (byteCache ? ` var ${which}s${i}: vec4<u32>; var ${which}n${i}: bool;` : ""));
+
+  const tilePage = spec.pageAligned
+    ? (kt: string) =>
+      `  tile_page = select(0u, u32(block_table[bt_base + ((${kt} * ${BC}u) >> params.page_shift)]), ${kt} * ${BC}u < old);`
+    : () => "";
+
+  // -- QK^T over one D chunk dc: TRS x TCS scores per thread --------------------------------
+  const qkStep = (dc: string) =>
+    _lines(DU, (u) =>
+      "    {\n" +
+      _lines(TRS, (i) =>
+        spec.qF32
+          ? `    let q${i} = qs[${i}][rg].c[${dc}][${u}];`
+          : `    let q${i} = unpack_q4(qs[${i}][rg].c[${dc}][${u}]);`) +
+      "\n" +
+      _lines(TCS, (j) => `    let k${j} = kvs[${j}][kg].c[${dc}][${u}];`) + "\n" +
+      _lines(TRS, (i) =>
+        _lines(
+          TCS,
+          (j) =>
+            `    s${i}_${j} = fma(q${i}.x, k${j}.x, s${i}_${j}); s${i}_${j} = fma(q${i}.y, k${j}.y, s${i}_${j}); s${i}_${j} = fma(q${i}.z, k${j}.z, s${i}_${j}); s${i}_${j} = fma(q${i}.w, k${j}.w, s${i}_${j});`,
+        )) +
+      "\n    }");
+  const qk = spec.unrollD
+    ? _lines(DC, (dc) => `    {\n${qkStep(`${dc}`)}\n    }`)
+    : `    for (var dc = 0u; dc < ${DC}u; dc = dc + 1u) {\n${qkStep("dc")}\n    }`;
+
+  const scoreScale = spec.softcap
+    ? (v: string) => `${v} = params.scale_b * tanh(clamp(${v} * params.scale_a, -15.0, 15.0));`
+    : (v: string) => `${v} = ${v} * params.scale_a;`;
+
+  // -- PV over one tile: TRO rows x DC vec4 columns per thread ----------------------------
+  const pv = _lines(BC / 4, (p4) =>
+    "    {\n" +
+    _lines(TRO, (i) => `    let pp${i} = ps[${i}][rgo].c[${p4}];`) + "\n" +
+    _lines(4, (e) => {
+      const pos = p4 * 4 + e;
+      const comp = "xyzw"[e];
+      return "    {\n" + _lines(DC, (mm) =>
+        `    let v${mm} = kvs[${Math.floor(pos / KG)}][${pos % KG}].c[${mm}][dg];`) +
+        "\n" +
+        _lines(TRO, (i) =>
+          _lines(DC, (mm) =>
+            `    o${i}_${mm} = fma(vec4<f32>(pp${i}.${comp}), v${mm}, o${i}_${mm});`)) +
+        "\n    }";
+    }) + "\n    }");
+
+  const rowS = (i: number) => `(rg + ${RGS * i}u)`;
+  const rowO = (i: number) => `(rgo + ${RGO * i}u)`;
+
+  const output = spec.split
+    ? _lines(TRO, (i) =>
+      `    {
+      let r = ${rowO(i)};
+      var l = 0.0;
+${_lines(KG, (k) => `      l = l + red[${k}][r];`)}
+      if (f0 + r < nrows) {
+        let base = (slot * ${BR}u + r) * ${D4}u;
+${_lines(DC, (mm) => `        part[base + ${mm * DU}u + dg] = o${i}_${mm};`)}
+        if (dg == 0u) {
+          part[params.ml_base + slot * ${BR}u + r] = vec4<f32>(alpha_s[r], l, 0.0, 0.0);
+        }
+      }
+    }`)
+    : _lines(TRO, (i) =>
+      `    {
+      let r = ${rowO(i)};
+      var l = 0.0;
+${_lines(KG, (k) => `      l = l + red[${k}][r];`)}
+      let flat = f0 + r;
+      if (flat < nrows) {
+        let inv = 1.0 / l;
+        let tok = q_start + flat / params.group;
+        let head = kvh * params.group + flat % params.group;
+        let base = (tok * params.num_heads + head) * ${D4}u;
+${
+        _lines(DC, (mm) =>
+          `        { let v = o${i}_${mm} * inv; o[base + ${
+            mm * DU
+          }u + dg] = vec2<u32>(pack_q2(v.xy), pack_q2(v.zw)); }`)
+      }
+      }
+    }`);
+
+  return `// ${flashKey(spec)}
+// Tiled paged prefill: workgroup = ${BR} (query, head) rows of one KV head's group x a range of
+// ${BC}-key tiles; S = QK^T as ${TRS}x${TCS} per thread, O as ${TRO} rows x ${DC} vec4 per thread.
+// Generated by kernels/flash/template.ts; do not edit.
+
+struct Params {
+  batch: u32,
+  num_heads: u32,
+  num_kv_heads: u32,
+  group: u32,
+  max_pages: u32,
+  page_shift: u32,
+  n_items: u32,
+  grid_x: u32,
+  scale_n: u32,
+  ml_base: u32,
+  scale_a: f32,
+  scale_b: f32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> q: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> k_new: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> v_new: array<vec4<u32>>;
+@group(0) @binding(4) var<storage, read> k_pages: array<vec4<u32>>;
+@group(0) @binding(5) var<storage, read> v_pages: array<vec4<u32>>;
+@group(0) @binding(6) var<storage, read> scales: array<f32>;
+@group(0) @binding(7) var<storage, read> cu_seqlens: array<i32>;
+@group(0) @binding(8) var<storage, read> cache_seqlens: array<i32>;
+@group(0) @binding(9) var<storage, read> block_table: array<i32>;
+@group(0) @binding(10) var<storage, read> items: array<vec4<u32>>;
+${
+    spec.split
+      ? "@group(0) @binding(11) var<storage, read_write> part: array<vec4<f32>>;"
+      : "@group(0) @binding(11) var<storage, read_write> o: array<vec2<u32>>;"
+  }
+
+// Q rows (f32, or 16-bit pairs: 4 elements per vec2); one padding entry per row avoids bank conflicts.
+${
+    spec.qF32
+      ? `struct QRow { c: array<array<vec4<f32>, ${DU}>, ${DC}>, pad: vec4<f32>, }`
+      : `struct QRow { c: array<array<vec2<u32>, ${DU}>, ${DC}>, pad: vec2<u32>, }`
+  }
+// A K row (QK^T) or V row (PV) in f32; padded likewise.
+struct KRow { c: array<array<vec4<f32>, ${DU}>, ${DC}>, pad: vec4<f32>, }
+// P row, in the key order of the S layout (thread kg's keys are contiguous).
+struct PRow { c: array<vec4<f32>, ${BC / 4}>, pad: vec4<f32>, }
+
+var<workgroup> qs: array<array<QRow, ${RGS}>, ${TRS}>;
+var<workgroup> kvs: array<array<KRow, ${KG}>, ${TCS}>;
+var<workgroup> ps: array<array<PRow, ${RGO}>, ${TRO}>;
+var<workgroup> red: array<array<f32, ${BR}>, ${KG}>;
+var<workgroup> alpha_s: array<f32, ${BR}>;
+${fp8 ? `var<workgroup> e4m3_lut: array<f32, 256>;\n` : ""}
+${wgslQUnpack(spec.qDtype)}
+${spec.split ? "" : wgslQPack(spec.qDtype)}
+${wgslCodecs(...codecs)}
+// Four 16-bit elements (two words) as f32.
+fn unpack_q4(w: vec2<u32>) -> vec4<f32> {
+  return vec4<f32>(unpack_q2(w.x), unpack_q2(w.y));
+}
+
+@compute @workgroup_size(${T})
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let item = wid.y * params.grid_x + wid.x;
+  if (item >= params.n_items) {
+    return;
+  }
+  let it0 = items[2u * item];
+  let it1 = items[2u * item + 1u];
+  let b = it0.x;
+  let kvh = it0.y;
+  let f0 = it0.z;
+  let slot = it0.w;
+  let kt0 = it1.x;
+  let kt1 = it1.y;
+  let kend = it1.z;
+  let q_start = u32(cu_seqlens[b]);
+  let nrows = (u32(cu_seqlens[b + 1u]) - q_start) * params.group;
+  let old = u32(cache_seqlens[b]);
+  let bt_base = b * params.max_pages;
+  let page_mask = (1u << params.page_shift) - 1u;
+  let rg = lid / ${KG}u;
+  let kg = lid % ${KG}u;
+  let rgo = lid / ${DU}u;
+  let dg = lid % ${DU}u;
+${
+    fp8
+      ? `  for (var e = lid; e < 256u; e = e + ${T}u) {\n    e4m3_lut[e] = decode_e4m3(e);\n  }`
+      : ""
+  }
+
+  // Q tile: rows f0 .. f0 + ${BR} of the flattened (query, head-in-group) rows.
+  for (var e = 0u; e < ${qPerThread}u; e = e + 1u) {
+    let idx = lid + e * ${T}u;
+    if (idx < ${qTiles}u) {
+      let r = idx / ${D / 8}u;
+      let w = idx % ${D / 8}u;
+      let flat = f0 + r;
+      var v = vec4<u32>(0u);
+      if (flat < nrows) {
+        let tok = q_start + flat / params.group;
+        let head = kvh * params.group + flat % params.group;
+        v = q[(tok * params.num_heads + head) * ${D / 8}u + w];
+      }
+      let a = 2u * w;
+      qs[r / ${RGS}u][r % ${RGS}u].c[a / ${DU}u][a % ${DU}u] = ${
+    spec.qF32 ? "unpack_q4(v.xy)" : "v.xy"
+  };
+      qs[r / ${RGS}u][r % ${RGS}u].c[(a + 1u) / ${DU}u][(a + 1u) % ${DU}u] = ${
+    spec.qF32 ? "unpack_q4(v.zw)" : "v.zw"
+  };
+    }
+  }
+
+  // Row state of the S layout: running max (log2 domain) and this thread's partial row sums.
+${_lines(TRS, (i) => `  var m${i} = ${M_INIT};\n  var l${i} = 0.0;`)}
+${
+    _lines(TRS, (i) =>
+      spec.causal
+        ? `  let lim${i} = old + (f0 + ${rowS(i)}) / params.group;`
+        : `  let lim${i} = kend;`)
+  }
+${_lines(TRO, (i) => _lines(DC, (mm) => `  var o${i}_${mm} = vec4<f32>(0.0);`))}
+${rawDecls("k")}
+${rawDecls("v")}
+  var tile_page = 0u;
+${_lines(TRS, (i) => _lines(TCS, (j) => `  var s${i}_${j} = 0.0;`))}
+
+${tilePage("kt0")}
+${loadChunks("k", "kt0")}
+  workgroupBarrier();
+${storeChunks("k")}
+  let first_lim = ${spec.causal ? "old + f0 / params.group" : "kend - 1u"};
+
+  for (var kt = kt0; kt < kt1; kt = kt + 1u) {
+${tilePage("kt")}
+${loadChunks("v", "kt")}
+    workgroupBarrier(); // K tile (and Q) ready
+
+${_lines(TRS, (i) => _lines(TCS, (j) => `    s${i}_${j} = 0.0;`))}
+${qk}
+
+    // Scale (log2 domain), softcap, mask; row maxima of this thread's keys.
+${_lines(TRS, (i) => _lines(TCS, (j) => `    ${scoreScale(`s${i}_${j}`)}`))}
+    let kbase = kt * ${BC}u;
+    if (kbase + ${BC - 1}u > first_lim) {
+${
+    _lines(TRS, (i) =>
+      _lines(TCS, (j) =>
+        `      { let kp = kbase + kg + ${
+          KG * j
+        }u; s${i}_${j} = select(${MASKED}, s${i}_${j}, kp <= lim${i} && kp < kend); }`))
+  }
+    }
+${
+    _lines(TRS, (i) =>
+      `    red[kg][${rowS(i)}] = max(${
+        Array.from({ length: TCS }, (_, j) =>
+          `s${i}_${j}`).reduce((a, b) => `max(${a}, ${b})`)
+      }, ${M_INIT});`)
+  }
+    workgroupBarrier(); // row maxima ready; K tile no longer read
+
+${storeChunks("v")}
+${
+    _lines(TRS, (i) => {
+      const r = rowS(i);
+      const mx = Array.from({ length: KG }, (_, k) => `red[${k}][${r}]`).reduce((a, b) =>
+        `max(${a}, ${b})`
+      );
+      const ps4 = _lines(TCS / 4, (j4) =>
+        `    ps[${r} / ${RGO}u][${r} % ${RGO}u].c[kg * ${TCS / 4}u + ${j4}u] = vec4<f32>(${
+          [0, 1, 2, 3].map((e) =>
+            `s${i}_${4 * j4 + e}`
+          ).join(", ")
+        });`);
+      return `    {
+      let mnew = max(m${i}, ${mx});
+      let alpha = exp2(m${i} - mnew);
+      m${i} = mnew;
+${_lines(TCS, (j) => `      s${i}_${j} = exp2(s${i}_${j} - mnew);`)}
+      l${i} = l${i} * alpha + ${Array.from({ length: TCS }, (_, j) => `s${i}_${j}`).join(" + ")};
+      if (kg == 0u) {
+        alpha_s[${r}] = alpha;
+      }
+    }
+${ps4}`;
+    })
+  }
+    let more = kt + 1u < kt1;
+    if (more) {
+${tilePage("(kt + 1u)")}
+${loadChunks("k", "(kt + 1u)")}
+    }
+    workgroupBarrier(); // P, alpha and V tile ready
+
+${_lines(TRO, (i) => `    let a${i} = alpha_s[${rowO(i)}];`)}
+${_lines(TRO, (i) => _lines(DC, (mm) => `    o${i}_${mm} = o${i}_${mm} * a${i};`))}
+${pv}
+    workgroupBarrier(); // V tile and P no longer read
+    if (more) {
+${storeChunks("k")}
+    }
+  }
+
+  // Row sums of all key groups; m in alpha_s for the split partials.
+${
+    _lines(TRS, (i) =>
+      `  red[kg][${rowS(i)}] = l${i};\n  if (kg == 0u) {\n    alpha_s[${rowS(i)}] = m${i};\n  }`)
+  }
+  workgroupBarrier();
+${output}
+}
+`;
+}
+
+/**
+ * The combine pass of split-KV: merges the partial (m, l, O) of each row's splits into o.
+ *
+ * @example
+ * ```ts
+ * import { combineWgsl } from "./template.ts";
+ * const code = combineWgsl({ qDtype: "bf16", headDim: 128, rows: 64, threads: 128 });
+ * ```
+ */
+export function combineWgsl(
+  spec: { qDtype: FlashSpec["qDtype"]; headDim: number; rows: number; threads: number },
+): string {
+  const D4 = spec.headDim / 4;
+  const BR = spec.rows;
+  const T = spec.threads;
+  return `// ${combineKey(spec)}: merges split-KV partials into o.
+struct Params {
+  num_heads: u32,
+  group: u32,
+  n_items: u32,
+  grid_x: u32,
+  ml_base: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> cu_seqlens: array<i32>;
+@group(0) @binding(2) var<storage, read> items: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> part: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> o: array<vec2<u32>>;
+
+${wgslQPack(spec.qDtype)}
+${wgslCodecs(wgslQPackCodec(spec.qDtype))}
+
+@compute @workgroup_size(${T})
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let item = wid.y * params.grid_x + wid.x;
+  if (item >= params.n_items) {
+    return;
+  }
+  let it0 = items[2u * item];
+  let it1 = items[2u * item + 1u];
+  let b = it0.x;
+  let kvh = it0.y;
+  let f0 = it0.z;
+  let slot0 = it0.w;
+  let ns = it1.x;
+  let q_start = u32(cu_seqlens[b]);
+  let nrows = (u32(cu_seqlens[b + 1u]) - q_start) * params.group;
+  for (var e = lid; e < ${BR * D4}u; e = e + ${T}u) {
+    let r = e / ${D4}u;
+    let d4 = e % ${D4}u;
+    let flat = f0 + r;
+    if (flat < nrows) {
+      var mx = ${M_INIT};
+      for (var s = 0u; s < ns; s = s + 1u) {
+        mx = max(mx, part[params.ml_base + (slot0 + s) * ${BR}u + r].x);
+      }
+      var acc = vec4<f32>(0.0);
+      var l = 0.0;
+      for (var s = 0u; s < ns; s = s + 1u) {
+        let ml = part[params.ml_base + (slot0 + s) * ${BR}u + r];
+        let w = exp2(ml.x - mx);
+        l = l + w * ml.y;
+        acc = acc + w * part[((slot0 + s) * ${BR}u + r) * ${D4}u + d4];
+      }
+      let v = acc / l;
+      let tok = q_start + flat / params.group;
+      let head = kvh * params.group + flat % params.group;
+      o[(tok * params.num_heads + head) * ${D4}u + d4] = vec2<u32>(pack_q2(v.xy), pack_q2(v.zw));
+    }
+  }
+}
+`;
+}
+
+/** Key of the combine pass. */
+export function combineKey(
+  spec: { qDtype: FlashSpec["qDtype"]; headDim: number; rows: number; threads: number },
+): string {
+  return `paged_prefill_flash_combine_q-${spec.qDtype}_d${spec.headDim}_r${spec.rows}_wg${spec.threads}`;
+}

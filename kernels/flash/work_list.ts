@@ -1,0 +1,133 @@
+/**
+ * The host-built work list of the flash kernel: one item per (request, KV head, tile of
+ * query rows, range of K/V tiles), so varlen batches launch no empty workgroups, causal tiles
+ * past a row tile's last visible key are never visited, and few-row/long-prefix requests are
+ * split over the keys (split-KV) with a combine pass.
+ * @module
+ */
+import type { Problem } from "../../op/types.ts";
+
+/** Options of `buildWorkList()`. */
+export interface WorkListOptions {
+  /**
+   * Aim for at least this many workgroups; when the row tiles alone give fewer, each row
+   * tile's K/V range is split (split-KV). 0 disables splitting.
+   * @default 1024
+   */
+  targetItems?: number;
+  /**
+   * Fewest K/V tiles one split processes.
+   * @default 8
+   */
+  minSplitTiles?: number;
+}
+
+/** The work list, in the GPU layout the kernels read. */
+export interface WorkList {
+  /** 8 u32 per item: (request, kv head, first flat row, slot), (tile begin, tile end, key end, 0). */
+  items: Uint32Array<ArrayBuffer>;
+  /** Number of attention items. */
+  count: number;
+  /** True when items write partials for the combine pass. */
+  split: boolean;
+  /** Partial slots (one per attention item when split). */
+  slots: number;
+  /** 8 u32 per combine item: (request, kv head, first flat row, first slot), (splits, 0, 0, 0). */
+  combine: Uint32Array<ArrayBuffer>;
+  /** Number of combine items. */
+  combineCount: number;
+  /** Sum over items of K/V tiles visited (for the perf log). */
+  tiles: number;
+}
+
+/**
+ * Builds the work list of `problem` for row tiles of `rows` and key tiles of `keys`.
+ *
+ * @example
+ * ```ts
+ * import { buildWorkList } from "./work_list.ts";
+ * const problem = {
+ *   qDtype: "f16", cacheDtype: "f16", batch: 1, totalQ: 4, numHeads: 2, numKvHeads: 1,
+ *   headDim: 16, pageSize: 16, numPages: 2, poolTokens: 32, maxPagesPerReq: 2,
+ *   isCausal: true, smScale: 0.25, softcap: 0, qLens: [4], qStarts: [0], cacheLens: [10],
+ * } as const;
+ * const list = buildWorkList(problem, 8, 16, { targetItems: 0 });
+ * // list.count === 1: 8 rows (4 queries x 2 heads), keys 0..13 in one tile
+ * ```
+ */
+export function buildWorkList(
+  problem: Problem,
+  rows: number,
+  keys: number,
+  options: WorkListOptions = {},
+): WorkList {
+  const target = options.targetItems ?? 1024;
+  const minSplit = options.minSplitTiles ?? 8;
+  const G = problem.numHeads / problem.numKvHeads;
+  interface RowTile {
+    b: number;
+    f0: number;
+    kend: number;
+    tiles: number;
+  }
+  const rowTiles: RowTile[] = [];
+  for (let b = 0; b < problem.batch; b++) {
+    const qlen = problem.qLens[b]!;
+    const old = problem.cacheLens[b]!;
+    const nrows = qlen * G;
+    for (let f0 = 0; f0 < nrows; f0 += rows) {
+      const last = Math.min(f0 + rows, nrows) - 1;
+      const kend = problem.isCausal ? old + Math.floor(last / G) + 1 : old + qlen;
+      rowTiles.push({ b, f0, kend, tiles: Math.ceil(kend / keys) });
+    }
+  }
+  const H = problem.numKvHeads;
+  const base = rowTiles.length * H;
+  const work = rowTiles.reduce((s, t) => s + t.tiles, 0) * H;
+  let perItem = Infinity;
+  if (target > 0 && base < target) {
+    perItem = Math.max(minSplit, Math.ceil(work / target));
+  }
+  const splits = rowTiles.map((t) => Math.max(1, Math.ceil(t.tiles / perItem)));
+  const split = splits.some((n) => n > 1);
+
+  interface Item {
+    b: number;
+    g: number;
+    f0: number;
+    slot: number;
+    t0: number;
+    t1: number;
+    kend: number;
+  }
+  const out: Item[] = [];
+  const comb: number[] = [];
+  let slot = 0;
+  rowTiles.forEach((t, i) => {
+    const ns = splits[i]!;
+    for (let g = 0; g < H; g++) {
+      if (split) comb.push(t.b, g, t.f0, slot, ns, 0, 0, 0);
+      for (let s = 0; s < ns; s++) {
+        const t0 = Math.floor((s * t.tiles) / ns);
+        const t1 = Math.floor(((s + 1) * t.tiles) / ns);
+        out.push({ b: t.b, g, f0: t.f0, slot: split ? slot : 0, t0, t1, kend: t.kend });
+        if (split) slot++;
+      }
+    }
+  });
+  // Longest first: the tail of the launch is made of short items.
+  out.sort((a, b) => (b.t1 - b.t0) - (a.t1 - a.t0));
+  const items = new Uint32Array(out.length * 8);
+  out.forEach((it, i) => {
+    items.set([it.b, it.g, it.f0, it.slot, it.t0, it.t1, it.kend, 0], i * 8);
+  });
+  return {
+    items,
+    count: out.length,
+    split,
+    slots: slot,
+    combine: new Uint32Array(comb),
+    combineCount: comb.length / 8,
+    tiles: out.reduce((s, it) => s + it.t1 - it.t0, 0),
+  };
+}

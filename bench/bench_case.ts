@@ -6,12 +6,12 @@
  * @module
  */
 import type { GpuContext } from "../kernels/gpu.ts";
-import { planPagedPrefill, type PlannedPagedPrefill } from "../kernels/op.ts";
+import { type PlannedPagedPrefill, planPagedPrefill } from "../kernels/op.ts";
 import { readOutputs } from "../kernels/device_inputs.ts";
 import type { PagedPrefillInputs, PagedPrefillParams, Problem } from "../op/types.ts";
 import { rooflineBytes } from "../reports/roofline.ts";
 import type { Correctness } from "../reports/schema.ts";
-import { type TimingStats, timeGpu } from "./timing.ts";
+import { timeGpu, type TimingStats } from "./timing.ts";
 import { type CheckOptions, checkOutputs, poolVerdicts } from "./verify_case.ts";
 
 /**
@@ -70,7 +70,12 @@ export async function benchCase(
   params: PagedPrefillParams,
   options: BenchCaseOptions = {},
 ): Promise<BenchCaseResult> {
-  const first = await planPagedPrefill(gpu, inputs, params, options.kernel ? { kernel: options.kernel } : {});
+  const first = await planPagedPrefill(
+    gpu,
+    inputs,
+    params,
+    options.kernel ? { kernel: options.kernel } : {},
+  );
   const sets: PlannedPagedPrefill[] = [first];
   try {
     await options.onPlan?.(first);

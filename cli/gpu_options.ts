@@ -3,7 +3,13 @@
  * @module
  */
 import { type Command, Option } from "@commander-js/extra-typings";
-import { acquireGpu, defaultGpuBackend, GPU_BACKENDS, type GpuBackend, type GpuContext } from "../kernels/gpu.ts";
+import {
+  acquireGpu,
+  defaultGpuBackend,
+  GPU_BACKENDS,
+  type GpuBackend,
+  type GpuContext,
+} from "../kernels/gpu.ts";
 import { choiceFlag } from "./parse.ts";
 
 /** Adds `--backend deno|dawn` to `command`. */

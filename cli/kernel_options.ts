@@ -18,10 +18,15 @@ export function addKernelOptions<C extends Command<[], Record<string, unknown>>>
   return command
     .option(
       "--kernel <name>",
-      `kernel variant: ${KERNEL_VARIANTS.map((v) => v.name).join(", ")}, "auto" (the fastest that supports the problem) or "all" (every one that does)`,
+      `kernel variant: ${
+        KERNEL_VARIANTS.map((v) => v.name).join(", ")
+      }, "auto" (the fastest that supports the problem) or "all" (every one that does)`,
     )
     .addOption(
-      new Option("--strategy <name>", "quantized caches: fused (dequant in the loop) or dequant (dequantize-then-reuse)")
+      new Option(
+        "--strategy <name>",
+        "quantized caches: fused (dequant in the loop) or dequant (dequantize-then-reuse)",
+      )
         .argParser(choiceFlag("--strategy", STRATEGIES)),
     );
 }
@@ -42,7 +47,9 @@ export function variantsFor(
     const variant = KERNEL_VARIANTS.find((v) => v.name === mode);
     if (!variant) {
       throw new UsageError(
-        `Cannot use --kernel ${mode}: expected one of ${KERNEL_VARIANTS.map((v) => v.name).join(", ")}, auto, all`,
+        `Cannot use --kernel ${mode}: expected one of ${
+          KERNEL_VARIANTS.map((v) => v.name).join(", ")
+        }, auto, all`,
       );
     }
     const reason = variant.supports(problem, gpu);
@@ -53,7 +60,9 @@ export function variantsFor(
   if (flags.strategy === "dequant") candidates = candidates.filter((v) => v.name === "dequant");
   if (flags.strategy === "fused") candidates = candidates.filter((v) => v.name !== "dequant");
   if (candidates.length === 0) {
-    const reasons = KERNEL_VARIANTS.map((v) => `${v.name}: ${v.supports(problem, gpu) ?? "excluded by --strategy"}`);
+    const reasons = KERNEL_VARIANTS.map((v) =>
+      `${v.name}: ${v.supports(problem, gpu) ?? "excluded by --strategy"}`
+    );
     throw new UsageError(`Cannot find a kernel for this problem: ${reasons.join("; ")}`);
   }
   return mode === "auto" ? candidates.slice(0, 1) : candidates;

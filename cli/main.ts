@@ -16,7 +16,9 @@ import { reportCommand } from "./commands/report.ts";
 import { err, flushOutput, formatError, out } from "./output.ts";
 
 /** A command module: builds its commander command; its action sets the exit code. */
-export type CommandFactory = (setExit: (code: number) => void) => Command<[], Record<string, unknown>>;
+export type CommandFactory = (
+  setExit: (code: number) => void,
+) => Command<[], Record<string, unknown>>;
 
 const COMMANDS: CommandFactory[] = [
   verifyCommand as CommandFactory,

@@ -10,7 +10,9 @@ export function intFlag(flag: string, min = 0): (value: string) => number {
   return (value: string) => {
     const n = Number(value);
     if (!/^[+-]?\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min) {
-      throw new UsageError(`Cannot read ${flag}: expected a whole number >= ${min}, got "${value}"`);
+      throw new UsageError(
+        `Cannot read ${flag}: expected a whole number >= ${min}, got "${value}"`,
+      );
     }
     return n;
   };

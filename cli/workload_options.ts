@@ -4,7 +4,13 @@
  * @module
  */
 import { type Command, Option } from "@commander-js/extra-typings";
-import { adHocCase, type CaseFilter, expandCases, loadManifest, type WorkloadCase } from "../workloads/mod.ts";
+import {
+  adHocCase,
+  type CaseFilter,
+  expandCases,
+  loadManifest,
+  type WorkloadCase,
+} from "../workloads/mod.ts";
 import { PAGE_ORDERS } from "../workloads/schema.ts";
 import { choiceFlag, intFlag, intListFlag, numberFlag } from "./parse.ts";
 import { UsageError } from "./errors.ts";
@@ -40,7 +46,11 @@ export function addWorkloadOptions<C extends Command<[], Record<string, unknown>
   return command
     .option("--manifest <file>", "manifest file (JSON or YAML) instead of the built-in one")
     .option("--workload <id>", "run this manifest row (label or label/dtype); repeatable", collect)
-    .option("--filter <pattern>", "run manifest rows whose id contains it (* and ? glob); repeatable", collect)
+    .option(
+      "--filter <pattern>",
+      "run manifest rows whose id contains it (* and ? glob); repeatable",
+      collect,
+    )
     .option("--tag <tag>", "run manifest rows with this tag; repeatable", collect)
     .option("--all", "run every manifest row")
     .option("--batch <n>", "ad hoc: requests", intFlag("--batch", 1))
@@ -48,8 +58,16 @@ export function addWorkloadOptions<C extends Command<[], Record<string, unknown>
     .option("--heads-kv <n>", "ad hoc: KV heads H_kv", intFlag("--heads-kv", 1))
     .option("--head-dim <n>", "ad hoc: head dim D", intFlag("--head-dim", 1))
     .option("--q-len <n[,n...]>", "ad hoc: new tokens per request", intListFlag("--q-len", 0))
-    .option("--cache-len <n[,n...]>", "ad hoc: old tokens per request", intListFlag("--cache-len", 0))
-    .option("--page-size <n>", "page size (filters manifest rows, or sets the ad hoc problem's)", intFlag("--page-size", 1))
+    .option(
+      "--cache-len <n[,n...]>",
+      "ad hoc: old tokens per request",
+      intListFlag("--cache-len", 0),
+    )
+    .option(
+      "--page-size <n>",
+      "page size (filters manifest rows, or sets the ad hoc problem's)",
+      intFlag("--page-size", 1),
+    )
     .option("--max-pages <n>", "ad hoc: max_pages_per_req", intFlag("--max-pages", 1))
     .option("--causal", "ad hoc: causal mask (default)")
     .option("--no-causal", "ad hoc: no causal mask")
@@ -61,8 +79,13 @@ export function addWorkloadOptions<C extends Command<[], Record<string, unknown>
         .argParser(choiceFlag("--dtype", ["f16", "bf16"] as const)),
     )
     .addOption(
-      new Option("--cache-dtype <dtype>", "cache dtype (filters manifest rows, or sets the ad hoc problem's)")
-        .argParser(choiceFlag("--cache-dtype", ["same", "f16", "bf16", "fp8", "fp8_e4m3", "int8"] as const)),
+      new Option(
+        "--cache-dtype <dtype>",
+        "cache dtype (filters manifest rows, or sets the ad hoc problem's)",
+      )
+        .argParser(
+          choiceFlag("--cache-dtype", ["same", "f16", "bf16", "fp8", "fp8_e4m3", "int8"] as const),
+        ),
     )
     .addOption(
       new Option("--page-order <order>", "ad hoc: physical page order")
@@ -127,7 +150,9 @@ export function selectCases(flags: WorkloadFlags, defaultTag: string): WorkloadC
       ...(flags.filter ?? []).map((w) => `--filter ${w}`),
       ...(flags.tag ?? []).map((w) => `--tag ${w}`),
     ].join(" ");
-    throw new UsageError(`Cannot find a manifest row matching ${asked || "the flags"}: see \`paged-prefill list\``);
+    throw new UsageError(
+      `Cannot find a manifest row matching ${asked || "the flags"}: see \`paged-prefill list\``,
+    );
   }
   if (flags.workload) {
     for (const w of flags.workload) {
@@ -140,7 +165,9 @@ export function selectCases(flags: WorkloadFlags, defaultTag: string): WorkloadC
 }
 
 function adHocFromFlags(flags: WorkloadFlags): WorkloadCase {
-  const pick = (v: number[] | undefined) => (v === undefined ? undefined : v.length === 1 ? v[0]! : v);
+  const pick = (
+    v: number[] | undefined,
+  ) => (v === undefined ? undefined : v.length === 1 ? v[0]! : v);
   try {
     return adHocCase({
       ...(flags.batch !== undefined ? { batch: flags.batch } : {}),

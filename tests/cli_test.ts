@@ -83,7 +83,13 @@ Deno.test("run --case writes o and both pools in the input's dtypes", async () =
     11,
   );
   await writeCase(`${dir}/in.safetensors`, { inputs, params });
-  const r = await runCli("run", "--case", `${dir}/in.safetensors`, "--out", `${dir}/out.safetensors`);
+  const r = await runCli(
+    "run",
+    "--case",
+    `${dir}/in.safetensors`,
+    "--out",
+    `${dir}/out.safetensors`,
+  );
   assert.equal(r.code, 0, r.stderr);
   const out = await readSafetensors(`${dir}/out.safetensors`);
   assert.deepEqual([...out.tensors.keys()].sort(), ["k_pages", "o", "v_pages"]);
@@ -102,7 +108,13 @@ Deno.test("a rejected case exits 2 with one line and writes no output file", asy
   const table = inputs.blockTable.data as Int32Array;
   table[0] = 1_000_000; // a referenced entry far outside the pool
   await writeCase(`${dir}/bad.safetensors`, { inputs, params });
-  const r = await runCli("run", "--case", `${dir}/bad.safetensors`, "--out", `${dir}/out.safetensors`);
+  const r = await runCli(
+    "run",
+    "--case",
+    `${dir}/bad.safetensors`,
+    "--out",
+    `${dir}/out.safetensors`,
+  );
   assert.equal(r.code, 2, r.stderr);
   const lines = errorLines(r);
   assert.equal(lines.length, 1, r.stderr);

@@ -18,7 +18,10 @@ function randomProblem(seed: number): AdHocOptions {
   const numKvHeads = pick([1, 2, 3]);
   const group = pick([1, 2, 4]);
   const pageSize = pick([1, 2, 4, 8, 16, 32, 64, 128, 256]);
-  const qLen: number[] = Array.from({ length: batch }, () => (rng.int(5) === 0 ? 0 : 1 + rng.int(24)));
+  const qLen: number[] = Array.from(
+    { length: batch },
+    () => (rng.int(5) === 0 ? 0 : 1 + rng.int(24)),
+  );
   if (!qLen.some((n) => n > 0)) qLen[0] = 1 + rng.int(8);
   const cacheLen = Array.from({ length: batch }, () => (rng.int(4) === 0 ? 0 : rng.int(300)));
   const dtype = pick(["f16", "bf16"] as const);
@@ -54,7 +57,9 @@ Deno.test("every kernel variant matches the reference on seeded random valid pro
         const { verification } = await verifyOnGpu(gpu, inputs, params, { kernel: variant.name });
         assert.ok(
           verification.ok,
-          `${variant.name}, PP_TEST_SEED=${seed} ${JSON.stringify(options)}: ${verification.message}`,
+          `${variant.name}, PP_TEST_SEED=${seed} ${
+            JSON.stringify(options)
+          }: ${verification.message}`,
         );
       }
     }

@@ -76,15 +76,36 @@ export function benchCommand(setExit: (code: number) => void) {
       )
       .option("--iters <n>", "timed iterations", intFlag("--iters", 1))
       .option("--warmup <n>", "untimed iterations first", intFlag("--warmup", 0))
-      .option("--min-time <ms>", "keep timing until the samples add up to this many ms", intFlag("--min-time", 0))
-      .option("--seed <n>", "seed of the generated inputs (default: fresh each run)", intFlag("--seed", 0))
-      .option("--rows <n>", "query rows verified per request (default: all, sampled when large)", intFlag("--rows", 2))
+      .option(
+        "--min-time <ms>",
+        "keep timing until the samples add up to this many ms",
+        intFlag("--min-time", 0),
+      )
+      .option(
+        "--seed <n>",
+        "seed of the generated inputs (default: fresh each run)",
+        intFlag("--seed", 0),
+      )
+      .option(
+        "--rows <n>",
+        "query rows verified per request (default: all, sampled when large)",
+        intFlag("--rows", 2),
+      )
       .option("--no-verify", "skip verification of the timed runs")
-      .option("--refresh-ceilings", "measure the adapter's ceilings again instead of using the cache")
+      .option(
+        "--refresh-ceilings",
+        "measure the adapter's ceilings again instead of using the cache",
+      )
       .option("--json <file>", "write the report as JSON")
       .option("--md <file>", "write the report as Markdown")
-      .option("--html <file>", "write the report as a self-contained HTML page with a roofline plot")
-      .option("--dump-wgsl <dir>", "write the generated WGSL of every planned kernel into this folder"),
+      .option(
+        "--html <file>",
+        "write the report as a self-contained HTML page with a roofline plot",
+      )
+      .option(
+        "--dump-wgsl <dir>",
+        "write the generated WGSL of every planned kernel into this folder",
+      ),
   )));
   return command.action(async (flags) => {
     const f = flags as unknown as BenchFlags;
@@ -112,7 +133,9 @@ export function benchCommand(setExit: (code: number) => void) {
             ...(f.warmup !== undefined ? { warmup: f.warmup } : {}),
             ...(f.minTime !== undefined ? { minTimeMs: f.minTime } : {}),
             ...(f.rows !== undefined ? { rowsPerRequest: f.rows } : {}),
-            ...(c.verifyRows !== undefined && f.rows === undefined ? { rowsPerRequest: c.verifyRows } : {}),
+            ...(c.verifyRows !== undefined && f.rows === undefined
+              ? { rowsPerRequest: c.verifyRows }
+              : {}),
             sampleSeed: seed,
             noVerify: f.verify === false,
             onPlan: f.dumpWgsl ? async (p) => void await dumpWgsl(f.dumpWgsl!, p.plan) : undefined,

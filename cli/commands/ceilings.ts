@@ -5,7 +5,7 @@
  * @module
  */
 import { Command } from "@commander-js/extra-typings";
-import { type Ceilings, ceilingLines, measureCeilings } from "../../reports/ceilings.ts";
+import { ceilingLines, type Ceilings, measureCeilings } from "../../reports/ceilings.ts";
 import { renderTextTable } from "../../reports/render_table.ts";
 import type { GpuBackend } from "../../kernels/gpu.ts";
 import { addBackendOption, describeGpu, gpuFromFlags } from "../gpu_options.ts";
@@ -22,14 +22,21 @@ export interface CeilingsFlags {
 }
 
 function _rate(id: string, value: number): string {
-  return id === "bandwidth" ? `${(value / 1e9).toFixed(1)} GB/s` : `${(value / 1e12).toFixed(3)} TFLOP/s`;
+  return id === "bandwidth"
+    ? `${(value / 1e9).toFixed(1)} GB/s`
+    : `${(value / 1e12).toFixed(3)} TFLOP/s`;
 }
 
 /** Renders ceilings: the best of each kind (measured and datasheet), then every form measured. */
 export function renderCeilings(c: Ceilings): string {
-  const best = ceilingLines(c, c.datasheet ?? null).map((l) => [l.label, _rate(l.id, l.value), l.detail]);
+  const best = ceilingLines(c, c.datasheet ?? null).map((
+    l,
+  ) => [l.label, _rate(l.id, l.value), l.detail]);
   const forms: string[][] = [];
-  const groups = [["bandwidth", c.bandwidth.forms], ["f32", c.f32.forms], ["f16", c.f16?.forms ?? []]] as const;
+  const groups = [["bandwidth", c.bandwidth.forms], ["f32", c.f32.forms], [
+    "f16",
+    c.f16?.forms ?? [],
+  ]] as const;
   for (const [id, list] of groups) {
     for (const form of list) {
       forms.push([id, form.name, form.error ? `failed: ${form.error}` : _rate(id, form.value)]);

@@ -40,7 +40,11 @@ export function reportCommand(setExit: (code: number) => void) {
     )
     .option("--md <file>", "also write Markdown")
     .option("--html <file>", "also write HTML (single report)")
-    .option("--threshold <fraction>", "regression threshold on median time (default 0.05)", numberFlag("--threshold"))
+    .option(
+      "--threshold <fraction>",
+      "regression threshold on median time (default 0.05)",
+      numberFlag("--threshold"),
+    )
     .action(async (basePath, headPath, flags) => {
       const f = flags as unknown as ReportFlags;
       const format = f.format ?? "table";
@@ -58,8 +62,16 @@ export function reportCommand(setExit: (code: number) => void) {
         return;
       }
       const head = await readReport(headPath);
-      const cmp = compareReports(base, head, f.threshold !== undefined ? { threshold: f.threshold } : {});
-      out(format === "md" ? renderComparisonMarkdown(cmp) : renderComparisonTable(cmp, { color: useColor() }));
+      const cmp = compareReports(
+        base,
+        head,
+        f.threshold !== undefined ? { threshold: f.threshold } : {},
+      );
+      out(
+        format === "md"
+          ? renderComparisonMarkdown(cmp)
+          : renderComparisonTable(cmp, { color: useColor() }),
+      );
       if (f.md) await writeTextFile(f.md, renderComparisonMarkdown(cmp));
       setExit(cmp.ok ? ExitCode.ok : ExitCode.checkFailed);
     }) as unknown as Command<[], Record<string, unknown>>;

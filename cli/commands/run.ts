@@ -31,10 +31,16 @@ export function runCommand(setExit: (code: number) => void) {
   return addBackendOption(
     new Command("run")
       .description("run the op on a safetensors case file and write o and the updated pools")
-      .option("--case <file>", "input case file: tensors named as in SPEC §1, params in __metadata__")
+      .option(
+        "--case <file>",
+        "input case file: tensors named as in SPEC §1, params in __metadata__",
+      )
       .option("--out <file>", "write o, k_pages and v_pages (after the append) here")
       .option("--kernel <name>", "kernel variant (default: the fastest that supports the case)")
-      .option("--dump-wgsl <dir>", "write the generated WGSL of the planned kernel into this folder"),
+      .option(
+        "--dump-wgsl <dir>",
+        "write the generated WGSL of the planned kernel into this folder",
+      ),
   ).action(async (flags) => {
     const f = flags as unknown as RunFlags;
     if (!f.case) throw new UsageError("Cannot run: --case FILE is required (see run -h)");

@@ -111,7 +111,21 @@ export function renderVerifyTable(records: readonly VerifyRecord[], color = fals
     { text: r.ok ? "PASS" : "FAIL", color: r.ok ? "green" : "red" },
   ]);
   return renderTextTable(
-    ["workload", "kernel", "B", "rows", "H/Hkv", "D", "page", "q/cache", "max abs", "max rel", "rel L2", "pools", "status"],
+    [
+      "workload",
+      "kernel",
+      "B",
+      "rows",
+      "H/Hkv",
+      "D",
+      "page",
+      "q/cache",
+      "max abs",
+      "max rel",
+      "rel L2",
+      "pools",
+      "status",
+    ],
     rows,
     { color },
   );
@@ -149,8 +163,16 @@ export function verifyCommand(setExit: (code: number) => void) {
         "check the kernels against the float64 reference: o within SPEC §4 tolerance, the append bit-exact, every other pool byte unchanged",
       )
       .option("--case <file>", "verify a safetensors case file (and its *_expected tensors)")
-      .option("--seed <n>", "seed of the generated inputs (default: fresh each run)", intFlag("--seed", 0))
-      .option("--rows <n>", "query rows checked per request (default: all, sampled when large)", intFlag("--rows", 2))
+      .option(
+        "--seed <n>",
+        "seed of the generated inputs (default: fresh each run)",
+        intFlag("--seed", 0),
+      )
+      .option(
+        "--rows <n>",
+        "query rows checked per request (default: all, sampled when large)",
+        intFlag("--rows", 2),
+      )
       .option("--json <file>", "write the results as JSON"),
   )));
   return command.action(async (flags) => {
@@ -185,7 +207,11 @@ export function verifyCommand(setExit: (code: number) => void) {
     if (f.json) {
       await writeTextFile(
         f.json,
-        JSON.stringify({ adapter: gpu.adapterName, backend: gpu.backend, results: records }, null, 2) + "\n",
+        JSON.stringify(
+          { adapter: gpu.adapterName, backend: gpu.backend, results: records },
+          null,
+          2,
+        ) + "\n",
       );
     }
     setExit(failed > 0 ? ExitCode.checkFailed : ExitCode.ok);

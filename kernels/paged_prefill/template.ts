@@ -206,7 +206,14 @@ fn main(
   let kv_end = ${kvEnd}
 
   let q_word = (t * params.num_heads + h) * ${D / 2}u;
-  ${_unroll(D / 4, (j) => `{ let w = q_word + 2u * ${j}u; q_row[${j}u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[${j}u] = vec4<f32>(0.0); }`, "  ")}
+  ${
+    _unroll(
+      D / 4,
+      (j) =>
+        `{ let w = q_word + 2u * ${j}u; q_row[${j}u] = vec4<f32>(unpack_q2(q[w]), unpack_q2(q[w + 1u])) * params.q_scale; acc[${j}u] = vec4<f32>(0.0); }`,
+      "  ",
+    )
+  }
   m_run = -1.0e30;
   l_run = 0.0;
 
@@ -234,7 +241,14 @@ fn main(
   }
 
   // o = acc / l, rounded once to q's dtype, two elements per word.
-  ${_unroll(D / 4, (j) => `{ let x = acc[${j}u] / l_run; o[q_word + 2u * ${j}u] = pack_q2(x.xy); o[q_word + 2u * ${j}u + 1u] = pack_q2(x.zw); }`, "  ")}
+  ${
+    _unroll(
+      D / 4,
+      (j) =>
+        `{ let x = acc[${j}u] / l_run; o[q_word + 2u * ${j}u] = pack_q2(x.xy); o[q_word + 2u * ${j}u + 1u] = pack_q2(x.zw); }`,
+      "  ",
+    )
+  }
 }
 `;
 }

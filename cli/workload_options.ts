@@ -21,6 +21,7 @@ export interface WorkloadFlags {
   workload?: string[];
   filter?: string[];
   tag?: string[];
+  excludeTag?: string[];
   all?: boolean;
   batch?: number;
   heads?: number;
@@ -52,6 +53,7 @@ export function addWorkloadOptions<C extends Command<[], Record<string, unknown>
       collect,
     )
     .option("--tag <tag>", "run manifest rows with this tag; repeatable", collect)
+    .option("--exclude-tag <tag>", "leave out manifest rows with this tag; repeatable", collect)
     .option("--all", "run every manifest row")
     .option("--batch <n>", "ad hoc: requests", intFlag("--batch", 1))
     .option("--heads <n>", "ad hoc: query heads H", intFlag("--heads", 1))
@@ -142,7 +144,10 @@ export function selectCases(flags: WorkloadFlags, defaultTag: string): WorkloadC
   const narrowed = selection > 0 || flags.pageSize !== undefined || flags.dtype !== undefined ||
     flags.cacheDtype !== undefined;
   if (!narrowed) filter.tag = [defaultTag];
-  const cases = expandCases(manifest, filter);
+  const excluded = new Set(flags.excludeTag ?? []);
+  const cases = expandCases(manifest, filter).filter((c: WorkloadCase) =>
+    !c.tags.some((t) => excluded.has(t))
+  );
   if (cases.length === 0) {
     if (selection === 0) return [adHocFromFlags(flags)];
     const asked = [

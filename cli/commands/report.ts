@@ -5,7 +5,7 @@
  * @module
  */
 import { Command, Option } from "@commander-js/extra-typings";
-import { readReport } from "../../reports/schema.ts";
+import { type BenchReport, readReport, writeReport } from "../../reports/schema.ts";
 import { renderTable } from "../../reports/render_table.ts";
 import { renderMarkdown } from "../../reports/render_markdown.ts";
 import { renderHtml } from "../../reports/render_html.ts";
@@ -14,7 +14,7 @@ import {
   renderComparisonMarkdown,
   renderComparisonTable,
 } from "../../reports/compare.ts";
-import { ExitCode } from "../errors.ts";
+import { ExitCode, UsageError } from "../errors.ts";
 import { out } from "../output.ts";
 import { useColor } from "../output.ts";
 import { writeTextFile } from "../runtime.ts";
@@ -26,14 +26,48 @@ export interface ReportFlags {
   md?: string;
   html?: string;
   threshold?: number;
+  merge?: string;
+}
+
+/**
+ * One report holding the results of several runs on the same adapter (a long `bench --all`
+ * split over several calls): the environment of the first, results in order, the commands
+ * joined.
+ */
+export function mergeReports(
+  reports: readonly BenchReport[],
+  names: readonly string[],
+): BenchReport {
+  const first = reports[0]!;
+  reports.forEach((r, i) => {
+    if (
+      r.environment.adapter.name !== first.environment.adapter.name ||
+      r.environment.backend !== first.environment.backend
+    ) {
+      throw new UsageError(
+        `Cannot merge ${
+          names[i]
+        }: adapter ${r.environment.adapter.name} (${r.environment.backend}) differs from ${first.environment.adapter.name} (${first.environment.backend}) of ${
+          names[0]
+        }`,
+      );
+    }
+  });
+  return {
+    ...first,
+    command: reports.flatMap((r, i) => (i === 0 ? r.command : [";", ...r.command])),
+    results: reports.flatMap((r) => r.results),
+  };
 }
 
 /** Builds the `report` command. */
 export function reportCommand(setExit: (code: number) => void) {
   return new Command("report")
     .description("render a bench report, or compare two (base, head)")
-    .argument("<report>", "bench report JSON (base when a second is given)")
-    .argument("[head]", "a second report to compare against the first")
+    .argument(
+      "<reports...>",
+      "bench report JSON; two: base and head to compare; with --merge: any number",
+    )
     .addOption(
       new Option("--format <format>", "stdout format: table, md or html")
         .argParser(choiceFlag("--format", ["table", "md", "html"] as const)),
@@ -45,9 +79,24 @@ export function reportCommand(setExit: (code: number) => void) {
       "regression threshold on median time (default 0.05)",
       numberFlag("--threshold"),
     )
-    .action(async (basePath, headPath, flags) => {
+    .action(async (paths, flags) => {
       const f = flags as unknown as ReportFlags;
       const format = f.format ?? "table";
+      if (f.merge) {
+        const merged = mergeReports(await Promise.all(paths.map((p) => readReport(p))), paths);
+        await writeReport(f.merge, merged);
+        out(renderTable(merged, { color: useColor() }));
+        if (f.md) await writeTextFile(f.md, renderMarkdown(merged));
+        if (f.html) await writeTextFile(f.html, renderHtml(merged));
+        setExit(ExitCode.ok);
+        return;
+      }
+      if (paths.length > 2) {
+        throw new UsageError(
+          `Cannot read ${paths.length} reports: give one to render, two to compare, or --merge`,
+        );
+      }
+      const [basePath, headPath] = paths as [string, string | undefined];
       const base = await readReport(basePath);
       if (headPath === undefined) {
         const text = format === "md"

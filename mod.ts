@@ -16,7 +16,7 @@
 // The op, its types and validation.
 export type * from "./op/types.ts";
 export { CACHE_ELEMENT_BYTES, CACHE_TENSOR_DTYPE } from "./op/types.ts";
-export { validateProblem } from "./op/validate.ts";
+export { SUPPORTED_HEAD_DIMS, validateProblem } from "./op/validate.ts";
 export { pagedPrefill, planPagedPrefill } from "./kernels/op.ts";
 export type { PagedPrefillOptions, PlannedPagedPrefill } from "./kernels/op.ts";
 export { KERNEL_VARIANTS, selectVariant } from "./kernels/registry.ts";

@@ -5,7 +5,7 @@
  */
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import { ExitCode, UsageError } from "./errors.ts";
-import { args as runtimeArgs, exit } from "./runtime.ts";
+import { args as runtimeArgs, exit, isNotFound } from "./runtime.ts";
 import { verifyCommand } from "./commands/verify.ts";
 import { benchCommand } from "./commands/bench.ts";
 import { runCommand } from "./commands/run.ts";
@@ -61,7 +61,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     err(formatError(e) + "\n");
     return e instanceof UsageError || e instanceof TypeError || e instanceof RangeError ||
-        e instanceof SyntaxError
+        e instanceof SyntaxError || isNotFound(e)
       ? ExitCode.badInput
       : ExitCode.checkFailed;
   }

@@ -122,3 +122,50 @@ Deno.test("a rejected case exits 2 with one line and writes no output file", asy
   await assert.rejects(Deno.stat(`${dir}/out.safetensors`), Deno.errors.NotFound);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("a missing case file exits 2 with one line naming the file", async () => {
+  const r = await runCli("run", "--case", "/no/such/case.safetensors");
+  assert.equal(r.code, 2, r.stderr);
+  const lines = errorLines(r);
+  assert.equal(lines.length, 1, r.stderr);
+  assert.match(lines[0]!, /\/no\/such\/case\.safetensors/);
+});
+
+Deno.test("report renders a bench report and merges two into one", async () => {
+  const dir = await Deno.makeTempDir();
+  const b = await runCli(
+    "bench",
+    "--batch",
+    "1",
+    "--q-len",
+    "8",
+    "--cache-len",
+    "40",
+    "--page-size",
+    "8",
+    "--iters",
+    "2",
+    "--warmup",
+    "0",
+    "--kernel",
+    "simple",
+    "--json",
+    `${dir}/a.json`,
+    "--html",
+    `${dir}/a.html`,
+  );
+  assert.equal(b.code, 0, b.stderr);
+  assert.match(b.stdout, /TFLOP\/s/);
+  const html = await Deno.readTextFile(`${dir}/a.html`);
+  assert.match(html, /<svg[\s\S]*<\/svg>/);
+  const r = await runCli("report", `${dir}/a.json`);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /adhoc-b1/);
+  const m = await runCli("report", "--merge", `${dir}/m.json`, `${dir}/a.json`, `${dir}/a.json`);
+  assert.equal(m.code, 0, m.stderr);
+  const merged = JSON.parse(await Deno.readTextFile(`${dir}/m.json`));
+  assert.equal(merged.results.length, 2);
+  const cmp = await runCli("report", `${dir}/a.json`, `${dir}/m.json`);
+  assert.equal(cmp.code, 0, cmp.stdout + cmp.stderr);
+  await Deno.remove(dir, { recursive: true });
+});

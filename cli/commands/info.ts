@@ -46,7 +46,7 @@ export function renderInfo(info: InfoReport): string {
     `implementation  ${info.implementation} (--backend ${info.backend})`,
     `api backend     ${info.apiBackend}, feature level ${info.featureLevel}`,
     `adapter         ${info.adapter}`,
-    ...Object.entries(info.adapterInfo).map(([k, v]) => `  ${k.padEnd(14)}${v}`),
+    ...Object.entries(info.adapterInfo).map(([k, v]) => `  ${k.padEnd(18)}${v}`),
     `features        ${info.features.join(", ") || "(none)"}`,
   ];
   if (info.subgroupMatrixConfigs.length > 0) {

@@ -74,6 +74,7 @@ export function reportCommand(setExit: (code: number) => void) {
     )
     .option("--md <file>", "also write Markdown")
     .option("--html <file>", "also write HTML (single report)")
+    .option("--merge <file>", "merge the reports' results (same adapter) into one report file")
     .option(
       "--threshold <fraction>",
       "regression threshold on median time (default 0.05)",

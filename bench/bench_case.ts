@@ -25,6 +25,13 @@ export interface BenchCaseOptions extends CheckOptions {
   kernel?: string;
   /** @default 3 */
   warmup?: number;
+  /**
+   * Run the op back to back for at least this long before timing: a GPU that idled while the
+   * host generated and checked inputs runs at its idle clock until it has been busy a while
+   * (an H200 measured 5x slow after 3 warm-up iterations of a 1.6 ms kernel).
+   * @default 300
+   */
+  warmupMs?: number;
   /** @default 10 */
   iters?: number;
   /** Keep timing until this many ms of samples. @default 0 */
@@ -63,6 +70,23 @@ export function inputSetsFor(problem: Problem): number {
   return Math.max(1, Math.min(8, Math.ceil((2 * ASSUMED_LLC_BYTES) / Math.max(1, bytes))));
 }
 
+/** Submits `encode` back to back until `ms` of wall time have passed (GPU clock ramp-up). */
+export async function warmUp(
+  gpu: GpuContext,
+  encode: (encoder: GPUCommandEncoder) => void,
+  ms: number,
+): Promise<void> {
+  const start = performance.now();
+  do {
+    for (let i = 0; i < 4; i++) {
+      const encoder = gpu.device.createCommandEncoder({ label: "warm-up" });
+      encode(encoder);
+      gpu.device.queue.submit([encoder.finish()]);
+    }
+    await gpu.device.queue.onSubmittedWorkDone();
+  } while (performance.now() - start < ms);
+}
+
 /** Times and verifies the op for one input set on `gpu`. */
 export async function benchCase(
   gpu: GpuContext,
@@ -86,6 +110,11 @@ export async function benchCase(
     }
     let next = 0;
     gpu.device.pushErrorScope("validation");
+    await warmUp(
+      gpu,
+      (encoder) => sets[next++ % sets.length]!.plan.encode(encoder),
+      options.warmupMs ?? 300,
+    );
     const timing = await timeGpu(gpu, (encoder, ts) => {
       sets[next++ % sets.length]!.plan.encode(encoder, ts);
     }, {

@@ -36,6 +36,7 @@ export interface BenchFlags extends WorkloadFlags {
   seed?: number;
   iters?: number;
   warmup?: number;
+  warmupMs?: number;
   minTime?: number;
   rows?: number;
   json?: string;
@@ -76,6 +77,11 @@ export function benchCommand(setExit: (code: number) => void) {
       )
       .option("--iters <n>", "timed iterations", intFlag("--iters", 1))
       .option("--warmup <n>", "untimed iterations first", intFlag("--warmup", 0))
+      .option(
+        "--warmup-ms <ms>",
+        "run back to back this long before timing, so the GPU leaves its idle clock (default 300)",
+        intFlag("--warmup-ms", 0),
+      )
       .option(
         "--min-time <ms>",
         "keep timing until the samples add up to this many ms",
@@ -131,6 +137,7 @@ export function benchCommand(setExit: (code: number) => void) {
             kernel: variant.name,
             ...(f.iters !== undefined ? { iters: f.iters } : {}),
             ...(f.warmup !== undefined ? { warmup: f.warmup } : {}),
+            ...(f.warmupMs !== undefined ? { warmupMs: f.warmupMs } : {}),
             ...(f.minTime !== undefined ? { minTimeMs: f.minTime } : {}),
             ...(f.rows !== undefined ? { rowsPerRequest: f.rows } : {}),
             ...(c.verifyRows !== undefined && f.rows === undefined

@@ -37,6 +37,7 @@ export interface BenchFlags extends WorkloadFlags {
   iters?: number;
   warmup?: number;
   warmupMs?: number;
+  inputSets?: number;
   minTime?: number;
   rows?: number;
   json?: string;
@@ -138,6 +139,7 @@ export function benchCommand(setExit: (code: number) => void) {
             ...(f.iters !== undefined ? { iters: f.iters } : {}),
             ...(f.warmup !== undefined ? { warmup: f.warmup } : {}),
             ...(f.warmupMs !== undefined ? { warmupMs: f.warmupMs } : {}),
+            ...(f.inputSets !== undefined ? { inputSets: f.inputSets } : {}),
             ...(f.minTime !== undefined ? { minTimeMs: f.minTime } : {}),
             ...(f.rows !== undefined ? { rowsPerRequest: f.rows } : {}),
             ...(c.verifyRows !== undefined && f.rows === undefined

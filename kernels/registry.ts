@@ -8,6 +8,7 @@ import type { Problem } from "../op/types.ts";
 import { simpleVariant } from "./paged_prefill/simple.ts";
 import { dequantVariant } from "./paged_prefill/dequant.ts";
 import { flashVariant } from "./flash/flash.ts";
+import { mmaVariant } from "./mma/mma.ts";
 
 /**
  * Every kernel variant, most preferred first: an unnamed selection takes the first that
@@ -18,7 +19,12 @@ import { flashVariant } from "./flash/flash.ts";
  * console.log(KERNEL_VARIANTS.map((v) => v.name)); // ["simple", "dequant"]
  * ```
  */
-export const KERNEL_VARIANTS: KernelVariant[] = [flashVariant, simpleVariant, dequantVariant];
+export const KERNEL_VARIANTS: KernelVariant[] = [
+  mmaVariant,
+  flashVariant,
+  simpleVariant,
+  dequantVariant,
+];
 
 /**
  * The variant that runs `problem` on `gpu`: the one named `name` (a `RangeError` says why it

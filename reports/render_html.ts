@@ -226,18 +226,23 @@ export function renderRooflineSvg(report: BenchReport, options: RooflineSvgOptio
   // Points, labels staggered where they would collide.
   const placed: Array<{ x: number; y: number }> = [];
   const multiKernel = new Set(report.results.map((r) => r.kernel.name)).size > 1;
+  // Past a dozen points full labels pile up: label each with its number in the table below
+  // (the full name stays in the point's tooltip).
+  const shortLabels = points.length > 12;
   for (const p of points) {
     const check = _check(p.result.correctness);
     const color = check === "ok" ? COLORS.ok : check === "FAIL" ? COLORS.fail : COLORS.unchecked;
     const cx = sx(p.x);
     const cy = sy(p.y);
     let ly = cy - 8;
-    while (placed.some((q) => Math.abs(q.x - cx) < 120 && Math.abs(q.y - ly) < 12)) ly += 13;
+    const reach = shortLabels ? 18 : 120;
+    while (placed.some((q) => Math.abs(q.x - cx) < reach && Math.abs(q.y - ly) < 12)) ly += 13;
     placed.push({ x: cx, y: ly });
-    const label = `${p.index + 1}. ${p.result.workload.label}${
+    const fullLabel = `${p.index + 1}. ${p.result.workload.label}${
       multiKernel ? ` [${p.result.kernel.name}]` : ""
     }`;
-    const tip = `${label}: ${_num(p.result.tflops)} TFLOP/s at AI ${
+    const label = shortLabels ? String(p.index + 1) : fullLabel;
+    const tip = `${fullLabel}: ${_num(p.result.tflops)} TFLOP/s at AI ${
       _num(p.result.arithmeticIntensity)
     }, median ${_num(p.result.timing.median)} ms, ${check}`;
     // Labels that would run past the right edge go to the left of their point (11px text is

@@ -210,7 +210,7 @@ export function rooflineBytes(shape: RooflineShape): RooflineBytes {
  * Math.round(c.arithmeticIntensity); // 1244
  * ```
  */
-export function rooflineCosts(shape: RooflineShape & { softcap?: number }): RooflineCosts {
+export function rooflineCosts(shape: RooflineShape & { softcap?: number | null }): RooflineCosts {
   _checkShape(shape);
   let visiblePairs = 0;
   for (let b = 0; b < shape.qLens.length; b++) {

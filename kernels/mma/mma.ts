@@ -1,0 +1,306 @@
+/**
+ * Host side of the subgroup-matrix ("mma") kernel: checks the adapter, picks a tile, builds
+ * the work list, uniforms and bind groups once (`plan`), then encodes attention (+ flash's
+ * combine pass when split) and the append.
+ * @module
+ */
+import type { GpuContext } from "../gpu.ts";
+import type { DeviceProblem, KernelPlan, KernelVariant } from "../variant.ts";
+import type { Problem } from "../../op/types.ts";
+import {
+  bindAll,
+  cachedPipeline,
+  combinePasses,
+  createUniform,
+  dispatchGrid,
+  type PassPlan,
+  scaleCount,
+} from "../_shared.ts";
+import { planAppend } from "../append/append.ts";
+import { COMBINE_BINDINGS, combineKey, combineWgsl } from "../flash/template.ts";
+import {
+  chooseMmaTile,
+  fixedSubgroupSize,
+  hasF16MatrixConfig,
+  mmaGeometry,
+  mmaKey,
+  type MmaLimits,
+  mmaLimits,
+  type MmaSpec,
+  mmaSpecFor,
+  mmaSpecProblem,
+  type MmaTile,
+  mmaTileFits,
+} from "./spec.ts";
+import { MMA_BINDINGS, mmaWgsl } from "./template.ts";
+import { buildMmaWorkList, type MmaWorkListOptions } from "./work_list.ts";
+
+/** Options of `planMma()`. */
+export interface MmaOptions extends MmaWorkListOptions {
+  /** Tile shape; must fit the device. @default the first of `mmaTileCandidates(D)` that fits */
+  tile?: MmaTile;
+  /**
+   * Test hook: run the emulated kernel (plain WGSL instead of subgroup matrices; needs only
+   * shader-f16), so the algorithm can be checked on adapters without matrix units.
+   */
+  emulate?: boolean;
+  /** Compute S^T = K Q^T (no column-major matrix loads). @default MMA_TRANSPOSED_SCORES */
+  transposedScores?: boolean;
+  /** Tuning hook: leave one stage out (wrong results; timing only). */
+  ablate?: MmaSpec["ablate"];
+}
+
+/** Default of `MmaOptions.transposedScores`. */
+export const MMA_TRANSPOSED_SCORES = false;
+
+/** Why the adapter cannot run any mma kernel, or null (independent of the problem). */
+export function mmaAdapterProblem(gpu: GpuContext): string | null {
+  if (!gpu.hasSubgroupMatrix) {
+    return `adapter "${gpu.adapterName}" (${gpu.implementation}) has no subgroup matrices: it needs Dawn's chromium-experimental-subgroup-matrix feature (--backend dawn on a GPU with matrix units)`;
+  }
+  if (!gpu.hasF16) return `adapter "${gpu.adapterName}" has no shader-f16`;
+  if (!gpu.hasSubgroups) return `adapter "${gpu.adapterName}" has no subgroups`;
+  if (!hasF16MatrixConfig(gpu)) {
+    const have = gpu.subgroupMatrixConfigs.map((c) =>
+      `${c.componentType}->${c.resultComponentType} ${c.M}x${c.N}x${c.K}`
+    ).join(", ");
+    return `adapter "${gpu.adapterName}" offers no f16 -> f32 16x16x16 subgroup matrix (has: ${
+      have || "none"
+    })`;
+  }
+  if (fixedSubgroupSize(gpu) === null) {
+    return `adapter "${gpu.adapterName}" has a variable subgroup size (${gpu.adapterInfo.subgroupMinSize}..${gpu.adapterInfo.subgroupMaxSize})`;
+  }
+  return null;
+}
+
+/** Why the mma kernel cannot run `problem` on `gpu` (emulated when asked), or null. */
+export function mmaSupport(problem: Problem, gpu: GpuContext, emulate = false): string | null {
+  if (problem.qDtype !== "f16") {
+    return "q is bf16: its values need not fit f16 (range 3.4e38), and the matrices take f16 operands; the FMA kernels run bf16";
+  }
+  if (problem.headDim % 16 !== 0 || problem.headDim > 256) {
+    return `head_dim ${problem.headDim} is not a multiple of 16 up to 256`;
+  }
+  if (emulate) {
+    if (!gpu.hasF16) return `adapter "${gpu.adapterName}" has no shader-f16`;
+  } else {
+    const why = mmaAdapterProblem(gpu);
+    if (why) return why;
+  }
+  const max = gpu.limits.maxStorageBuffersPerShaderStage ?? 8;
+  if (max < MMA_BINDINGS.length - 1) {
+    return `it binds ${MMA_BINDINGS.length - 1} storage buffers, the adapter allows ${max}`;
+  }
+  const limits = _limits(gpu, emulate);
+  if (!chooseMmaTile(problem, limits, emulate)) {
+    return `no tile for head_dim ${problem.headDim} fits ${limits.workgroupBytes} bytes of workgroup memory`;
+  }
+  return null;
+}
+
+function _limits(gpu: GpuContext, emulate: boolean): MmaLimits {
+  const limits = mmaLimits(gpu);
+  return emulate ? { ...limits, sg: 32 } : limits;
+}
+
+/** Plans the attention pass(es) only (no append); for the variant and the tuner. */
+export async function planMmaAttention(
+  gpu: GpuContext,
+  dev: DeviceProblem,
+  options: MmaOptions = {},
+): Promise<
+  { passes: PassPlan[]; key: string; list: ReturnType<typeof buildMmaWorkList>; code: string }
+> {
+  const p = dev.problem;
+  const emulate = options.emulate ?? false;
+  const why = mmaSupport(p, gpu, emulate);
+  if (why) throw new RangeError(`Cannot plan the mma kernel: ${why}`);
+  const limits = _limits(gpu, emulate);
+  const extra = {
+    transposedScores: options.transposedScores ?? MMA_TRANSPOSED_SCORES,
+    ...(options.ablate ? { ablate: options.ablate } : {}),
+  };
+  const tile = options.tile ?? chooseMmaTile(p, limits, emulate, extra);
+  if (!tile || !mmaTileFits(p, tile, limits, emulate, extra)) {
+    throw new RangeError(
+      `Cannot plan the mma kernel: tile ${JSON.stringify(tile)} does not fit the adapter`,
+    );
+  }
+  const rows = 16 * tile.rowBlocks;
+  const list = buildMmaWorkList(p, rows, tile.keys, options);
+  const spec = mmaSpecFor(p, tile, limits.sg, list.split, emulate, extra);
+  const bad = mmaSpecProblem(spec);
+  if (bad) throw new RangeError(`Cannot plan the mma kernel: ${bad}`);
+  const geo = mmaGeometry(spec);
+  const key = mmaKey(spec);
+  const code = mmaWgsl(spec);
+  if (list.count === 0) return { passes: [], key, list, code };
+  const device = gpu.device;
+  const { pipeline, layout } = await cachedPipeline(gpu, key, code, MMA_BINDINGS);
+  const buffers: GPUBuffer[] = [];
+  const storage = (label: string, data: Uint32Array<ArrayBuffer>) => {
+    const buffer = device.createBuffer({
+      label,
+      size: Math.max(16, data.byteLength),
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+    });
+    device.queue.writeBuffer(buffer, 0, data);
+    buffers.push(buffer);
+    return buffer;
+  };
+  const items = storage(`${key}.items`, list.items);
+  const [gx, gy] = dispatchGrid(gpu, list.count, 1);
+  const d4 = p.headDim / 4;
+  const mlBase = list.slots * geo.rows * d4;
+  let part: GPUBuffer | null = null;
+  if (list.split) {
+    part = device.createBuffer({
+      label: `${key}.partials`,
+      size: Math.max(16, (mlBase + list.slots * geo.rows) * 16),
+      usage: GPUBufferUsage.STORAGE,
+    });
+    buffers.push(part);
+  }
+  const cap = p.softcap;
+  const uniform = createUniform(device, `${key}.params`, [
+    ["u32", p.batch],
+    ["u32", p.numHeads],
+    ["u32", p.numKvHeads],
+    ["u32", p.numHeads / p.numKvHeads],
+    ["u32", p.maxPagesPerReq],
+    ["u32", Math.log2(p.pageSize)],
+    ["u32", list.count],
+    ["u32", gx],
+    ["u32", scaleCount(p)],
+    ["u32", mlBase],
+    ["f32", cap > 0 ? p.smScale / cap : p.smScale * Math.LOG2E],
+    ["f32", cap > 0 ? cap * Math.LOG2E : 0],
+  ]);
+  buffers.push(uniform);
+  const bindGroup = bindAll(device, key, layout, [
+    uniform,
+    dev.q,
+    dev.kNew,
+    dev.vNew,
+    dev.kPages,
+    dev.vPages,
+    dev.scales,
+    dev.cuSeqlensQ,
+    dev.cacheSeqlens,
+    dev.blockTable,
+    items,
+    part ?? dev.o,
+  ]);
+  const passes: PassPlan[] = [{
+    key,
+    code,
+    encodeInto(pass) {
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, bindGroup);
+      pass.dispatchWorkgroups(gx, gy);
+    },
+    destroy() {},
+  }];
+  if (list.split && part) {
+    const cspec = { qDtype: p.qDtype, headDim: p.headDim, rows, threads: 128 };
+    const ckey = combineKey(cspec);
+    const ccode = combineWgsl(cspec);
+    const comb = await cachedPipeline(gpu, ckey, ccode, COMBINE_BINDINGS);
+    const citems = storage(`${ckey}.items`, list.combine);
+    const [cx, cy] = dispatchGrid(gpu, list.combineCount, 1);
+    const cuniform = createUniform(device, `${ckey}.params`, [
+      ["u32", p.numHeads],
+      ["u32", p.numHeads / p.numKvHeads],
+      ["u32", list.combineCount],
+      ["u32", cx],
+      ["u32", mlBase],
+    ]);
+    buffers.push(cuniform);
+    const cgroup = bindAll(device, ckey, comb.layout, [
+      cuniform,
+      dev.cuSeqlensQ,
+      citems,
+      part,
+      dev.o,
+    ]);
+    passes.push({
+      key: ckey,
+      code: ccode,
+      encodeInto(pass) {
+        pass.setPipeline(comb.pipeline);
+        pass.setBindGroup(0, cgroup);
+        pass.dispatchWorkgroups(cx, cy);
+      },
+      destroy() {},
+    });
+  }
+  passes[passes.length - 1] = {
+    ...passes[passes.length - 1]!,
+    destroy() {
+      for (const b of buffers) b.destroy();
+    },
+  };
+  return { passes, key, list, code };
+}
+
+/** Plans the whole op (attention, combine when split, append) with the mma kernel. */
+export async function planMma(
+  gpu: GpuContext,
+  dev: DeviceProblem,
+  options: MmaOptions = {},
+): Promise<KernelPlan> {
+  const attention = await planMmaAttention(gpu, dev, options);
+  const append = await planAppend(gpu, dev);
+  // Attention never reads the slots the append writes (SPEC §1); the append goes last.
+  const plan = combinePasses(attention.key, [...attention.passes, append]);
+  if (attention.passes.length === 0) {
+    // Nothing to attend (every request empty): still list the generated WGSL.
+    return { ...plan, wgsl: () => ({ [attention.key]: attention.code, ...plan.wgsl() }) };
+  }
+  return plan;
+}
+
+/**
+ * The `mma` kernel variant: flash prefill on tensor cores through WebGPU subgroup matrices
+ * (Dawn's chromium-experimental-subgroup-matrix): QK^T and PV as 16x16x16 f16 -> f32 tiles,
+ * K/V tiles gathered from the pages (fp8/int8 codes kept exact in f16, scales applied outside
+ * the matrices), online softmax in f32 on threads through workgroup memory with a lazy row
+ * max, GQA heads sharing each K/V tile, split-KV for few rows. f16 q only.
+ *
+ * @example
+ * ```ts ignore
+ * const reason = mmaVariant.supports(problem, gpu); // null on Dawn + an f16 matrix adapter
+ * const plan = await mmaVariant.plan(gpu, uploadInputs(gpu, inputs, problem));
+ * ```
+ */
+/**
+ * Whether the `mma` variant may be selected. False until the kernel passes verification on a
+ * matrix adapter (docs/PERF_LOG_MMA.md: on the H200 under Dawn it does not yet); the
+ * environment variable `PAGED_PREFILL_MMA=1` enables it for experiments.
+ */
+export function mmaEnabled(): boolean {
+  if (MMA_VERIFIED) return true;
+  try {
+    const g = globalThis as { Deno?: { env: { get(k: string): string | undefined } } };
+    const p = globalThis as { process?: { env?: Record<string, string | undefined> } };
+    return (g.Deno?.env.get("PAGED_PREFILL_MMA") ?? p.process?.env?.PAGED_PREFILL_MMA) === "1";
+  } catch {
+    return false; // no --allow-env
+  }
+}
+
+/** True once the kernel has passed every verify case on a matrix adapter. */
+export const MMA_VERIFIED = false;
+
+export const mmaVariant: KernelVariant = {
+  name: "mma",
+  description:
+    "subgroup-matrix (tensor core) flash prefill: 16x16x16 f16->f32 QK^T and PV, paged K/V tiles in workgroup memory, f32 softmax with lazy rescaling, GQA-shared tiles, split-KV; f16 q, Dawn adapters with f16 subgroup matrices",
+  supports: (problem, gpu) =>
+    mmaSupport(problem, gpu) ??
+      (mmaEnabled()
+        ? null
+        : "the mma kernel is off until it passes verification on a matrix adapter (docs/PERF_LOG_MMA.md); PAGED_PREFILL_MMA=1 turns it on"),
+  plan: (gpu, dev) => planMma(gpu, dev),
+};

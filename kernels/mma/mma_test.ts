@@ -1,0 +1,209 @@
+import { acquireGpu, type GpuContext } from "../gpu.ts";
+import { makeTestCase, type TestCaseOptions } from "../_testing.ts";
+import { validateProblem } from "../../op/validate.ts";
+import { readOutputs, uploadInputs } from "../device_inputs.ts";
+import { referenceAppend, referenceAttention } from "../../reference/attention.ts";
+import {
+  compareOutput,
+  comparePools,
+  describeOutputCheck,
+  describePoolCheck,
+} from "../../reference/check.ts";
+import { type MmaOptions, mmaSupport, mmaVariant, planMma } from "./mma.ts";
+import { mmaWgsl } from "./template.ts";
+import { buildMmaWorkList } from "./work_list.ts";
+import { mmaGeometry, type MmaSpec, mmaSpecProblem } from "./spec.ts";
+import type { Problem } from "../../op/types.ts";
+
+let _gpu: Promise<GpuContext> | null = null;
+function gpu(): Promise<GpuContext> {
+  // No adapter: acquireGpu() throws and the test fails, saying how to get Mesa's driver.
+  return _gpu ??= acquireGpu();
+}
+
+function assert(cond: unknown, msg: string): asserts cond {
+  if (!cond) throw new Error(msg);
+}
+
+/** Runs the emulated mma plan on a test case; checks o (SPEC §4) and both pools bit-exactly. */
+async function checkEmulated(o: TestCaseOptions, options: MmaOptions = {}): Promise<void> {
+  const g = await gpu();
+  const { inputs, params } = makeTestCase(o);
+  const problem = validateProblem(inputs, params);
+  const why = mmaSupport(problem, g, true);
+  assert(why === null, `emulated mma cannot run: ${why}`);
+  const dev = uploadInputs(g, inputs, problem);
+  try {
+    const plan = await planMma(g, dev, { ...options, emulate: true });
+    g.device.pushErrorScope("validation");
+    const encoder = g.device.createCommandEncoder();
+    plan.encode(encoder);
+    g.device.queue.submit([encoder.finish()]);
+    const err = await g.device.popErrorScope();
+    if (err) throw new Error(`validation: ${err.message}`);
+    const out = await readOutputs(g, dev, inputs);
+    plan.destroy();
+    const chk = compareOutput(out.o, referenceAttention(inputs, problem), problem);
+    const exp = referenceAppend(inputs, problem);
+    const pools = comparePools(out.kPages, out.vPages, exp.kPages, exp.vPages, problem);
+    assert(chk.ok && pools.ok, `${describeOutputCheck(chk)}; ${describePoolCheck(pools)}`);
+  } finally {
+    dev.destroy();
+  }
+}
+
+const problem = (over: Partial<Problem> = {}): Problem => ({
+  qDtype: "f16",
+  cacheDtype: "f16",
+  batch: 1,
+  totalQ: 512,
+  numHeads: 32,
+  numKvHeads: 8,
+  headDim: 128,
+  pageSize: 64,
+  numPages: 72,
+  poolTokens: 4608,
+  maxPagesPerReq: 72,
+  isCausal: true,
+  smScale: 1 / Math.sqrt(128),
+  softcap: 0,
+  qLens: [512],
+  qStarts: [0],
+  cacheLens: [4096],
+  ...over,
+});
+
+Deno.test("mma supports() names the missing subgroup matrices on an adapter without them", async () => {
+  const g = await gpu();
+  if (g.hasSubgroupMatrix) return; // a matrix adapter (Dawn on a GPU): checked by kernels/mma/tune.ts
+  const why = mmaVariant.supports(problem(), g);
+  assert(why !== null && why.includes("subgroup matri"), `unexpected reason: ${why}`);
+});
+
+Deno.test("mma supports() declines bf16 q, saying the FMA kernels run it", async () => {
+  const why = mmaSupport(problem({ qDtype: "bf16", cacheDtype: "bf16" }), await gpu(), true);
+  assert(why !== null && why.includes("bf16") && why.includes("FMA"), `unexpected: ${why}`);
+});
+
+Deno.test("mma WGSL uses the subgroup matrix builtins with padded strides", () => {
+  const spec: MmaSpec = {
+    cacheDtype: "fp8_e4m3",
+    headDim: 128,
+    rowBlocks: 4,
+    colWarps: 1,
+    keys: 64,
+    sg: 32,
+    causal: true,
+    softcap: false,
+    split: false,
+  };
+  const code = mmaWgsl(spec);
+  for (
+    const s of [
+      "enable chromium_experimental_subgroup_matrix;",
+      "diagnostic(off, chromium.subgroup_matrix_uniformity);",
+      "subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&h_s, kb * 2176u + 0u, true, 136u)",
+      "subgroupMatrixMultiplyAccumulate(pf, vf, o0)",
+      "subgroupMatrixStore(&s_s,",
+      "@workgroup_size(128)",
+      "decode_e4m3",
+    ]
+  ) assert(code.includes(s), `missing ${s}`);
+  const geo = mmaGeometry(spec);
+  assert(geo.workgroupBytes <= 49152, `uses ${geo.workgroupBytes} bytes of workgroup memory`);
+});
+
+Deno.test("mma specs reject shapes the subgroup tiles cannot cover", () => {
+  const base: MmaSpec = {
+    cacheDtype: "f16",
+    headDim: 128,
+    rowBlocks: 4,
+    colWarps: 1,
+    keys: 64,
+    sg: 32,
+    causal: true,
+    softcap: false,
+    split: false,
+  };
+  assert(mmaSpecProblem(base) === null, "base spec is valid");
+  assert(mmaSpecProblem({ ...base, headDim: 72 })?.includes("multiple of 16"), "D 72");
+  assert(mmaSpecProblem({ ...base, keys: 40 })?.includes("multiple of 16"), "keys 40");
+  assert(mmaSpecProblem({ ...base, colWarps: 3 }) !== null, "3 column warps");
+});
+
+Deno.test("mma work list keeps paged and fresh keys in separate tiles and skips causal tiles", () => {
+  const list = buildMmaWorkList(
+    problem({ qLens: [100], totalQ: 100, cacheLens: [70], numHeads: 4, numKvHeads: 2 }),
+    32,
+    32,
+    { targetItems: 0 },
+  );
+  // 200 rows of each KV head in 7 row tiles; old keys 0..69 in 3 tiles, then the chunk's.
+  assert(list.count === 14 && !list.split, `count ${list.count}`);
+  for (let i = 0; i < list.count; i++) {
+    const [, , f0, , t0, t1, kend, nOld] = list.items.slice(i * 8, i * 8 + 8);
+    const last = Math.min(f0! + 32, 200) - 1;
+    assert(nOld === 3 && t0 === 0, `item ${i}: nOld ${nOld} t0 ${t0}`);
+    assert(kend === 70 + Math.floor(last / 2) + 1, `item ${i}: kend ${kend}`);
+    assert(t1 === 3 + Math.ceil((kend! - 70) / 32), `item ${i}: t1 ${t1}`);
+  }
+  const split = buildMmaWorkList(problem({ qLens: [4], totalQ: 4 }), 64, 64, {});
+  assert(split.split && split.count > split.combineCount, "decode-like rows are split over keys");
+});
+
+Deno.test("emulated mma matches the reference: f16, GQA, causal, varlen with an empty request", async () => {
+  await checkEmulated({
+    qDtype: "f16",
+    qLens: [5, 0, 21],
+    cacheLens: [20, 7, 35],
+    heads: 4,
+    kvHeads: 2,
+    headDim: 32,
+    pageSize: 16,
+    seed: 11,
+  }, { tile: { rowBlocks: 2, colWarps: 1, keys: 16 }, targetItems: 0 });
+});
+
+Deno.test("emulated mma matches the reference: fp8 cache, MQA, split-KV, page size 4", async () => {
+  await checkEmulated({
+    qDtype: "f16",
+    cacheDtype: "fp8_e4m3",
+    qLens: [3, 12],
+    cacheLens: [70, 5],
+    heads: 4,
+    kvHeads: 1,
+    headDim: 32,
+    pageSize: 4,
+    seed: 12,
+  }, { tile: { rowBlocks: 2, colWarps: 1, keys: 16 }, targetItems: 64, minSplitTiles: 1 });
+});
+
+Deno.test("emulated mma matches the reference: int8 cache with sharp scores (lazy rescale)", async () => {
+  await checkEmulated({
+    qDtype: "f16",
+    cacheDtype: "int8",
+    qLens: [20],
+    cacheLens: [90],
+    heads: 2,
+    kvHeads: 1,
+    headDim: 32,
+    pageSize: 16,
+    smScale: 3,
+    seed: 13,
+  }, { tile: { rowBlocks: 2, colWarps: 1, keys: 16 }, targetItems: 0 });
+});
+
+Deno.test("emulated mma matches the reference: non-causal softcap, two column warps", async () => {
+  await checkEmulated({
+    qDtype: "f16",
+    qLens: [9, 30],
+    cacheLens: [50, 17],
+    heads: 6,
+    kvHeads: 2,
+    headDim: 64,
+    pageSize: 8,
+    isCausal: false,
+    softcap: 30,
+    seed: 14,
+  }, { tile: { rowBlocks: 2, colWarps: 2, keys: 32 }, targetItems: 0 });
+});

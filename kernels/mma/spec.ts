@@ -1,0 +1,307 @@
+/**
+ * What the subgroup-matrix ("mma") kernel's generated WGSL depends on (`MmaSpec`), the key that
+ * spells it, the warp/tile geometry derived from it, and the adapter checks of the variant.
+ * @module
+ */
+import type { GpuContext } from "../gpu.ts";
+import type { CacheDtype, Problem } from "../../op/types.ts";
+import { DTYPE_KEY } from "../_shared.ts";
+
+/** Side of the square f16 x f16 -> f32 subgroup matrix tiles the kernel uses. */
+export const MMA_TILE = 16;
+
+/** Everything that changes the generated attention WGSL. */
+export interface MmaSpec {
+  /** Cache dtype (q, k_new, v_new are f16). */
+  cacheDtype: CacheDtype;
+  /** D: a multiple of 16, at most 256. */
+  headDim: number;
+  /** Row blocks: the workgroup owns 16 * rowBlocks (query, head) rows. */
+  rowBlocks: number;
+  /** Warps per row block: they split the keys of S and the columns of O. */
+  colWarps: number;
+  /** Bc: keys per K/V tile; a multiple of 16 * colWarps. */
+  keys: number;
+  /** Subgroup size (invocations per warp); the workgroup has sg * rowBlocks * colWarps. */
+  sg: number;
+  causal: boolean;
+  softcap: boolean;
+  /** Write unnormalised partials (m, l, O) for the split-KV combine pass instead of o. */
+  split: boolean;
+  /**
+   * Compute S^T = K Q^T (K as the left matrix, Q^T staged transposed as the right one) so no
+   * matrix is loaded column-major; scores are stored key-major. @default false
+   */
+  transposedScores?: boolean;
+  /** Tuning hook: leave one stage out (results are wrong; for timing the others). */
+  ablate?: "qk" | "pv" | "softmax" | "load";
+  /**
+   * Test hook: emulate the subgroup matrix builtins with plain WGSL (workgroup memory and
+   * barriers) so the algorithm runs on adapters without matrix units (lavapipe). Slow.
+   */
+  emulate?: boolean;
+}
+
+/** Geometry derived from a spec; every field is a compile-time constant of the WGSL. */
+export interface MmaGeometry {
+  /** Invocations per workgroup. */
+  threads: number;
+  /** Warps per workgroup. */
+  warps: number;
+  /** Br = 16 * rowBlocks. */
+  rows: number;
+  /** Threads per row in the softmax (threads / rows). */
+  tpr: number;
+  /** f16 row stride of the K/V/Q staging tile (D + 8). */
+  ks: number;
+  /** f32 row stride of the S tile (Bc + 4). */
+  ss: number;
+  /** f16 row stride of the P tile (Bc + 8). */
+  ps: number;
+  /** D / 16. */
+  dBlocks: number;
+  /** D blocks of O per warp. */
+  dBlocksPerWarp: number;
+  /** Bc / 16. */
+  kBlocks: number;
+  /** Key blocks of S per warp. */
+  kBlocksPerWarp: number;
+  /** O blocks per warp moved through the S tile in one round (rescale, output). */
+  roundBlocks: number;
+  /** Rounds to move all O blocks through the S tile. */
+  rounds: number;
+  /** 8-element units of a K/V tile each thread loads. */
+  unitsPerThread: number;
+  /** Rows of Q staged per pass through the K/V tile buffer. */
+  qPassRows: number;
+  /** f16 row stride of transposed Q staging ([d][row], transposedScores). */
+  qts: number;
+  /** f32 row stride of the key-major S tile (transposedScores). */
+  st: number;
+  /** f16 elements of the staging buffer. */
+  hElems: number;
+  /** f32 elements of the S / O-round buffer. */
+  sElems: number;
+  /** f16 elements of the P buffer. */
+  pElems: number;
+  /** Bytes of workgroup memory the kernel declares. */
+  workgroupBytes: number;
+}
+
+/** Why `spec` cannot be generated, or null. */
+export function mmaSpecProblem(spec: MmaSpec): string | null {
+  const { headDim: D, rowBlocks: WR, colWarps: WC, keys: BC, sg } = spec;
+  if (D % MMA_TILE !== 0 || D < MMA_TILE || D > 256) {
+    return `head_dim ${D} is not a multiple of 16 in [16, 256]`;
+  }
+  if (!Number.isInteger(WR) || WR < 1 || !Number.isInteger(WC) || WC < 1) {
+    return `rowBlocks ${WR} and colWarps ${WC} must be integers >= 1`;
+  }
+  if ((D / MMA_TILE) % WC !== 0) return `D/16 = ${D / MMA_TILE} not divisible by ${WC} warps`;
+  if (BC % (MMA_TILE * WC) !== 0) return `keys ${BC} not a multiple of 16 * ${WC}`;
+  if (![8, 16, 32, 64, 128].includes(sg)) return `subgroup size ${sg} not supported`;
+  const threads = sg * WR * WC;
+  const rows = MMA_TILE * WR;
+  if (threads % rows !== 0) return `${threads} threads not a multiple of ${rows} rows`;
+  const tpr = threads / rows;
+  if ((tpr & (tpr - 1)) !== 0 || tpr > sg || BC % tpr !== 0) {
+    return `${tpr} threads per row must be a power of two <= ${sg} dividing ${BC} keys`;
+  }
+  if (((BC * D) / 8) % threads !== 0) return `${BC}x${D} tile not divisible by ${threads} threads`;
+  if (((MMA_TILE * D) / 8) % sg !== 0) return `a 16-row Q block is not divisible by ${sg} lanes`;
+  return null;
+}
+
+/** The derived geometry of a valid spec. Throws a RangeError for an invalid one. */
+export function mmaGeometry(spec: MmaSpec): MmaGeometry {
+  const why = mmaSpecProblem(spec);
+  if (why) throw new RangeError(`Cannot build mma kernel ${mmaKey(spec)}: ${why}`);
+  const D = spec.headDim;
+  const BC = spec.keys;
+  const WC = spec.colWarps;
+  const warps = spec.rowBlocks * WC;
+  const threads = spec.sg * warps;
+  const rows = MMA_TILE * spec.rowBlocks;
+  const ks = D + 8;
+  const ss = BC + 4;
+  const ps = BC + 8;
+  const dBlocks = D / MMA_TILE;
+  const kBlocks = BC / MMA_TILE;
+  const dBlocksPerWarp = dBlocks / WC;
+  const roundBlocks = Math.min(dBlocksPerWarp, Math.floor(kBlocks / WC));
+  const qPassRows = Math.min(rows, BC);
+  const qts = qPassRows + 8;
+  const st = rows + 4;
+  const tr = spec.transposedScores === true;
+  // One extra row stride at the end of each array a matrix is loaded from or stored to:
+  // Dawn's robustness pass predicates subgroup matrix loads/stores on a bound of the form
+  // offset + stride * 16, which overshoots the last element by up to a stride (seen on the H200:
+  // unpadded tiles read back as zero matrices).
+  const hElems = Math.max(BC * ks, tr ? D * qts : 0) + Math.max(ks, tr ? qts : 0);
+  const sElems = Math.max(rows * ss, tr ? BC * st : 0) + Math.max(ss, tr ? st : 0);
+  const pElems = rows * ps + ps;
+  const workgroupBytes = hElems * 2 + // K/V (and Q) staging tile, f16
+    sElems * 4 + // S, f32 (also O in rounds)
+    pElems * 2 + // P, f16
+    rows * 8 + // row alpha, row sum / max
+    4 + // rescale flag
+    (spec.cacheDtype === "fp8_e4m3" ? 1024 : 0) + // e4m3 decode table
+    (spec.emulate ? warps * 512 * 4 + threads * 4 : 0); // emulation scratch
+  return {
+    threads,
+    warps,
+    rows,
+    tpr: threads / rows,
+    ks,
+    ss,
+    ps,
+    dBlocks,
+    dBlocksPerWarp,
+    kBlocks,
+    kBlocksPerWarp: kBlocks / WC,
+    roundBlocks,
+    rounds: Math.ceil(dBlocksPerWarp / roundBlocks),
+    unitsPerThread: (BC * D) / 8 / threads,
+    qPassRows,
+    qts,
+    st,
+    hElems,
+    sElems,
+    pElems,
+    workgroupBytes,
+  };
+}
+
+/**
+ * The key spelling every spec field; labels the module, pipeline and buffers.
+ *
+ * @example
+ * ```ts
+ * import { mmaKey } from "./spec.ts";
+ * const key = mmaKey({
+ *   cacheDtype: "f16", headDim: 128, rowBlocks: 4, colWarps: 1, keys: 64, sg: 32,
+ *   causal: true, softcap: false, split: false,
+ * });
+ * if (key !== "paged_prefill_mma_q-f16_kv-f16_d128_r64_k64_w4x1_sg32_causal") throw new Error(key);
+ * ```
+ */
+export function mmaKey(spec: MmaSpec): string {
+  return [
+    "paged_prefill_mma",
+    "q-f16",
+    `kv-${DTYPE_KEY[spec.cacheDtype]}`,
+    `d${spec.headDim}`,
+    `r${MMA_TILE * spec.rowBlocks}`,
+    `k${spec.keys}`,
+    `w${spec.rowBlocks}x${spec.colWarps}`,
+    `sg${spec.sg}`,
+    spec.causal ? "causal" : "full",
+    ...(spec.softcap ? ["softcap"] : []),
+    ...(spec.split ? ["split"] : []),
+    ...(spec.transposedScores ? ["st"] : []),
+    ...(spec.ablate ? [`no-${spec.ablate}`] : []),
+    ...(spec.emulate ? ["emulated"] : []),
+  ].join("_");
+}
+
+/** Tile shape of an mma spec, without what the problem fixes. */
+export interface MmaTile {
+  rowBlocks: number;
+  colWarps: number;
+  keys: number;
+}
+
+/**
+ * Tile shapes tried in order for a head dim; the first valid one that fits the device's
+ * workgroup memory and invocation limits wins (see docs/PERF_LOG_MMA.md).
+ */
+export function mmaTileCandidates(headDim: number): MmaTile[] {
+  const t = (rowBlocks: number, colWarps: number, keys: number): MmaTile => ({
+    rowBlocks,
+    colWarps,
+    keys,
+  });
+  if (headDim <= 64) return [t(4, 1, 64), t(4, 1, 32), t(2, 1, 32), t(2, 1, 16), t(1, 1, 16)];
+  if (headDim <= 128) return [t(4, 1, 64), t(4, 1, 32), t(2, 1, 32), t(2, 1, 16), t(1, 1, 16)];
+  return [t(4, 2, 32), t(2, 2, 32), t(2, 1, 16), t(1, 1, 16)];
+}
+
+/** Device limits a spec must respect. */
+export interface MmaLimits {
+  workgroupBytes: number;
+  invocations: number;
+  sg: number;
+}
+
+/** The spec for `problem` with `tile`. */
+export function mmaSpecFor(
+  problem: Problem,
+  tile: MmaTile,
+  sg: number,
+  split: boolean,
+  emulate = false,
+  extra: Pick<MmaSpec, "transposedScores" | "ablate"> = {},
+): MmaSpec {
+  return {
+    ...extra,
+    cacheDtype: problem.cacheDtype,
+    headDim: problem.headDim,
+    ...tile,
+    sg,
+    causal: problem.isCausal,
+    softcap: problem.softcap > 0,
+    split,
+    ...(emulate ? { emulate } : {}),
+  };
+}
+
+/** Whether `tile` makes a valid spec for `problem` within `limits`. */
+export function mmaTileFits(
+  problem: Problem,
+  tile: MmaTile,
+  limits: MmaLimits,
+  emulate = false,
+  extra: Pick<MmaSpec, "transposedScores" | "ablate"> = {},
+): boolean {
+  const spec = mmaSpecFor(problem, tile, limits.sg, true, emulate, extra);
+  if (mmaSpecProblem(spec)) return false;
+  const geo = mmaGeometry(spec);
+  return geo.threads <= limits.invocations && geo.workgroupBytes <= limits.workgroupBytes;
+}
+
+/** The first candidate tile for `problem` that is valid and fits `limits`, or null. */
+export function chooseMmaTile(
+  problem: Problem,
+  limits: MmaLimits,
+  emulate = false,
+  extra: Pick<MmaSpec, "transposedScores" | "ablate"> = {},
+): MmaTile | null {
+  for (const tile of mmaTileCandidates(problem.headDim)) {
+    if (mmaTileFits(problem, tile, limits, emulate, extra)) return tile;
+  }
+  return null;
+}
+
+/** Subgroup size the kernel assumes on `gpu`: the adapter's, when min and max agree. */
+export function fixedSubgroupSize(gpu: GpuContext): number | null {
+  const min = Number(gpu.adapterInfo.subgroupMinSize ?? 0);
+  const max = Number(gpu.adapterInfo.subgroupMaxSize ?? 0);
+  return min > 0 && min === max ? max : null;
+}
+
+/** True when the adapter offers f16 x f16 -> f32 subgroup matrices of 16 x 16 x 16. */
+export function hasF16MatrixConfig(gpu: GpuContext): boolean {
+  return gpu.subgroupMatrixConfigs.some((c) =>
+    c.componentType === "f16" && c.resultComponentType === "f32" &&
+    Number(c.M) === MMA_TILE && Number(c.N) === MMA_TILE && Number(c.K) === MMA_TILE
+  );
+}
+
+/** The device limits the mma kernel must respect (subgroup size 32 when unknown). */
+export function mmaLimits(gpu: GpuContext): MmaLimits {
+  return {
+    workgroupBytes: gpu.limits.maxComputeWorkgroupStorageSize ?? 16384,
+    invocations: gpu.limits.maxComputeInvocationsPerWorkgroup ?? 256,
+    sg: fixedSubgroupSize(gpu) ?? 32,
+  };
+}

@@ -1,0 +1,706 @@
+/**
+ * WGSL template of the subgroup-matrix ("mma") paged prefill kernel.
+ *
+ * One workgroup per work item = 16 * rowBlocks (query, head) rows of one KV head's query group
+ * (GQA heads share every K/V tile) x a range of K/V tiles. Per tile:
+ * 1. the K tile is gathered from the pages (or from k_new) into workgroup memory as f16;
+ * 2. S = Q K^T on 16x16x16 subgroup matrices (Q fragments stay in registers), f32 results
+ *    stored to workgroup memory;
+ * 3. the softmax runs per row on threads in f32 (log2 domain): scale, softcap, mask, row max,
+ *    P = exp2(s - m) written as f16; the V tile replaces the K tile meanwhile;
+ * 4. O += P V on subgroup matrices (f32 accumulators in registers).
+ *
+ * A result matrix cannot be scaled per row, so the running max is lazy: it only moves (and O
+ * is rescaled, through workgroup memory) when a row's max grows by more than 2^8; otherwise P
+ * may reach 2^8, which f16 holds exactly as well as values <= 1. The row sums add the f16
+ * values of P that the matrix units see.
+ *
+ * Old (paged) keys come first, then the chunk's own keys; a tile never mixes them. fp8/int8
+ * tiles hold the raw code values (exact in f16) and the scales are applied outside the
+ * matrices: the K scale in the score scale (fp8) or folded into Q (int8, per channel,
+ * normalised by the head's largest scale), the V scale on O's columns when the old tiles end.
+ * @module
+ */
+import { wgslCodecs } from "../wgsl/codecs.ts";
+import { wgslQPack } from "../_shared.ts";
+import { MMA_TILE, mmaGeometry, mmaKey, type MmaSpec } from "./spec.ts";
+
+/** Bindings of the attention pass, in binding order (all in group 0). */
+export const MMA_BINDINGS = [
+  "uniform", // params
+  "read", // q
+  "read", // k_new
+  "read", // v_new
+  "read", // k_pages
+  "read", // v_pages
+  "read", // scales
+  "read", // cu_seqlens
+  "read", // cache_seqlens
+  "read", // block_table
+  "read", // work items
+  "read_write", // o (or split partials)
+] as const;
+
+/** Uniform fields of the attention pass, in order (the last two are f32). */
+export const MMA_PARAMS = [
+  "batch",
+  "num_heads",
+  "num_kv_heads",
+  "group",
+  "max_pages",
+  "page_shift",
+  "n_items",
+  "grid_x",
+  "scale_n",
+  "ml_base",
+  "scale_a",
+  "scale_b",
+] as const;
+
+/** Lazy rescale threshold, log2 domain: O is rescaled once a row max grows by more. */
+export const MMA_RESCALE_LOG2 = 8;
+
+const M_INIT = "-1.0e30";
+const MASKED = "-3.0e38";
+
+function _lines(n: number, f: (i: number) => string): string {
+  return Array.from({ length: n }, (_, i) => f(i)).join("\n");
+}
+
+/**
+ * The attention pass's WGSL for `spec`.
+ *
+ * @example
+ * ```ts
+ * import { mmaWgsl } from "./template.ts";
+ * const code = mmaWgsl({
+ *   cacheDtype: "f16", headDim: 128, rowBlocks: 4, colWarps: 1, keys: 64, sg: 32,
+ *   causal: true, softcap: false, split: false,
+ * });
+ * if (!code.includes("subgroupMatrixMultiplyAccumulate")) throw new Error();
+ * ```
+ */
+export function mmaWgsl(spec: MmaSpec): string {
+  const g = mmaGeometry(spec);
+  const emu = spec.emulate === true;
+  const D = spec.headDim;
+  const D8 = D / 8;
+  const D4 = D / 4;
+  const BC = spec.keys;
+  const WC = spec.colWarps;
+  const SG = spec.sg;
+  const T = g.threads;
+  const BR = g.rows;
+  const TPR = g.tpr;
+  const { ks: KS, ss: SS, ps: PS, dBlocks: DB, dBlocksPerWarp: DBW } = g;
+  const { kBlocksPerWarp: KBW, kBlocks: KB, roundBlocks: JR, rounds: NRO } = g;
+  const U = g.unitsPerThread;
+  const QPR = g.qPassRows;
+  const TR = spec.transposedScores === true;
+  const QTS = g.qts;
+  const ST = g.st;
+  const ab = spec.ablate;
+  const fp8 = spec.cacheDtype === "fp8_e4m3";
+  const int8 = spec.cacheDtype === "int8";
+  const byteCache = fp8 || int8;
+  const hasVs = byteCache;
+  const SPR = BC / TPR; // scores per thread per tile
+
+  // -- subgroup matrix emitters (real builtins, or the emulation for tests) ---------------
+  const LT = "subgroup_matrix_left<f16, 16, 16>";
+  const RT = "subgroup_matrix_right<f16, 16, 16>";
+  const AT = "subgroup_matrix_result<f32, 16, 16>";
+  const typeOf = (kind: "l" | "r" | "a") =>
+    emu ? "array<f32, 8>" : kind === "l" ? LT : kind === "r" ? RT : AT;
+  const decl = (kind: "l" | "r" | "a", name: string) => `var ${name}: ${typeOf(kind)};`;
+  const zero = (name: string) => emu ? `${name} = array<f32, 8>();` : `${name} = ${AT}();`;
+  const load = (
+    kind: "l" | "r" | "a",
+    name: string,
+    arr: "h_s" | "p_s" | "s_s",
+    off: string,
+    colMajor: boolean,
+    stride: number,
+  ) =>
+    emu
+      ? `${name} = emu_load_${arr}(${off}, ${colMajor}, ${stride}u, lane);`
+      : `${name} = subgroupMatrixLoad<${typeOf(kind)}>(&${arr}, ${off}, ${colMajor}, ${stride}u);`;
+  const store = (name: string, off: string, stride: number) =>
+    emu
+      ? `emu_store_s_s(${name}, ${off}, ${stride}u, lane);`
+      : `subgroupMatrixStore(&s_s, ${off}, ${name}, false, ${stride}u);`;
+  const mma = (acc: string, l: string, r: string) =>
+    emu
+      ? `${acc} = emu_mma(${l}, ${r}, ${acc}, warp, lane);`
+      : `${acc} = subgroupMatrixMultiplyAccumulate(${l}, ${r}, ${acc});`;
+  // Reduction over the TPR threads of a softmax row (adjacent invocations of one subgroup).
+  const rowReduce = (v: string, op: "max" | "add") => {
+    const steps: string[] = [];
+    for (let m = 1; m < TPR; m *= 2) {
+      if (emu) {
+        steps.push(
+          `red[lid] = ${v};\n  workgroupBarrier();\n  ${v} = ${
+            op === "max" ? `max(${v}, red[lid ^ ${m}u])` : `${v} + red[lid ^ ${m}u]`
+          };\n  workgroupBarrier();`,
+        );
+      } else {
+        steps.push(
+          op === "max"
+            ? `${v} = max(${v}, subgroupShuffleXor(${v}, ${m}u));`
+            : `${v} = ${v} + subgroupShuffleXor(${v}, ${m}u);`,
+        );
+      }
+    }
+    return steps.join("\n  ");
+  };
+
+  const emulation = !emu ? "" : `
+// ---- emulation of the subgroup matrix builtins (tests on adapters without matrix units) ----
+// A 16x16 matrix is spread over the 32 lanes of a logical warp: lane l holds elements
+// 8l .. 8l+7 in row-major order. MMAs exchange fragments through workgroup memory.
+var<workgroup> emu: array<f32, ${g.warps * 512}>;
+var<workgroup> red: array<f32, ${T}>;
+fn emu_rc(lane: u32, e: u32) -> vec2<u32> {
+  let idx = lane * 8u + e;
+  return vec2<u32>(idx / 16u, idx % 16u);
+}
+fn emu_at(rc: vec2<u32>, col_major: bool, stride: u32) -> u32 {
+  return select(rc.x * stride + rc.y, rc.y * stride + rc.x, col_major);
+}
+fn emu_load_h_s(off: u32, col_major: bool, stride: u32, lane: u32) -> array<f32, 8> {
+  var out: array<f32, 8>;
+  if (lane < 32u) {
+    for (var e = 0u; e < 8u; e = e + 1u) {
+      out[e] = f32(h_s[off + emu_at(emu_rc(lane, e), col_major, stride)]);
+    }
+  }
+  return out;
+}
+fn emu_load_p_s(off: u32, col_major: bool, stride: u32, lane: u32) -> array<f32, 8> {
+  var out: array<f32, 8>;
+  if (lane < 32u) {
+    for (var e = 0u; e < 8u; e = e + 1u) {
+      out[e] = f32(p_s[off + emu_at(emu_rc(lane, e), col_major, stride)]);
+    }
+  }
+  return out;
+}
+fn emu_load_s_s(off: u32, col_major: bool, stride: u32, lane: u32) -> array<f32, 8> {
+  var out: array<f32, 8>;
+  if (lane < 32u) {
+    for (var e = 0u; e < 8u; e = e + 1u) {
+      out[e] = s_s[off + emu_at(emu_rc(lane, e), col_major, stride)];
+    }
+  }
+  return out;
+}
+fn emu_store_s_s(v: array<f32, 8>, off: u32, stride: u32, lane: u32) {
+  var w = v;
+  if (lane < 32u) {
+    for (var e = 0u; e < 8u; e = e + 1u) {
+      s_s[off + emu_at(emu_rc(lane, e), false, stride)] = w[e];
+    }
+  }
+}
+fn emu_mma(a: array<f32, 8>, b: array<f32, 8>, c: array<f32, 8>, warp: u32, lane: u32) -> array<f32, 8> {
+  var aa = a;
+  var bb = b;
+  var out = c;
+  let base = warp * 512u;
+  if (lane < 32u) {
+    for (var e = 0u; e < 8u; e = e + 1u) {
+      emu[base + lane * 8u + e] = aa[e];
+      emu[base + 256u + lane * 8u + e] = bb[e];
+    }
+  }
+  workgroupBarrier();
+  if (lane < 32u) {
+    for (var e = 0u; e < 8u; e = e + 1u) {
+      let rc = emu_rc(lane, e);
+      var s = out[e];
+      for (var k = 0u; k < 16u; k = k + 1u) {
+        s = s + emu[base + rc.x * 16u + k] * emu[base + 256u + k * 16u + rc.y];
+      }
+      out[e] = s;
+    }
+  }
+  workgroupBarrier();
+  return out;
+}
+`;
+
+  // -- K/V tile: raw 8-element units into registers, decoded into h_s later ---------------
+  const poolUnit = byteCache ? "vec2<u32>" : "vec4<u32>";
+  const loadRaw = (which: "k" | "v") =>
+    _lines(U, (i) =>
+      `  {
+    let c = lid + ${T * i}u;
+    let kk = c / ${D8}u;
+    let du = c % ${D8}u;
+    rw${i} = vec4<u32>(0u);
+    if (kk < cnt) {
+      if (is_old) {
+        let pos = base + kk;
+        let slot = (u32(block_table[bt_base + (pos >> params.page_shift)]) << params.page_shift) | (pos & page_mask);
+        let w = ${which}_pages[(slot * params.num_kv_heads + kvh) * ${D8}u + du];
+        rw${i} = ${byteCache ? "vec4<u32>(w, 0u, 0u)" : "w"};
+      } else {
+        let tok = q_start + base + kk - old;
+        rw${i} = ${which}_new[(tok * params.num_kv_heads + kvh) * ${D8}u + du];
+      }
+    }
+  }`);
+  const put8 = (dst: string, vals: string[]) =>
+    vals.map((v, e) => `h_s[${dst} + ${e}u] = ${v};`).join(" ");
+  const half8 = (w: string) =>
+    [0, 1, 2, 3].flatMap((k) => {
+      const c = "xyzw"[k];
+      return [`h2(${w}.${c}).x`, `h2(${w}.${c}).y`];
+    });
+  const byte8 = (w: string) =>
+    [0, 1].flatMap((k) => {
+      const c = "xy"[k];
+      return [0, 8, 16, 24].map((sh) => {
+        const b = sh === 24 ? `(${w}.${c} >> 24u)` : `((${w}.${c} >> ${sh}u) & 0xffu)`;
+        return fp8 ? `f16(lut[${b}])` : `f16(decode_int8(${b}))`;
+      });
+    });
+  const storeRaw = _lines(U, (i) => {
+    const body = byteCache
+      ? `if (is_old) {
+      ${put8("dst", byte8(`rw${i}`))}
+    } else {
+      ${put8("dst", half8(`rw${i}`))}
+    }`
+      : put8("dst", half8(`rw${i}`));
+    return `  {
+    let c = lid + ${T * i}u;
+    let dst = (c / ${D8}u) * ${KS}u + (c % ${D8}u) * 8u;
+    ${body}
+  }`;
+  });
+
+  // -- Q staging (through h_s, in passes of QPR rows), fragments into registers -----------
+  const qPasses = Math.ceil(BR / QPR);
+  const qUnits = Math.ceil((QPR * D8) / T);
+  // int8: Q times the K scales (over the head's largest) is split into hi + lo f16 parts, so
+  // the old tiles' scores keep f32-like accuracy (two MMAs per Q block there).
+  const comps = int8 ? [0, 1] : [0];
+  const stageQ = (oldDomain: string) =>
+    _lines(qPasses * comps.length, (pc) => {
+      const pass = Math.floor(pc / comps.length);
+      const comp = comps[pc % comps.length]!;
+      const frag = comp === 0 ? "qf" : "ql";
+      const scaled = (e: number) => `f32(${half8("w")[e]}) * (scales[sb + ${e}u] * kinv)`;
+      const qe = (e: number) => TR ? `${e * QTS}u` : `${e}u`;
+      const qput = (vals: string[]) => vals.map((v, e) => `h_s[dst + ${qe(e)}] = ${v};`).join(" ");
+      const int8Put = _lines(8, (e) =>
+        comp === 0
+          ? `          h_s[dst + ${qe(e)}] = f16(${scaled(e)});`
+          : `          { let v = ${scaled(e)}; h_s[dst + ${qe(e)}] = f16(v - f32(f16(v))); }`);
+      const plain = comp === 0 ? qput(half8("w")) : qput(Array.from({ length: 8 }, () =>
+        "f16(0.0)"));
+      return `  {
+    for (var i = 0u; i < ${qUnits}u; i = i + 1u) {
+      let c = lid + i * ${T}u;
+      if (c < ${QPR * D8}u) {
+        let r = c / ${D8}u;
+        let du = c % ${D8}u;
+        let flat = f0 + ${pass * QPR}u + r;
+        var w = vec4<u32>(0u);
+        if (flat < nrows) {
+          let tok = q_start + flat / params.group;
+          let head = kvh * params.group + flat % params.group;
+          w = q[(tok * params.num_heads + head) * ${D8}u + du];
+        }
+        let dst = ${TR ? `du * ${8 * QTS}u + r` : `r * ${KS}u + du * 8u`};
+${
+        int8
+          ? `        if (${oldDomain}) {
+          let sb = kvh * ${D}u + du * 8u;
+${int8Put}
+        } else {
+          ${plain}
+        }`
+          : `        ${plain}`
+      }
+      }
+    }
+    workgroupBarrier();
+    if (rb >= ${(pass * QPR) / 16}u && rb < ${((pass + 1) * QPR) / 16}u) {
+${
+        TR
+          ? `      let qoff = (rb - ${(pass * QPR) / 16}u) * 16u;
+${
+            _lines(DB, (kd) =>
+              `      ${load("r", `${frag}${kd}`, "h_s", `qoff + ${kd * 16 * QTS}u`, false, QTS)}`)
+          }`
+          : `      let qoff = (rb - ${(pass * QPR) / 16}u) * ${16 * KS}u;
+${
+            _lines(DB, (kd) =>
+              `      ${load("l", `${frag}${kd}`, "h_s", `qoff + ${kd * 16}u`, false, KS)}`)
+          }`
+      }
+    }
+    workgroupBarrier();
+  }`;
+    });
+
+  // -- S = Q K^T ---------------------------------------------------------------------------
+  const qk = ab === "qk" ? "" : _lines(KBW, (i) =>
+    `  {
+    let kb = wc * ${KBW}u + ${i}u;
+    ${zero("sacc")}
+${
+      _lines(DB, (kd) => {
+        if (TR) {
+          return `    ${load("l", "kf", "h_s", `kb * ${16 * KS}u + ${kd * 16}u`, false, KS)}\n    ${
+            mma("sacc", "kf", `qf${kd}`)
+          }${int8 ? `\n    if (is_old) {\n      ${mma("sacc", "kf", `ql${kd}`)}\n    }` : ""}`;
+        }
+        return `    ${load("r", "kf", "h_s", `kb * ${16 * KS}u + ${kd * 16}u`, true, KS)}\n    ${
+          mma("sacc", `qf${kd}`, "kf")
+        }${int8 ? `\n    if (is_old) {\n      ${mma("sacc", `ql${kd}`, "kf")}\n    }` : ""}`;
+      })
+    }
+    ${
+      TR
+        ? store("sacc", `kb * ${16 * ST}u + rb * 16u`, ST)
+        : store("sacc", `rb * ${16 * SS}u + kb * 16u`, SS)
+    }
+  }`);
+
+  // -- softmax on threads --------------------------------------------------------------------
+  const scoreOf = (j: number) => {
+    const x = TR
+      ? `s_s[(${j * TPR}u + rpart) * ${ST}u + srow]`
+      : `s_s[srow * ${SS}u + ${j * TPR}u + rpart]`;
+    const scaled = spec.softcap
+      ? `params.scale_b * tanh(clamp(${x} * sa, -15.0, 15.0))`
+      : `${x} * sa`;
+    const kk = `${j * TPR}u + rpart`;
+    const vis = spec.causal ? `${kk} < cnt && (is_old || base + ${kk} <= lim)` : `${kk} < cnt`;
+    return `    let x${j} = select(${MASKED}, ${scaled}, ${vis});`;
+  };
+  const softmax = `  {
+${_lines(SPR, scoreOf)}
+    var mx = ${Array.from({ length: SPR }, (_, j) => `x${j}`).reduce((a, b) => `max(${a}, ${b})`)};
+  ${rowReduce("mx", "max")}
+    let m_new = max(m_run, mx);
+    var alpha = 1.0;
+    if (m_new > m_run + ${MMA_RESCALE_LOG2}.0) {
+      if (m_run > -1.0e29) {
+        flag = 1u;
+      }
+      alpha = exp2(m_run - m_new);
+      m_run = m_new;
+    }
+    var lsum = 0.0;
+${
+    _lines(SPR, (j) =>
+      `    { let p = f16(exp2(x${j} - m_run)); p_s[srow * ${PS}u + ${
+        j * TPR
+      }u + rpart] = p; lsum = lsum + f32(p); }`)
+  }
+    l_run = l_run * alpha + lsum;
+    if (rpart == 0u) {
+      row_a[srow] = alpha;
+    }
+  }`;
+
+  // -- O through the S tile in rounds: rescale (factor per row [x V scale per column]) ------
+  // Round ro moves blocks jj in [ro * JR, min((ro + 1) * JR, DBW)) of every warp; warp wc's
+  // block jj lands at column block (jj - ro * JR) * WC + wc of its row block.
+  const roundJJ = (ro: number) =>
+    Array.from({ length: DBW }, (_, jj) => jj).filter((jj) => jj >= ro * JR && jj < (ro + 1) * JR);
+  const roundStore = (ro: number) =>
+    roundJJ(ro).map((jj) =>
+      `  ${store(`o${jj}`, `rb * ${16 * SS}u + (${jj - ro * JR}u * ${WC}u + wc) * 16u`, SS)}`
+    ).join("\n");
+  const roundLoad = (ro: number) =>
+    roundJJ(ro).map((jj) =>
+      `  ${
+        load(
+          "a",
+          `o${jj}`,
+          "s_s",
+          `rb * ${16 * SS}u + (${jj - ro * JR}u * ${WC}u + wc) * 16u`,
+          false,
+          SS,
+        )
+      }`
+    ).join("\n");
+  // Element work of one round: vec4 units over BR rows x CW columns; gives r, x (column in
+  // the S tile) and d (column of O) to `body`.
+  const roundWork = (ro: number, body: string) => {
+    const cw = roundJJ(ro).length * WC * 16;
+    const units = (BR * cw) / 4;
+    const per = Math.ceil(units / T);
+    return `  for (var i = 0u; i < ${per}u; i = i + 1u) {
+    let u = lid + i * ${T}u;
+    if (u < ${units}u) {
+      let r = u / ${cw / 4}u;
+      let x = (u % ${cw / 4}u) * 4u;
+      let cb = x / 16u;
+      let d = ((cb % ${WC}u) * ${DBW}u + ${ro * JR}u + cb / ${WC}u) * 16u + x % 16u;
+${body}
+    }
+  }`;
+  };
+  const vsOf = (d: string) =>
+    fp8
+      ? `vec4<f32>(scales[1u])`
+      : `vec4<f32>(scales[params.scale_n + kvh * ${D}u + ${d}], scales[params.scale_n + kvh * ${D}u + ${d} + 1u], scales[params.scale_n + kvh * ${D}u + ${d} + 2u], scales[params.scale_n + kvh * ${D}u + ${d} + 3u])`;
+  const rescale = _lines(NRO, (ro) =>
+    `${roundStore(ro)}
+  workgroupBarrier();
+${
+      roundWork(
+        ro,
+        `      let at = r * ${SS}u + x;
+      var f = vec4<f32>(row_a[r]);
+${hasVs ? `      if (trans) {\n        f = f * ${vsOf("d")};\n      }` : ""}
+      s_s[at] = s_s[at] * f.x;
+      s_s[at + 1u] = s_s[at + 1u] * f.y;
+      s_s[at + 2u] = s_s[at + 2u] * f.z;
+      s_s[at + 3u] = s_s[at + 3u] * f.w;`,
+      )
+    }
+  workgroupBarrier();
+${roundLoad(ro)}
+${ro + 1 < NRO ? "  workgroupBarrier();" : ""}`);
+
+  // -- O += P V --------------------------------------------------------------------------
+  const pv = _lines(KB, (kb) =>
+    `  {
+    ${load("l", "pf", "p_s", `rb * ${16 * PS}u + ${kb * 16}u`, false, PS)}
+${
+      _lines(DBW, (jj) =>
+        `    ${
+          load("r", "vf", "h_s", `${kb * 16 * KS}u + (wc * ${DBW}u + ${jj}u) * 16u`, false, KS)
+        }\n    ${mma(`o${jj}`, "pf", "vf")}`)
+    }
+  }`);
+
+  // -- output: normalised o, or partials for the combine pass -----------------------------
+  const outBody = spec.split
+    ? `      let flat = f0 + r;
+      if (flat < nrows) {
+        var v = vec4<f32>(s_s[r * ${SS}u + x], s_s[r * ${SS}u + x + 1u], s_s[r * ${SS}u + x + 2u], s_s[r * ${SS}u + x + 3u]);
+${hasVs ? `        if (pend_vs) {\n          v = v * ${vsOf("d")};\n        }` : ""}
+        part[(slot * ${BR}u + r) * ${D4}u + d / 4u] = v;
+      }`
+    : `      let flat = f0 + r;
+      if (flat < nrows) {
+        var v = vec4<f32>(s_s[r * ${SS}u + x], s_s[r * ${SS}u + x + 1u], s_s[r * ${SS}u + x + 2u], s_s[r * ${SS}u + x + 3u]);
+${hasVs ? `        if (pend_vs) {\n          v = v * ${vsOf("d")};\n        }` : ""}
+        v = v * (1.0 / row_l[r]);
+        let tok = q_start + flat / params.group;
+        let head = kvh * params.group + flat % params.group;
+        o[(tok * params.num_heads + head) * ${D4}u + d / 4u] = vec2<u32>(pack_q2(v.xy), pack_q2(v.zw));
+      }`;
+  const output = _lines(NRO, (ro) =>
+    `${roundStore(ro)}
+  workgroupBarrier();
+${roundWork(ro, outBody)}
+${ro + 1 < NRO ? "  workgroupBarrier();" : ""}`);
+
+  const outBinding = spec.split
+    ? "@group(0) @binding(11) var<storage, read_write> part: array<vec4<f32>>;"
+    : "@group(0) @binding(11) var<storage, read_write> o: array<vec2<u32>>;";
+
+  return `// ${mmaKey(spec)}
+// Paged prefill on subgroup matrices: workgroup = ${BR} (query, head) rows of one KV head's
+// group x a range of ${BC}-key tiles; ${g.warps} warps (${spec.rowBlocks} row blocks x ${WC});
+// 16x16x16 f16 -> f32 tiles. Generated by kernels/mma/template.ts; do not edit.
+${
+    emu ? "enable f16;" : `enable f16;
+enable subgroups;
+enable chromium_experimental_subgroup_matrix;
+diagnostic(off, chromium.subgroup_matrix_uniformity);`
+  }
+
+struct Params {
+  batch: u32,
+  num_heads: u32,
+  num_kv_heads: u32,
+  group: u32,
+  max_pages: u32,
+  page_shift: u32,
+  n_items: u32,
+  grid_x: u32,
+  scale_n: u32,
+  ml_base: u32,
+  scale_a: f32,
+  scale_b: f32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> q: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> k_new: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> v_new: array<vec4<u32>>;
+@group(0) @binding(4) var<storage, read> k_pages: array<${poolUnit}>;
+@group(0) @binding(5) var<storage, read> v_pages: array<${poolUnit}>;
+@group(0) @binding(6) var<storage, read> scales: array<f32>;
+@group(0) @binding(7) var<storage, read> cu_seqlens: array<i32>;
+@group(0) @binding(8) var<storage, read> cache_seqlens: array<i32>;
+@group(0) @binding(9) var<storage, read> block_table: array<i32>;
+@group(0) @binding(10) var<storage, read> items: array<vec4<u32>>;
+${outBinding}
+
+// K tile, then V tile (and Q while staging): ${BC} rows x D, f16, row stride ${KS}.
+var<workgroup> h_s: array<f16, ${g.hElems}>;
+// S tile (f32, row stride ${SS}); also O blocks on their way to rescaling or output.
+var<workgroup> s_s: array<f32, ${g.sElems}>;
+// P tile (f16, row stride ${PS}).
+var<workgroup> p_s: array<f16, ${g.pElems}>;
+var<workgroup> row_a: array<f32, ${BR}>;
+var<workgroup> row_l: array<f32, ${BR}>;
+var<workgroup> flag: u32;
+${fp8 ? "var<workgroup> lut: array<f32, 256>;" : ""}
+${emulation}
+// Two f16 elements of a u32 word (low half first).
+fn h2(w: u32) -> vec2<f16> {
+  return ${emu ? "vec2<f16>(unpack2x16float(w))" : "bitcast<vec2<f16>>(w)"};
+}
+${spec.split ? "" : wgslQPack("f16")}
+${
+    wgslCodecs(
+      ...(spec.split ? [] : ["f32_to_f16_bits" as const]),
+      ...(fp8 ? ["decode_e4m3" as const] : []),
+      ...(int8 ? ["decode_int8" as const] : []),
+    )
+  }
+
+@compute @workgroup_size(${T})
+fn main(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let item = wid.y * params.grid_x + wid.x;
+  if (item >= params.n_items) {
+    return;
+  }
+  let it0 = items[2u * item];
+  let it1 = items[2u * item + 1u];
+  let b = it0.x;
+  let kvh = it0.y;
+  let f0 = it0.z;
+  let slot = it0.w;
+  let t0 = it1.x;
+  let t1 = it1.y;
+  let kend = it1.z;
+  let n_old = it1.w;
+  let q_start = u32(cu_seqlens[b]);
+  let nrows = (u32(cu_seqlens[b + 1u]) - q_start) * params.group;
+  let old = u32(cache_seqlens[b]);
+  let bt_base = b * params.max_pages;
+  let page_mask = (1u << params.page_shift) - 1u;
+  let warp = lid / ${SG}u;
+  let lane = lid % ${SG}u;
+  let rb = warp / ${WC}u;
+  let wc = warp % ${WC}u;
+  let srow = lid / ${TPR}u;
+  let rpart = lid % ${TPR}u;
+  let lim = old + (f0 + srow) / params.group;
+${fp8 ? `  for (var e = lid; e < 256u; e = e + ${T}u) {\n    lut[e] = decode_e4m3(e);\n  }` : ""}
+${
+    int8
+      ? `  var kmax = 0.0;
+  for (var d = 0u; d < ${D}u; d = d + 1u) {
+    kmax = max(kmax, scales[kvh * ${D}u + d]);
+  }
+  let kinv = 1.0 / kmax;
+  let scale_old = params.scale_a * kmax;`
+      : fp8
+      ? `  let scale_old = params.scale_a * scales[0u];`
+      : `  let scale_old = params.scale_a;`
+  }
+  if (lid == 0u) {
+    flag = 0u;
+  }
+
+${_lines(DB, (kd) => `  ${decl(TR ? "r" : "l", `qf${kd}`)}`)}
+${int8 ? _lines(DB, (kd) => `  ${decl(TR ? "r" : "l", `ql${kd}`)}`) : ""}
+${_lines(DBW, (jj) => `  ${decl("a", `o${jj}`)}`)}
+  ${decl("a", "sacc")}
+  ${decl(TR ? "l" : "r", "kf")}
+  ${decl("r", "vf")}
+  ${decl("l", "pf")}
+${_lines(DBW, (jj) => `  ${zero(`o${jj}`)}`)}
+${_lines(U, (i) => `  var rw${i}: vec4<u32>;`)}
+  var m_run = ${M_INIT};
+  var l_run = 0.0;
+
+  // Q fragments (the int8 K scales folded in while the item is in its old tiles).
+${stageQ("t0 < n_old")}
+
+  // First K tile.
+  var is_old = t0 < n_old;
+  var base = select(old + (t0 - n_old) * ${BC}u, t0 * ${BC}u, is_old);
+  var cnt = select(min(${BC}u, kend - base), min(${BC}u, old - base), is_old);
+${loadRaw("k")}
+${storeRaw}
+
+  for (var t = t0; t < t1; t = t + 1u) {
+    is_old = t < n_old;
+    base = select(old + (t - n_old) * ${BC}u, t * ${BC}u, is_old);
+    cnt = select(min(${BC}u, kend - base), min(${BC}u, old - base), is_old);
+    let sa = select(params.scale_a, scale_old, is_old);
+    let trans = ${hasVs ? "t == n_old && t > t0" : "false"};
+${ab === "load" ? "" : loadRaw("v")}
+    workgroupBarrier(); // K tile ready; last P V done
+
+${qk}
+    workgroupBarrier(); // S ready; K tile no longer read
+
+${ab === "load" ? "" : storeRaw}
+${ab === "softmax" ? "" : softmax}
+    let more = t + 1u < t1;
+    if (more) {
+      let tn = t + 1u;
+      is_old = tn < n_old;
+      base = select(old + (tn - n_old) * ${BC}u, tn * ${BC}u, is_old);
+      cnt = select(min(${BC}u, kend - base), min(${BC}u, old - base), is_old);
+${ab === "load" ? "" : loadRaw("k")}
+    }
+    let need = workgroupUniformLoad(&flag); // P, alpha and V tile ready
+    if (need != 0u || trans) {
+${rescale}
+    }
+
+${ab === "pv" ? "" : pv}
+    workgroupBarrier(); // V tile and P no longer read
+    if (lid == 0u) {
+      flag = 0u;
+    }
+    if (more) {
+${int8 ? `      if (t + 1u == n_old) {\n${stageQ("false")}\n      }` : ""}
+${ab === "load" ? "" : storeRaw}
+    }
+  }
+
+  // Row sums of all threads of a row; m for the split partials.
+  ${rowReduce("l_run", "add")}
+  if (rpart == 0u) {
+    row_l[srow] = l_run;
+    row_a[srow] = m_run;
+  }
+  let pend_vs = ${hasVs ? "t1 <= n_old" : "false"};
+${output}
+${
+    spec.split
+      ? `  workgroupBarrier();
+  if (lid < ${BR}u && f0 + lid < nrows) {
+    part[params.ml_base + slot * ${BR}u + lid] = vec4<f32>(row_a[lid], row_l[lid], 0.0, 0.0);
+  }`
+      : ""
+  }
+}
+`;
+}
+
+/** Workgroup rows of a spec (16 per row block), for the host. */
+export function mmaRows(spec: MmaSpec): number {
+  return MMA_TILE * spec.rowBlocks;
+}

@@ -1,0 +1,338 @@
+/**
+ * GPU-machine run of the mma kernel (Dawn): lists the adapter's features and subgroup matrix
+ * configs, measures the matrix ceiling, then for each workload verifies the default mma plan
+ * against the float64 reference on sampled rows (and the append bit-exactly), and times
+ * several tile configs (and the flash FMA kernel for comparison) with GPU timestamps.
+ * Prints a short table last; writes everything as JSON (and failing WGSL) under $OUT.
+ *
+ * Usage: deno run -A kernels/mma/tune.ts [--only SUBSTR] [--quick] [--flash] [--perf-only]
+ * @module
+ */
+import { acquireGpu } from "../gpu.ts";
+import { validateProblem } from "../../op/validate.ts";
+import { readOutputs, uploadInputs } from "../device_inputs.ts";
+import {
+  referenceAppend,
+  referenceAttention,
+  sampleReferenceRows,
+} from "../../reference/attention.ts";
+import { compareOutput, comparePools, describeOutputCheck } from "../../reference/check.ts";
+import { adHocCase, expandCases, loadManifest, type WorkloadCase } from "../../workloads/loader.ts";
+import { generateCase } from "../../workloads/generate.ts";
+import { rooflineCosts } from "../../reports/roofline.ts";
+import { measureMatrixCeiling } from "../../reports/matrix_ceiling.ts";
+import { timeGpu } from "../../bench/timing.ts";
+import type { KernelPlan } from "../variant.ts";
+import { planFlash } from "../flash/flash.ts";
+import { type MmaOptions, mmaSupport, planMma } from "./mma.ts";
+import { mmaWgsl } from "./template.ts";
+import { type MatrixProbe, probeMatrixConventions } from "./probe.ts";
+import { mmaSpecFor, type MmaTile } from "./spec.ts";
+
+const args = Deno.args;
+const flag = (name: string) => args.includes(name);
+const value = (name: string) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+const only = value("--only");
+const quick = flag("--quick");
+const outDir = Deno.env.get("OUT") ?? ".";
+
+const t = (rowBlocks: number, colWarps: number, keys: number): MmaTile => ({
+  rowBlocks,
+  colWarps,
+  keys,
+});
+interface Config {
+  name: string;
+  options: MmaOptions | "flash";
+  /** Verify against the reference before timing. */
+  verify?: boolean;
+  /** Time it (default true). */
+  time?: boolean;
+}
+interface Job {
+  c: WorkloadCase | undefined;
+  configs: Config[];
+}
+const manifest = loadManifest();
+const byId = (id: string): WorkloadCase | undefined => {
+  const c = expandCases(manifest).find((x) => x.id === id);
+  if (!c) console.error(`no case ${id} in the manifest: skipped`);
+  return c;
+};
+const perfOnly = flag("--perf-only");
+const both: Config[] = [
+  { name: "default", options: { transposedScores: false }, verify: !perfOnly },
+  { name: "transposed", options: { transposedScores: true }, verify: !perfOnly },
+];
+const checkOnly: Config[] = both.map((c) => ({ ...c, time: false }));
+const flash: Config[] = flag("--flash") ? [{ name: "flash(FMA)", options: "flash" }] : [];
+const seed = "llama-3.1-8b-prefill-paged-pg64-4k-old-512-new";
+const d256 = adHocCase({
+  batch: 1,
+  heads: 32,
+  headsKv: 8,
+  headDim: 256,
+  qLen: 1024,
+  cacheLen: 8192,
+  pageSize: 64,
+  label: "adhoc-d256-q1k-old8k",
+});
+const T = (name: string, options: MmaOptions): Config => ({ name, options });
+const diag = flag("--diag");
+const V = (name: string, options: MmaOptions): Config => ({
+  name,
+  options,
+  verify: true,
+  time: false,
+});
+const diagConfigs: Config[] = [
+  V("emulated r64 k64", { emulate: true }),
+  V("emulated r32 k32", { emulate: true, tile: t(2, 1, 32) }),
+  V("r16 k16", { tile: t(1, 1, 16) }),
+  V("r16 k32", { tile: t(1, 1, 32) }),
+  V("r32 k32", { tile: t(2, 1, 32) }),
+  V("r64 k64", {}),
+  V("r16 k16 T", { tile: t(1, 1, 16), transposedScores: true }),
+];
+const jobs: Job[] = diag
+  ? [
+    { c: byId(`${seed}/f16`), configs: diagConfigs },
+    { c: byId("mqa-prefill-paged-b2-h16kv1-d128-p32/f16"), configs: diagConfigs },
+  ]
+  : perfOnly
+  ? [
+    {
+      c: byId(`${seed}/f16`),
+      configs: [
+        T("default", {}),
+        T("transposed", { transposedScores: true }),
+        T("r64 k32", { tile: t(4, 1, 32) }),
+        T("r128 k32", { tile: t(8, 1, 32) }),
+        T("r64 k64 wc2", { tile: t(4, 2, 64) }),
+        T("no-split", { targetItems: 0 }),
+        T("ablate softmax", { ablate: "softmax" }),
+        T("ablate load", { ablate: "load" }),
+        T("default again", {}),
+        T("transposed again", { transposedScores: true }),
+        ...flash,
+      ],
+    },
+    {
+      c: byId("llama-8b-prefill-paged-b8-prefix4k-chunk512-p64/f16"),
+      configs: [T("default", {}), T("transposed", { transposedScores: true }), ...flash],
+    },
+    { c: d256, configs: [T("default", {}), T("transposed", { transposedScores: true })] },
+  ]
+  : [
+    { c: byId(`${seed}/f16`), configs: both },
+    { c: byId("llama-8b-prefill-paged-b8-prefix4k-chunk512-p64/f16"), configs: both },
+    { c: byId(`${seed}-fp8/f16`), configs: checkOnly },
+    { c: byId(`${seed}-int8/f16`), configs: checkOnly },
+    { c: byId("gqa-prefill-paged-softcap50-b4-prefix4k-chunk512-p64/f16"), configs: checkOnly },
+    { c: byId("llama-8b-decode-paged-b8-prefix32k-q4-p64/f16"), configs: checkOnly },
+    { c: byId("varlen-mixed-b6-with-empty-p32-int8/f16"), configs: checkOnly },
+    { c: byId("mqa-prefill-paged-b2-h16kv1-d128-p32-fp8/f16"), configs: checkOnly },
+    { c: byId("gqa-prefill-paged-noncausal-softcap30-b2-d96-p16/f16"), configs: checkOnly },
+    { c: d256, configs: checkOnly },
+  ];
+
+const gpu = await acquireGpu({ backend: "dawn" });
+console.error(
+  `adapter: ${gpu.adapterName} (${gpu.implementation}/${gpu.apiBackend}); features ${
+    [...gpu.features].join(",")
+  }`,
+);
+console.error(
+  `subgroup sizes ${gpu.adapterInfo.subgroupMinSize}..${gpu.adapterInfo.subgroupMaxSize}; workgroup memory ${gpu.limits.maxComputeWorkgroupStorageSize}; invocations ${gpu.limits.maxComputeInvocationsPerWorkgroup}`,
+);
+console.error(`subgroupMatrixConfigs: ${JSON.stringify(gpu.subgroupMatrixConfigs)}`);
+let probe: MatrixProbe | string;
+try {
+  probe = await probeMatrixConventions(gpu);
+} catch (e) {
+  probe = (e as Error).message;
+}
+console.error(`probe: ${JSON.stringify(probe)}`);
+const matrix = perfOnly || diag ? null : await measureMatrixCeiling(gpu, { quick: true });
+for (const f of matrix?.forms ?? []) {
+  console.error(
+    `  matrix ${f.name}: ${(f.value / 1e12).toFixed(1)} TFLOP/s ${f.error ?? ""}`,
+  );
+}
+
+interface Row {
+  id: string;
+  config: string;
+  key: string;
+  ms: number;
+  p10: number;
+  p90: number;
+  tflops: number;
+  gbps: number;
+  items: number;
+  verify?: string;
+}
+const rows: Row[] = [];
+const failures: Record<string, string> = {};
+const rseed = Date.now() % 1000000;
+
+async function verifyPlan(
+  c: WorkloadCase,
+  inputs: ReturnType<typeof generateCase>["inputs"],
+  problem: ReturnType<typeof validateProblem>,
+  options: MmaOptions,
+): Promise<string> {
+  const vdev = uploadInputs(gpu, inputs, problem);
+  try {
+    const vplan = await planMma(gpu, vdev, options);
+    gpu.device.pushErrorScope("validation");
+    const enc = gpu.device.createCommandEncoder();
+    vplan.encode(enc);
+    gpu.device.queue.submit([enc.finish()]);
+    const err = await gpu.device.popErrorScope();
+    if (err) throw new Error(`validation: ${err.message}`);
+    const out = await readOutputs(gpu, vdev, inputs);
+    vplan.destroy();
+    const sample = sampleReferenceRows(problem, { rowsPerRequest: c.verifyRows ?? 8, seed: rseed });
+    const ref = referenceAttention(inputs, problem, { rows: sample });
+    const chk = compareOutput(out.o, ref, problem);
+    const exp = referenceAppend(inputs, problem);
+    const pools = comparePools(out.kPages, out.vPages, exp.kPages, exp.vPages, problem);
+    return `${chk.ok && pools.ok ? "PASS" : "FAIL"} ${describeOutputCheck(chk)}${
+      pools.ok ? "" : " POOLS BAD"
+    }`;
+  } finally {
+    vdev.destroy();
+  }
+}
+
+for (const job of jobs) {
+  const c = job.c;
+  if (!c || (only && !c.id.includes(only))) continue;
+  const t0 = performance.now();
+  const { inputs, params } = generateCase(c, rseed);
+  const problem = validateProblem(inputs, params);
+  const costs = rooflineCosts({ ...problem, maxPagesPerReq: problem.maxPagesPerReq });
+  console.error(
+    `${c.id}: generated in ${((performance.now() - t0) / 1000).toFixed(1)} s; ${
+      (costs.flops / 1e9).toFixed(2)
+    } GFLOP; mma support: ${mmaSupport(problem, gpu) ?? "yes"}`,
+  );
+  const dev = uploadInputs(gpu, inputs, problem);
+  try {
+    for (const [ci, cfg] of job.configs.entries()) {
+      if (quick && ci > 1 && cfg.options !== "flash") continue;
+      let plan: KernelPlan;
+      let verify: string | undefined;
+      try {
+        plan = cfg.options === "flash"
+          ? await planFlash(gpu, dev)
+          : await planMma(gpu, dev, cfg.options);
+        if (cfg.verify && cfg.options !== "flash") {
+          verify = await verifyPlan(c, inputs, problem, cfg.options);
+        }
+        if (cfg.time === false) {
+          console.error(`  ${cfg.name}: ${plan.key} ${verify}`);
+          rows.push({
+            id: c.id,
+            config: cfg.name,
+            key: plan.key,
+            ms: NaN,
+            p10: NaN,
+            p90: NaN,
+            tflops: NaN,
+            gbps: NaN,
+            items: 0,
+            verify,
+          });
+          plan.destroy();
+          continue;
+        }
+      } catch (e) {
+        const msg = (e as Error).message;
+        console.error(`  ${cfg.name}: ERROR ${msg.slice(0, 1500)}`);
+        if (cfg.options !== "flash") {
+          const tile = cfg.options.tile ?? { rowBlocks: 4, colWarps: 1, keys: 64 };
+          if (Object.keys(failures).length > 2) continue;
+          try {
+            failures[`${c.id} ${cfg.name}`] = msg + "\n\n" +
+              mmaWgsl(mmaSpecFor(problem, tile, 32, false));
+          } catch { /* spec invalid */ }
+        }
+        rows.push({
+          id: c.id,
+          config: cfg.name,
+          key: "",
+          ms: NaN,
+          p10: NaN,
+          p90: NaN,
+          tflops: NaN,
+          gbps: NaN,
+          items: 0,
+          verify: `ERROR ${msg.slice(0, 80)}`,
+        });
+        continue;
+      }
+      const stats = await timeGpu(gpu, (enc, ts) => plan.encode(enc, ts), {
+        warmup: 3,
+        iters: quick ? 8 : 15,
+        minTimeMs: 30,
+        maxIters: 200,
+      });
+      const s = stats.median / 1e3;
+      const row: Row = {
+        id: c.id,
+        config: cfg.name,
+        key: plan.key,
+        ms: stats.median,
+        p10: stats.p10,
+        p90: stats.p90,
+        tflops: costs.flops / s / 1e12,
+        gbps: costs.bytes / s / 1e9,
+        items: 0,
+        verify,
+      };
+      rows.push(row);
+      console.error(
+        `  ${cfg.name}: ${stats.median.toFixed(3)} ms (p10 ${stats.p10.toFixed(3)} p90 ${
+          stats.p90.toFixed(3)
+        }, ${stats.method}) ${row.tflops.toFixed(1)} TFLOP/s ${verify ?? ""}`,
+      );
+      plan.destroy();
+    }
+  } finally {
+    dev.destroy();
+  }
+}
+
+await Deno.writeTextFile(
+  `${outDir}/mma_tune.json`,
+  JSON.stringify(
+    { adapter: gpu.adapterName, info: gpu.adapterInfo, seed: rseed, probe, matrix, rows },
+    null,
+    2,
+  ),
+);
+if (Object.keys(failures).length > 0) {
+  await Deno.writeTextFile(
+    `${outDir}/mma_failures.txt`,
+    Object.entries(failures).map(([k, v]) => `==== ${k}\n${v}`).join("\n"),
+  );
+}
+console.log(
+  `\nmma tune: ${gpu.adapterName}; matrix ${
+    matrix ? (matrix.flopsPerSecond / 1e12).toFixed(0) : "n/a"
+  } TFLOP/s; seed ${rseed}; options ${gpu.implementationOptions.join(" ")}`,
+);
+console.log(`probe: ${JSON.stringify(probe)}`);
+console.log("case | config | ms | TFLOP/s | verify");
+for (const r of rows) {
+  console.log(
+    `${r.id.replace("llama-3.1-8b-prefill-paged-", "").slice(0, 40)} | ${r.config} | ${
+      r.ms.toFixed(3)
+    } | ${r.tflops.toFixed(1)} | ${(r.verify ?? "").slice(0, 150)}`,
+  );
+}

@@ -38,6 +38,7 @@ import {
 } from "../_shared.ts";
 import { planAppend } from "../append/append.ts";
 import { commonSupport, planSimpleAttention } from "./simple.ts";
+import { flashSupport, planFlashAttention } from "../flash/flash.ts";
 import { specForProblem, specKey } from "./spec.ts";
 import { SIMPLE_BINDINGS } from "./template.ts";
 
@@ -292,7 +293,7 @@ async function _planDequant(gpu: GpuContext, dev: DeviceProblem): Promise<{
 export const dequantVariant: KernelVariant = {
   name: "dequant",
   description:
-    "fp8/int8 caches: dequantize the referenced pages into a q-dtype scratch pool, then the simple kernel",
+    "fp8/int8 caches: dequantize the referenced pages into a q-dtype scratch pool, then the flash kernel (simple where flash cannot run)",
   supports(problem, gpu) {
     if (problem.cacheDtype !== "fp8_e4m3" && problem.cacheDtype !== "int8") {
       return `the dequant variant is for fp8_e4m3 and int8 caches; a ${problem.cacheDtype} cache needs no dequantization (use simple)`;
@@ -314,16 +315,29 @@ export const dequantVariant: KernelVariant = {
     const p = dev.problem;
     const dequant = await _planDequant(gpu, dev);
     try {
-      const attention = await planSimpleAttention(gpu, dev, {
-        spec: specForProblem(p, { cacheDtype: p.qDtype }),
+      // Reuse the fastest 16-bit kernel over the scratch pool: flash where it runs the
+      // problem, else simple.
+      const scratch: DeviceProblem = {
+        ...dev,
+        problem: { ...p, cacheDtype: p.qDtype },
         kPages: dequant.kScratch,
         vPages: dequant.vScratch,
         blockTable: dequant.blockTable,
-      });
+      };
+      const attention = flashSupport(scratch.problem, gpu) === null
+        ? (await planFlashAttention(gpu, scratch)).passes
+        : [
+          await planSimpleAttention(gpu, dev, {
+            spec: specForProblem(p, { cacheDtype: p.qDtype }),
+            kPages: dequant.kScratch,
+            vPages: dequant.vScratch,
+            blockTable: dequant.blockTable,
+          }),
+        ];
       const append = await planAppend(gpu, dev);
       return combinePasses(specKey("dequant", specForProblem(p)), [
         dequant.pass,
-        attention,
+        ...attention,
         append,
       ]);
     } catch (e) {

@@ -24,9 +24,10 @@ import type { GpuContext } from "../kernels/gpu.ts";
 import { timeGpu, type TimingMethod } from "../bench/timing.ts";
 import type { TimestampSlots } from "../kernels/variant.ts";
 import { CeilingsSchema } from "./schema.ts";
+import { measureMatrixCeiling } from "./matrix_ceiling.ts";
 
 /** Version of the microbenchmarks; a cached result of another version is measured again. */
-export const CEILINGS_VERSION = 1;
+export const CEILINGS_VERSION = 2;
 
 /** One form of a microbenchmark and what it reached. */
 export interface CeilingForm {
@@ -112,7 +113,7 @@ export interface Ceilings {
   f32: ComputeCeiling;
   /** Present when the adapter has shader-f16. */
   f16?: ComputeCeiling;
-  /** Matrix (cooperative/subgroup matrix) rate: not measured yet. */
+  /** Matrix (subgroup matrix, f16 x f16 -> f32) rate, where the adapter has them. */
   matrix?: ComputeCeiling;
   /** Datasheet figures of the adapter, when it is recognised (never cached: looked up anew). */
   datasheet?: DatasheetCeilings;
@@ -899,6 +900,8 @@ export async function measureCeilings(
       ? { f16: { flopsPerSecond: bestF16.value, form: bestF16.name, forms: f16Forms } }
       : {}),
   };
+  const matrix = await measureMatrixCeiling(gpu, { quick });
+  if (matrix) ceilings.matrix = matrix;
   if (cachePath) await _writeCache(cachePath, ceilings.key, ceilings);
   const datasheet = datasheetFor(gpu.adapterName);
   return datasheet ? { ...ceilings, datasheet } : ceilings;

@@ -48,6 +48,14 @@ export interface MmaOptions extends MmaWorkListOptions {
   transposedScores?: boolean;
   /** Tuning hook: leave one stage out (wrong results; timing only). */
   ablate?: MmaSpec["ablate"];
+  /** Dawn's newer builtin spelling. @default false */
+  newSyntax?: boolean;
+  /** Keep Q in its own workgroup array for the whole item. */
+  qResident?: boolean;
+  /** Diagnostic: row reductions through workgroup memory. */
+  smemReduce?: boolean;
+  /** Diagnostic: f16 pairs decoded with unpack2x16float. */
+  unpackH2?: boolean;
 }
 
 /** Default of `MmaOptions.transposedScores`. */
@@ -120,6 +128,10 @@ export async function planMmaAttention(
   const extra = {
     transposedScores: options.transposedScores ?? MMA_TRANSPOSED_SCORES,
     ...(options.ablate ? { ablate: options.ablate } : {}),
+    ...(options.newSyntax ? { newSyntax: true } : {}),
+    ...(options.smemReduce ? { smemReduce: true } : {}),
+    ...(options.unpackH2 ? { unpackH2: true } : {}),
+    ...(options.qResident ? { qResident: true } : {}),
   };
   const tile = options.tile ?? chooseMmaTile(p, limits, emulate, extra);
   if (!tile || !mmaTileFits(p, tile, limits, emulate, extra)) {

@@ -54,6 +54,10 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     acc = subgroupMatrixMultiplyAccumulate(lr, rr, acc);
   }
   subgroupMatrixStore(&out, 1888u, acc, false, 16u);
+  // runtime offsets (the kernel's are never constants)
+  let dyn = select(0u, 256u, lid < 4096u);
+  let ld = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&wa, dyn - 256u, false, 24u);
+  subgroupMatrixStore(&out, 1888u + dyn, subgroupMatrixMultiplyAccumulate(ld, rr, z), false, 16u);
 }
 `;
 
@@ -75,6 +79,8 @@ export interface MatrixProbe {
   accumulate: string;
   /** three accumulations in a loop (expected "3AB"). */
   loop3: string;
+  /** runtime load and store offsets (expected "AB"). */
+  runtimeOffset: string;
   bitcastOk: boolean;
   shuffleOk: boolean;
 }
@@ -126,11 +132,11 @@ export async function probeMatrixConventions(gpu: GpuContext): Promise<MatrixPro
   const abBuf = buf(abData, GPUBufferUsage.STORAGE);
   const wBuf = buf(words, GPUBufferUsage.STORAGE);
   const outBuf = device.createBuffer({
-    size: 2144 * 4,
+    size: 2400 * 4,
     usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
   });
   const readBuf = device.createBuffer({
-    size: 2144 * 4,
+    size: 2400 * 4,
     usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
   });
   device.pushErrorScope("validation");
@@ -151,7 +157,7 @@ export async function probeMatrixConventions(gpu: GpuContext): Promise<MatrixPro
   pass.setBindGroup(0, group);
   pass.dispatchWorkgroups(1);
   pass.end();
-  enc.copyBufferToBuffer(outBuf, 0, readBuf, 0, 2144 * 4);
+  enc.copyBufferToBuffer(outBuf, 0, readBuf, 0, 2400 * 4);
   device.queue.submit([enc.finish()]);
   await readBuf.mapAsync(GPUMapMode.READ);
   const out = new Float32Array(readBuf.getMappedRange().slice(0));
@@ -191,6 +197,7 @@ export async function probeMatrixConventions(gpu: GpuContext): Promise<MatrixPro
     storeColMajor: match(1280),
     accumulate: match(1632),
     loop3: match(1888),
+    runtimeOffset: match(2144),
     bitcastOk,
     shuffleOk,
   };

@@ -33,6 +33,14 @@ export interface MmaSpec {
    * matrix is loaded column-major; scores are stored key-major. @default false
    */
   transposedScores?: boolean;
+  /** Use Dawn's newer builtin spelling `subgroupMatrixLoad<T, row_major>(p, offset, stride)`. */
+  newSyntax?: boolean;
+  /** Keep the staged Q tile in its own workgroup array for the whole item (never overwritten). */
+  qResident?: boolean;
+  /** Diagnostic: row max/sum through workgroup memory instead of subgroupShuffleXor. */
+  smemReduce?: boolean;
+  /** Diagnostic: decode f16 pairs with unpack2x16float instead of a bitcast. */
+  unpackH2?: boolean;
   /** Tuning hook: leave one stage out (results are wrong; for timing the others). */
   ablate?: "qk" | "pv" | "softmax" | "load";
   /**
@@ -129,7 +137,7 @@ export function mmaGeometry(spec: MmaSpec): MmaGeometry {
   const kBlocks = BC / MMA_TILE;
   const dBlocksPerWarp = dBlocks / WC;
   const roundBlocks = Math.min(dBlocksPerWarp, Math.floor(kBlocks / WC));
-  const qPassRows = Math.min(rows, BC);
+  const qPassRows = spec.qResident ? rows : Math.min(rows, BC);
   const qts = qPassRows + 8;
   const st = rows + 4;
   const tr = spec.transposedScores === true;
@@ -146,7 +154,9 @@ export function mmaGeometry(spec: MmaSpec): MmaGeometry {
     rows * 8 + // row alpha, row sum / max
     4 + // rescale flag
     (spec.cacheDtype === "fp8_e4m3" ? 1024 : 0) + // e4m3 decode table
-    (spec.emulate ? warps * 512 * 4 + threads * 4 : 0); // emulation scratch
+    (spec.qResident ? (spec.cacheDtype === "int8" ? 2 : 1) * rows * ks * 2 : 0) + // resident Q
+    (spec.emulate ? warps * 512 * 4 : 0) + // emulation scratch
+    (spec.emulate || spec.smemReduce ? threads * 4 : 0); // row reduction scratch
   return {
     threads,
     warps,
@@ -199,6 +209,10 @@ export function mmaKey(spec: MmaSpec): string {
     ...(spec.softcap ? ["softcap"] : []),
     ...(spec.split ? ["split"] : []),
     ...(spec.transposedScores ? ["st"] : []),
+    ...(spec.newSyntax ? ["ns"] : []),
+    ...(spec.smemReduce ? ["smr"] : []),
+    ...(spec.unpackH2 ? ["uh"] : []),
+    ...(spec.qResident ? ["qr"] : []),
     ...(spec.ablate ? [`no-${spec.ablate}`] : []),
     ...(spec.emulate ? ["emulated"] : []),
   ].join("_");
@@ -240,7 +254,10 @@ export function mmaSpecFor(
   sg: number,
   split: boolean,
   emulate = false,
-  extra: Pick<MmaSpec, "transposedScores" | "ablate"> = {},
+  extra: Pick<
+    MmaSpec,
+    "transposedScores" | "ablate" | "newSyntax" | "smemReduce" | "unpackH2" | "qResident"
+  > = {},
 ): MmaSpec {
   return {
     ...extra,
@@ -261,7 +278,10 @@ export function mmaTileFits(
   tile: MmaTile,
   limits: MmaLimits,
   emulate = false,
-  extra: Pick<MmaSpec, "transposedScores" | "ablate"> = {},
+  extra: Pick<
+    MmaSpec,
+    "transposedScores" | "ablate" | "newSyntax" | "smemReduce" | "unpackH2" | "qResident"
+  > = {},
 ): boolean {
   const spec = mmaSpecFor(problem, tile, limits.sg, true, emulate, extra);
   if (mmaSpecProblem(spec)) return false;
@@ -274,7 +294,10 @@ export function chooseMmaTile(
   problem: Problem,
   limits: MmaLimits,
   emulate = false,
-  extra: Pick<MmaSpec, "transposedScores" | "ablate"> = {},
+  extra: Pick<
+    MmaSpec,
+    "transposedScores" | "ablate" | "newSyntax" | "smemReduce" | "unpackH2" | "qResident"
+  > = {},
 ): MmaTile | null {
   for (const tile of mmaTileCandidates(problem.headDim)) {
     if (mmaTileFits(problem, tile, limits, emulate, extra)) return tile;

@@ -100,6 +100,8 @@ export function mmaWgsl(spec: MmaSpec): string {
   const QTS = g.qts;
   const ST = g.st;
   const ab = spec.ablate;
+  const QR = spec.qResident === true && !TR;
+  const QA = QR ? "q_s" : "h_s";
   const fp8 = spec.cacheDtype === "fp8_e4m3";
   const int8 = spec.cacheDtype === "int8";
   const byteCache = fp8 || int8;
@@ -117,17 +119,23 @@ export function mmaWgsl(spec: MmaSpec): string {
   const load = (
     kind: "l" | "r" | "a",
     name: string,
-    arr: "h_s" | "p_s" | "s_s",
+    arr: "h_s" | "p_s" | "s_s" | "q_s",
     off: string,
     colMajor: boolean,
     stride: number,
   ) =>
     emu
       ? `${name} = emu_load_${arr}(${off}, ${colMajor}, ${stride}u, lane);`
+      : spec.newSyntax
+      ? `${name} = subgroupMatrixLoad<${typeOf(kind)}, ${
+        colMajor ? "col_major" : "row_major"
+      }>(&${arr}, ${off}, ${stride}u);`
       : `${name} = subgroupMatrixLoad<${typeOf(kind)}>(&${arr}, ${off}, ${colMajor}, ${stride}u);`;
   const store = (name: string, off: string, stride: number) =>
     emu
       ? `emu_store_s_s(${name}, ${off}, ${stride}u, lane);`
+      : spec.newSyntax
+      ? `subgroupMatrixStore<row_major>(&s_s, ${off}, ${name}, ${stride}u);`
       : `subgroupMatrixStore(&s_s, ${off}, ${name}, false, ${stride}u);`;
   const mma = (acc: string, l: string, r: string) =>
     emu
@@ -137,7 +145,7 @@ export function mmaWgsl(spec: MmaSpec): string {
   const rowReduce = (v: string, op: "max" | "add") => {
     const steps: string[] = [];
     for (let m = 1; m < TPR; m *= 2) {
-      if (emu) {
+      if (emu || spec.smemReduce) {
         steps.push(
           `red[lid] = ${v};\n  workgroupBarrier();\n  ${v} = ${
             op === "max" ? `max(${v}, red[lid ^ ${m}u])` : `${v} + red[lid ^ ${m}u]`
@@ -159,7 +167,6 @@ export function mmaWgsl(spec: MmaSpec): string {
 // A 16x16 matrix is spread over the 32 lanes of a logical warp: lane l holds elements
 // 8l .. 8l+7 in row-major order. MMAs exchange fragments through workgroup memory.
 var<workgroup> emu: array<f32, ${g.warps * 512}>;
-var<workgroup> red: array<f32, ${T}>;
 fn emu_rc(lane: u32, e: u32) -> vec2<u32> {
   let idx = lane * 8u + e;
   return vec2<u32>(idx / 16u, idx % 16u);
@@ -176,7 +183,18 @@ fn emu_load_h_s(off: u32, col_major: bool, stride: u32, lane: u32) -> array<f32,
   }
   return out;
 }
-fn emu_load_p_s(off: u32, col_major: bool, stride: u32, lane: u32) -> array<f32, 8> {
+${
+    QR
+      ? `fn emu_load_q_s(off: u32, col_major: bool, stride: u32, lane: u32) -> array<f32, 8> {
+  var out: array<f32, 8>;
+  for (var e = 0u; e < 8u; e = e + 1u) {
+    out[e] = f32(q_s[off + emu_at(emu_rc(lane, e), col_major, stride)]);
+  }
+  return out;
+}
+`
+      : ""
+  }fn emu_load_p_s(off: u32, col_major: bool, stride: u32, lane: u32) -> array<f32, 8> {
   var out: array<f32, 8>;
   if (lane < 32u) {
     for (var e = 0u; e < 8u; e = e + 1u) {
@@ -293,11 +311,12 @@ fn emu_mma(a: array<f32, 8>, b: array<f32, 8>, c: array<f32, 8>, warp: u32, lane
       const frag = comp === 0 ? "qf" : "ql";
       const scaled = (e: number) => `f32(${half8("w")[e]}) * (scales[sb + ${e}u] * kinv)`;
       const qe = (e: number) => TR ? `${e * QTS}u` : `${e}u`;
-      const qput = (vals: string[]) => vals.map((v, e) => `h_s[dst + ${qe(e)}] = ${v};`).join(" ");
+      const qput = (vals: string[]) =>
+        vals.map((v, e) => `${QA}[dst + ${qe(e)}] = ${v};`).join(" ");
       const int8Put = _lines(8, (e) =>
         comp === 0
-          ? `          h_s[dst + ${qe(e)}] = f16(${scaled(e)});`
-          : `          { let v = ${scaled(e)}; h_s[dst + ${qe(e)}] = f16(v - f32(f16(v))); }`);
+          ? `          ${QA}[dst + ${qe(e)}] = f16(${scaled(e)});`
+          : `          { let v = ${scaled(e)}; ${QA}[dst + ${qe(e)}] = f16(v - f32(f16(v))); }`);
       const plain = comp === 0 ? qput(half8("w")) : qput(Array.from({ length: 8 }, () =>
         "f16(0.0)"));
       return `  {
@@ -313,7 +332,9 @@ fn emu_mma(a: array<f32, 8>, b: array<f32, 8>, c: array<f32, 8>, warp: u32, lane
           let head = kvh * params.group + flat % params.group;
           w = q[(tok * params.num_heads + head) * ${D8}u + du];
         }
-        let dst = ${TR ? `du * ${8 * QTS}u + r` : `r * ${KS}u + du * 8u`};
+        let dst = ${
+        TR ? `du * ${8 * QTS}u + r` : `${QR ? comp * BR * KS : 0}u + r * ${KS}u + du * 8u`
+      };
 ${
         int8
           ? `        if (${oldDomain}) {
@@ -330,15 +351,22 @@ ${int8Put}
     if (rb >= ${(pass * QPR) / 16}u && rb < ${((pass + 1) * QPR) / 16}u) {
 ${
         TR
-          ? `      let qoff = (rb - ${(pass * QPR) / 16}u) * 16u;
+          ? `      ${spec.rowBlocks === 1 && WC === 1 ? "const" : "let"} qoff = (rb - ${
+            (pass * QPR) / 16
+          }u) * 16u;
 ${
             _lines(DB, (kd) =>
               `      ${load("r", `${frag}${kd}`, "h_s", `qoff + ${kd * 16 * QTS}u`, false, QTS)}`)
           }`
-          : `      let qoff = (rb - ${(pass * QPR) / 16}u) * ${16 * KS}u;
+          : `      ${spec.rowBlocks === 1 && WC === 1 ? "const" : "let"} qoff = ${
+            QR ? comp * BR * KS : 0
+          }u + (rb - ${(pass * QPR) / 16}u) * ${16 * KS}u;
 ${
-            _lines(DB, (kd) =>
-              `      ${load("l", `${frag}${kd}`, "h_s", `qoff + ${kd * 16}u`, false, KS)}`)
+            _lines(
+              DB,
+              (kd) =>
+                `      ${load("l", `${frag}${kd}`, QA, `qoff + ${kd * 16}u`, false, KS)}`,
+            )
           }`
       }
     }
@@ -349,7 +377,7 @@ ${
   // -- S = Q K^T ---------------------------------------------------------------------------
   const qk = ab === "qk" ? "" : _lines(KBW, (i) =>
     `  {
-    let kb = wc * ${KBW}u + ${i}u;
+    ${WC === 1 ? "const" : "let"} kb = wc * ${KBW}u + ${i}u;
     ${zero("sacc")}
 ${
       _lines(DB, (kd) => {
@@ -550,6 +578,12 @@ ${outBinding}
 
 // K tile, then V tile (and Q while staging): ${BC} rows x D, f16, row stride ${KS}.
 var<workgroup> h_s: array<f16, ${g.hElems}>;
+${
+    QR
+      ? `// Q tile, resident for the whole item.
+var<workgroup> q_s: array<f16, ${(int8 ? 2 : 1) * BR * KS + KS}>;`
+      : ""
+  }
 // S tile (f32, row stride ${SS}); also O blocks on their way to rescaling or output.
 var<workgroup> s_s: array<f32, ${g.sElems}>;
 // P tile (f16, row stride ${PS}).
@@ -559,9 +593,10 @@ var<workgroup> row_l: array<f32, ${BR}>;
 var<workgroup> flag: u32;
 ${fp8 ? "var<workgroup> lut: array<f32, 256>;" : ""}
 ${emulation}
+${emu || spec.smemReduce ? `var<workgroup> red: array<f32, ${T}>;` : ""}
 // Two f16 elements of a u32 word (low half first).
 fn h2(w: u32) -> vec2<f16> {
-  return ${emu ? "vec2<f16>(unpack2x16float(w))" : "bitcast<vec2<f16>>(w)"};
+  return ${emu || spec.unpackH2 ? "vec2<f16>(unpack2x16float(w))" : "bitcast<vec2<f16>>(w)"};
 }
 ${spec.split ? "" : wgslQPack("f16")}
 ${
@@ -598,8 +633,8 @@ fn main(
   let page_mask = (1u << params.page_shift) - 1u;
   let warp = lid / ${SG}u;
   let lane = lid % ${SG}u;
-  let rb = warp / ${WC}u;
-  let wc = warp % ${WC}u;
+  ${spec.rowBlocks === 1 && WC === 1 ? "const rb = 0u;" : `let rb = warp / ${WC}u;`}
+  ${WC === 1 ? "const wc = 0u;" : `let wc = warp % ${WC}u;`}
   let srow = lid / ${TPR}u;
   let rpart = lid % ${TPR}u;
   let lim = old + (f0 + srow) / params.group;

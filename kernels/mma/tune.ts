@@ -63,6 +63,10 @@ const byId = (id: string): WorkloadCase | undefined => {
   return c;
 };
 const perfOnly = flag("--perf-only");
+/** `--opt smemReduce --opt unpackH2 ...`: boolean MmaOptions applied to every mma config. */
+const extraOpts: MmaOptions = Object.fromEntries(
+  args.flatMap((a, i) => (a === "--opt" && args[i + 1] ? [[args[i + 1]!, true]] : [])),
+);
 const both: Config[] = [
   { name: "default", options: { transposedScores: false }, verify: !perfOnly },
   { name: "transposed", options: { transposedScores: true }, verify: !perfOnly },
@@ -81,22 +85,41 @@ const d256 = adHocCase({
   label: "adhoc-d256-q1k-old8k",
 });
 const T = (name: string, options: MmaOptions): Config => ({ name, options });
-const diag = flag("--diag");
+const diag = ["--diag", "--diag2", "--diag3", "--diag4"].some(flag);
 const V = (name: string, options: MmaOptions): Config => ({
   name,
   options,
   verify: true,
   time: false,
 });
-const diagConfigs: Config[] = [
-  V("emulated r64 k64", { emulate: true }),
-  V("emulated r32 k32", { emulate: true, tile: t(2, 1, 32) }),
-  V("r16 k16", { tile: t(1, 1, 16) }),
-  V("r16 k32", { tile: t(1, 1, 32) }),
-  V("r32 k32", { tile: t(2, 1, 32) }),
-  V("r64 k64", {}),
-  V("r16 k16 T", { tile: t(1, 1, 16), transposedScores: true }),
-];
+const diagConfigs: Config[] = flag("--diag4")
+  ? [
+    V("r16 k16 q-resident", { tile: t(1, 1, 16), qResident: true }),
+    V("r64 k32 q-resident", { tile: t(4, 1, 32), qResident: true }),
+  ]
+  : flag("--diag3")
+  ? [
+    V("r16 k16 smem-reduce", { tile: t(1, 1, 16), smemReduce: true }),
+    V("r16 k16 unpack-h2", { tile: t(1, 1, 16), unpackH2: true }),
+    V("r16 k16 both", { tile: t(1, 1, 16), smemReduce: true, unpackH2: true }),
+    V("r64 k64 both", { smemReduce: true, unpackH2: true }),
+  ]
+  : flag("--diag2")
+  ? [
+    V("r16 k16 const", { tile: t(1, 1, 16) }),
+    V("r16 k16 const ns", { tile: t(1, 1, 16), newSyntax: true }),
+    V("r64 k64 ns", { newSyntax: true }),
+    V("r64 k64 T ns", { newSyntax: true, transposedScores: true }),
+  ]
+  : [
+    V("emulated r64 k64", { emulate: true }),
+    V("emulated r32 k32", { emulate: true, tile: t(2, 1, 32) }),
+    V("r16 k16", { tile: t(1, 1, 16) }),
+    V("r16 k32", { tile: t(1, 1, 32) }),
+    V("r32 k32", { tile: t(2, 1, 32) }),
+    V("r64 k64", {}),
+    V("r16 k16 T", { tile: t(1, 1, 16), transposedScores: true }),
+  ];
 const jobs: Job[] = diag
   ? [
     { c: byId(`${seed}/f16`), configs: diagConfigs },
@@ -228,11 +251,10 @@ for (const job of jobs) {
       let plan: KernelPlan;
       let verify: string | undefined;
       try {
-        plan = cfg.options === "flash"
-          ? await planFlash(gpu, dev)
-          : await planMma(gpu, dev, cfg.options);
-        if (cfg.verify && cfg.options !== "flash") {
-          verify = await verifyPlan(c, inputs, problem, cfg.options);
+        const mopts = cfg.options === "flash" ? null : { ...extraOpts, ...cfg.options };
+        plan = mopts === null ? await planFlash(gpu, dev) : await planMma(gpu, dev, mopts);
+        if (cfg.verify && mopts !== null) {
+          verify = await verifyPlan(c, inputs, problem, mopts);
         }
         if (cfg.time === false) {
           console.error(`  ${cfg.name}: ${plan.key} ${verify}`);

@@ -53,3 +53,22 @@ Deno.test("fp8 and int8 caches match the reference at page sizes 16 to 128 with 
     gpu.destroy();
   }
 });
+
+Deno.test("every variant runs a quantized batch with no old tokens at all", async () => {
+  const gpu = await acquireGpu();
+  try {
+    for (const cacheDtype of ["fp8", "int8"] as const) {
+      const c = adHocCase({ batch: 2, qLen: [4, 6], cacheLen: [0, 0], pageSize: 1, cacheDtype });
+      const { inputs, params } = generateCase(c, 5);
+      const problem = validateProblem(inputs, params);
+      const variants = KERNEL_VARIANTS.filter((v) => v.supports(problem, gpu) === null);
+      assert.ok(variants.length >= 2);
+      for (const variant of variants) {
+        const { verification } = await verifyOnGpu(gpu, inputs, params, { kernel: variant.name });
+        assert.ok(verification.ok, `${c.id} [${variant.name}]: ${verification.message}`);
+      }
+    }
+  } finally {
+    gpu.destroy();
+  }
+});

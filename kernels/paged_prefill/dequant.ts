@@ -222,7 +222,12 @@ async function _planDequant(gpu: GpuContext, dev: DeviceProblem): Promise<{
     usage: number,
     data?: Int32Array<ArrayBuffer>,
   ): GPUBuffer => {
-    const b = device.createBuffer({ label: `${key}.${label}`, size: paddedSize(size), usage });
+    // At least 16 bytes: kernels that read vec4 words need that much bound, even for no pages.
+    const b = device.createBuffer({
+      label: `${key}.${label}`,
+      size: Math.max(16, paddedSize(size)),
+      usage,
+    });
     made.push(b);
     if (data && data.byteLength > 0) device.queue.writeBuffer(b, 0, data);
     return b;

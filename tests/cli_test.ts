@@ -169,3 +169,34 @@ Deno.test("report renders a bench report and merges two into one", async () => {
   assert.equal(cmp.code, 0, cmp.stdout + cmp.stderr);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("bench --backends deno,dawn times both implementations on the same inputs and compares them", async () => {
+  const dir = await Deno.makeTempDir();
+  const r = await runCli(
+    "bench",
+    "--backends",
+    "deno,dawn",
+    "--batch",
+    "1",
+    "--q-len",
+    "8",
+    "--cache-len",
+    "24",
+    "--page-size",
+    "8",
+    "--kernel",
+    "simple",
+    "--iters",
+    "2",
+    "--json",
+    `${dir}/r.json`,
+  );
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /dawn against deno/);
+  const deno = JSON.parse(await Deno.readTextFile(`${dir}/r.deno.json`));
+  const dawn = JSON.parse(await Deno.readTextFile(`${dir}/r.dawn.json`));
+  assert.equal(deno.environment.backend, "deno");
+  assert.equal(dawn.environment.backend, "dawn");
+  assert.equal(deno.results[0].case.seed, dawn.results[0].case.seed);
+  await Deno.remove(dir, { recursive: true });
+});

@@ -12,12 +12,13 @@ import { validateProblem } from "../../op/validate.ts";
 import { benchCase } from "../../bench/bench_case.ts";
 import { measureCeilings } from "../../reports/ceilings.ts";
 import { buildReport, buildResult, describeEnvironment } from "../../reports/build.ts";
-import type { BenchResult, CaseShape } from "../../reports/schema.ts";
+import type { BenchReport, BenchResult, CaseShape } from "../../reports/schema.ts";
+import { compareReports, renderComparisonTable } from "../../reports/compare.ts";
 import { writeReport } from "../../reports/schema.ts";
 import { renderTable } from "../../reports/render_table.ts";
 import { renderMarkdown } from "../../reports/render_markdown.ts";
 import { renderHtml } from "../../reports/render_html.ts";
-import type { GpuBackend } from "../../kernels/gpu.ts";
+import { GPU_BACKENDS, type GpuBackend } from "../../kernels/gpu.ts";
 import type { Problem } from "../../op/types.ts";
 import { addWorkloadOptions, selectCases, type WorkloadFlags } from "../workload_options.ts";
 import { addBackendOption, describeGpu, gpuFromFlags } from "../gpu_options.ts";
@@ -25,12 +26,13 @@ import { addKernelOptions, variantsFor } from "../kernel_options.ts";
 import { ExitCode } from "../errors.ts";
 import { err, out, progressBar, useColor } from "../output.ts";
 import { args as runtimeArgs, writeTextFile } from "../runtime.ts";
-import { intFlag } from "../parse.ts";
+import { choiceFlag, intFlag } from "../parse.ts";
 import { dumpWgsl } from "../dump_wgsl.ts";
 
 /** Flags of `bench`. */
 export interface BenchFlags extends WorkloadFlags {
   backend?: GpuBackend;
+  backends?: GpuBackend[];
   kernel?: string;
   strategy?: "fused" | "dequant";
   seed?: number;
@@ -103,6 +105,11 @@ export function benchCommand(setExit: (code: number) => void) {
         "--refresh-ceilings",
         "measure the adapter's ceilings again instead of using the cache",
       )
+      .option(
+        "--backends <list>",
+        "run on several WebGPU implementations side by side (deno,dawn): one report each (FILE.deno.json, FILE.dawn.json) and a comparison",
+        (v: string) => v.split(",").map((b) => choiceFlag("--backends", GPU_BACKENDS)(b.trim())),
+      )
       .option("--json <file>", "write the report as JSON")
       .option("--md <file>", "write the report as Markdown")
       .option(
@@ -117,64 +124,95 @@ export function benchCommand(setExit: (code: number) => void) {
   return command.action(async (flags) => {
     const f = flags as unknown as BenchFlags;
     const cases = selectCases(f, "default");
-    const gpu = await gpuFromFlags(f);
-    err(`bench on ${describeGpu(gpu)}: ${cases.length} workload(s)\n`);
-    const results: BenchResult[] = [];
-    let report;
-    try {
-      const ceilings = await measureCeilings(gpu, {
-        refresh: f.refreshCeilings ?? false,
-        onProgress: (line) => err(`ceilings: ${line}\n`),
-      });
-      const environment = describeEnvironment(gpu, ceilings);
-      const bar = progressBar(cases.length);
-      for (const c of cases) {
-        bar.tick(c.id);
-        const seed = f.seed ?? randomSeed();
-        const { inputs, params } = generateCase(c, seed);
-        const problem = validateProblem(inputs, params);
-        for (const variant of variantsFor(problem, gpu, f, "all")) {
-          const r = await benchCase(gpu, inputs, params, {
-            kernel: variant.name,
-            ...(f.iters !== undefined ? { iters: f.iters } : {}),
-            ...(f.warmup !== undefined ? { warmup: f.warmup } : {}),
-            ...(f.warmupMs !== undefined ? { warmupMs: f.warmupMs } : {}),
-            ...(f.inputSets !== undefined ? { inputSets: f.inputSets } : {}),
-            ...(f.minTime !== undefined ? { minTimeMs: f.minTime } : {}),
-            ...(f.rows !== undefined ? { rowsPerRequest: f.rows } : {}),
-            ...(c.verifyRows !== undefined && f.rows === undefined
-              ? { rowsPerRequest: c.verifyRows }
-              : {}),
-            sampleSeed: seed,
-            noVerify: f.verify === false,
-            onPlan: f.dumpWgsl ? async (p) => void await dumpWgsl(f.dumpWgsl!, p.plan) : undefined,
-          });
-          const result = buildResult({
-            workload: { id: c.id, label: c.label, ...(c.notes ? { notes: c.notes } : {}) },
-            case: caseShapeOf(c, problem, seed),
-            kernel: { name: r.variant, key: r.kernelKey },
-            timing: r.timing,
-            correctness: r.correctness,
-          }, environment.ceilings);
-          results.push(result);
-          if (r.correctness && !r.correctness.ok) {
-            err(`FAIL ${c.id} [${r.variant}] ${r.correctness.message}\n`);
-          }
-        }
-      }
-      bar.done();
-      report = buildReport(environment, results, {
-        command: ["paged-prefill", "bench", ...runtimeArgs().slice(1)],
-        tool: { name: "paged-prefill", version: "0.1.0" },
-      });
-    } finally {
-      gpu.destroy();
+    // One seed per case, shared by every backend so they time the same inputs.
+    const seeds = cases.map(() => f.seed ?? randomSeed());
+    const backends: (GpuBackend | undefined)[] = f.backends ?? [f.backend];
+    const reports: BenchReport[] = [];
+    for (const backend of backends) {
+      const report = await benchOnBackend(f, cases, seeds, backend);
+      reports.push(report);
+      out(renderTable(report, { color: useColor() }) + "\n");
+      const suffix = backends.length > 1 ? `.${backend}` : "";
+      if (f.json) await writeReport(_withSuffix(f.json, suffix), report);
+      if (f.md) await writeTextFile(_withSuffix(f.md, suffix), renderMarkdown(report));
+      if (f.html) await writeTextFile(_withSuffix(f.html, suffix), renderHtml(report));
     }
-    out(renderTable(report, { color: useColor() }));
-    if (f.json) await writeReport(f.json, report);
-    if (f.md) await writeTextFile(f.md, renderMarkdown(report));
-    if (f.html) await writeTextFile(f.html, renderHtml(report));
-    const failed = results.filter((r) => r.correctness && !r.correctness.ok).length;
+    if (reports.length === 2) {
+      out(`${backends[1]} against ${backends[0]}:\n`);
+      out(renderComparisonTable(compareReports(reports[0]!, reports[1]!), { color: useColor() }));
+    }
+    const failed = reports.flatMap((r) =>
+      r.results
+    ).filter((r) => r.correctness && !r.correctness.ok).length;
     setExit(failed > 0 ? ExitCode.checkFailed : ExitCode.ok);
   });
+}
+
+/** `r.json` + `.dawn` -> `r.dawn.json`. */
+function _withSuffix(file: string, suffix: string): string {
+  if (!suffix) return file;
+  const dot = file.lastIndexOf(".");
+  return dot > file.lastIndexOf("/")
+    ? file.slice(0, dot) + suffix + file.slice(dot)
+    : file + suffix;
+}
+
+/** Times every case on one WebGPU implementation and builds its report. */
+async function benchOnBackend(
+  f: BenchFlags,
+  cases: readonly WorkloadCase[],
+  seeds: readonly number[],
+  backend: GpuBackend | undefined,
+): Promise<BenchReport> {
+  const gpu = await gpuFromFlags(backend ? { backend } : {});
+  err(`bench on ${describeGpu(gpu)}: ${cases.length} workload(s)\n`);
+  const results: BenchResult[] = [];
+  try {
+    const ceilings = await measureCeilings(gpu, {
+      refresh: f.refreshCeilings ?? false,
+      onProgress: (line) => err(`ceilings: ${line}\n`),
+    });
+    const environment = describeEnvironment(gpu, ceilings);
+    const bar = progressBar(cases.length);
+    for (const [i, c] of cases.entries()) {
+      bar.tick(c.id);
+      const seed = seeds[i]!;
+      const { inputs, params } = generateCase(c, seed);
+      const problem = validateProblem(inputs, params);
+      for (const variant of variantsFor(problem, gpu, f, "all")) {
+        const r = await benchCase(gpu, inputs, params, {
+          kernel: variant.name,
+          ...(f.iters !== undefined ? { iters: f.iters } : {}),
+          ...(f.warmup !== undefined ? { warmup: f.warmup } : {}),
+          ...(f.warmupMs !== undefined ? { warmupMs: f.warmupMs } : {}),
+          ...(f.inputSets !== undefined ? { inputSets: f.inputSets } : {}),
+          ...(f.minTime !== undefined ? { minTimeMs: f.minTime } : {}),
+          ...(f.rows !== undefined ? { rowsPerRequest: f.rows } : {}),
+          ...(c.verifyRows !== undefined && f.rows === undefined
+            ? { rowsPerRequest: c.verifyRows }
+            : {}),
+          sampleSeed: seed,
+          noVerify: f.verify === false,
+          onPlan: f.dumpWgsl ? async (p) => void await dumpWgsl(f.dumpWgsl!, p.plan) : undefined,
+        });
+        results.push(buildResult({
+          workload: { id: c.id, label: c.label, ...(c.notes ? { notes: c.notes } : {}) },
+          case: caseShapeOf(c, problem, seed),
+          kernel: { name: r.variant, key: r.kernelKey },
+          timing: r.timing,
+          correctness: r.correctness,
+        }, environment.ceilings));
+        if (r.correctness && !r.correctness.ok) {
+          err(`FAIL ${c.id} [${r.variant}] ${r.correctness.message}\n`);
+        }
+      }
+    }
+    bar.done();
+    return buildReport(environment, results, {
+      command: ["paged-prefill", "bench", ...runtimeArgs().slice(1)],
+      tool: { name: "paged-prefill", version: "0.1.0" },
+    });
+  } finally {
+    gpu.destroy();
+  }
 }

@@ -18,6 +18,7 @@ import {
 import { planAppend } from "../append/append.ts";
 import {
   chooseFlashTile,
+  choosePipelinedTile,
   flashGeometry,
   flashKey,
   type FlashLimits,
@@ -42,6 +43,29 @@ export interface FlashOptions extends WorkListOptions {
    * @default the first of `flashTileCandidates(D)` that fits
    */
   tile?: FlashTile;
+  /**
+   * Without `tile`: pick the tile from `flashPipelinedCandidates()` (the pipelined loop, PERF_LOG
+   * v3), falling back to the v2 candidates when none fits the device.
+   * @default FLASH_PIPELINED_DEFAULT
+   */
+  pipelined?: boolean;
+}
+
+/**
+ * Whether plans without an explicit tile use the pipelined loop. Chosen by reasoning only (not
+ * yet measured on the H200, see docs/PERF_LOG.md v3); `kernels/flash/tune.ts` compares both.
+ */
+export const FLASH_PIPELINED_DEFAULT = false;
+
+/** The tile `planFlashAttention()` uses for `problem` without an explicit tile. */
+export function defaultFlashTile(
+  problem: Problem,
+  gpu: GpuContext,
+  pipelined = FLASH_PIPELINED_DEFAULT,
+): FlashTile | null {
+  const limits = flashLimits(gpu);
+  return (pipelined ? choosePipelinedTile(problem, limits) : null) ??
+    chooseFlashTile(problem, limits);
 }
 
 /** The device limits the flash kernel must respect. */
@@ -74,7 +98,7 @@ export async function planFlashAttention(
   options: FlashOptions = {},
 ): Promise<{ passes: PassPlan[]; key: string; list: ReturnType<typeof buildWorkList> }> {
   const p = dev.problem;
-  const tile = options.tile ?? chooseFlashTile(p, flashLimits(gpu));
+  const tile = options.tile ?? defaultFlashTile(p, gpu, options.pipelined);
   if (!tile || !tileFits(p, tile, flashLimits(gpu))) {
     throw new RangeError(
       `Cannot plan flash attention: ${flashSupport(p, gpu) ?? "tile does not fit"}`,

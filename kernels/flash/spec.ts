@@ -35,6 +35,19 @@ export interface FlashSpec {
   unrollD: boolean;
   /** Hold the Q tile in workgroup memory as f32 (else as 16-bit pairs unpacked at each use). */
   qF32?: boolean;
+  /**
+   * Pipelined main loop (issue 5, PERF_LOG v3): separate K and V tiles in workgroup memory,
+   * global loads issued one whole tile ahead into registers (K two tiles, V one tile ahead,
+   * page ids three tiles ahead), 2 barriers per tile instead of 4: each key group's softmax max
+   * and sum go to workgroup memory with P and the O-layout threads merge them (no separate
+   * row-max barrier). Off: the v2 loop (one shared K-then-V tile, 4 barriers per tile).
+   */
+  pipelined?: boolean;
+  /**
+   * With `pipelined` and a 16-bit cache: K and V tiles stay as packed 16-bit pairs in
+   * workgroup memory (half the bytes of f32, unpacked at each use); else f32.
+   */
+  kv16?: boolean;
 }
 
 /** Tile geometry derived from a spec; every field is a compile-time constant of the WGSL. */
@@ -83,6 +96,8 @@ export function flashSpecProblem(spec: FlashSpec): string | null {
     return `${keys} keys x ${D / chunkElems} chunks not divisible by ${threads} threads`;
   }
   if ((keys & (keys - 1)) !== 0) return `keys ${keys} is not a power of two`;
+  if (spec.kv16 && !spec.pipelined) return "kv16 needs the pipelined loop";
+  if (spec.kv16 && chunkElems !== 8) return "kv16 needs a 16-bit cache";
   return null;
 }
 
@@ -98,12 +113,17 @@ export function flashGeometry(spec: FlashSpec): FlashGeometry {
   const dGroups = spec.threads / oRowGroups;
   const chunkElems = spec.cacheDtype === "f16" || spec.cacheDtype === "bf16" ? 8 : 16;
   const chunksPerRow = D / chunkElems;
-  const workgroupBytes = spec.rows * (d4 + 1) * (spec.qF32 ? 16 : 8) + // q tile
-    spec.keys * (d4 + 1) * 16 + // K then V tile, f32
-    spec.rows * (spec.keys / 4 + 1) * 16 + // P, f32
-    keyGroups * spec.rows * 4 + // row-max / row-sum partials
-    spec.rows * 4 + // alpha (then m)
-    (spec.cacheDtype === "fp8_e4m3" ? 1024 : 0); // e4m3 decode table
+  const qBytes = spec.rows * (d4 + 1) * (spec.qF32 ? 16 : 8); // q tile
+  const pBytes = spec.rows * (spec.keys / 4 + 1) * 16; // P, f32
+  const lutBytes = spec.cacheDtype === "fp8_e4m3" ? 1024 : 0; // e4m3 decode table
+  const workgroupBytes = spec.pipelined
+    ? qBytes + pBytes + lutBytes +
+      2 * spec.keys * (d4 + 1) * (spec.kv16 ? 8 : 16) + // K tile and V tile
+      2 * keyGroups * spec.rows * 4 // per key group: max and sum of this tile
+    : qBytes + pBytes + lutBytes +
+      spec.keys * (d4 + 1) * 16 + // K then V tile, f32
+      keyGroups * spec.rows * 4 + // row-max / row-sum partials
+      spec.rows * 4; // alpha (then m)
   return {
     d4,
     sRowGroups,
@@ -150,6 +170,8 @@ export function flashKey(spec: FlashSpec): string {
     ...(spec.split ? ["split"] : []),
     ...(spec.unrollD ? ["ud"] : []),
     ...(spec.qF32 ? ["qf32"] : []),
+    ...(spec.pipelined ? ["pipe"] : []),
+    ...(spec.kv16 ? ["kv16"] : []),
   ].join("_");
 }
 
@@ -162,6 +184,10 @@ export interface FlashTile {
   oRows: number;
   unrollD: boolean;
   qF32?: boolean;
+  /** See `FlashSpec.pipelined`. */
+  pipelined?: boolean;
+  /** See `FlashSpec.kv16`. */
+  kv16?: boolean;
 }
 
 /**
@@ -204,6 +230,47 @@ export function flashTileCandidates(headDim: number, maxRows = Infinity): FlashT
     ];
   }
   return [t(32, 16, 128, 1, 2), t(32, 16, 64, 2, 2), t(16, 16, 32, 2, 2), t(16, 16, 16, 2, 4)];
+}
+
+/**
+ * Pipelined tile shapes (`FlashSpec.pipelined`) tried in order; `kv16` when the cache is
+ * 16-bit. Bytes of workgroup memory are in PERF_LOG v3: 64x32/256 threads with 16-bit K/V is
+ * 47104 B (fits the H200's 49152, not lavapipe's 32768, which gets 32x32/128 threads).
+ */
+export function flashPipelinedCandidates(
+  headDim: number,
+  maxRows = Infinity,
+  kv16 = true,
+): FlashTile[] {
+  const t = (
+    rows: number,
+    keys: number,
+    threads: number,
+    sRows: number,
+    oRows: number,
+  ): FlashTile => ({ rows, keys, threads, sRows, oRows, unrollD: false, pipelined: true, kv16 });
+  if (headDim <= 128) {
+    const few = maxRows <= 8
+      ? [t(8, 64, 128, 1, 1), t(8, 32, 128, 1, 1)]
+      : maxRows <= 16
+      ? [t(16, 64, 128, 1, 1), t(16, 32, 128, 1, 1)]
+      : [];
+    return kv16
+      ? [...few, t(64, 32, 256, 2, 4), t(32, 32, 128, 2, 4), t(32, 16, 64, 2, 2)]
+      : [...few, t(64, 16, 256, 1, 4), t(32, 16, 128, 1, 4), t(32, 16, 64, 2, 2)];
+  }
+  return kv16 ? [t(32, 16, 128, 1, 2), t(16, 16, 64, 1, 2)] : [t(16, 16, 64, 1, 2)];
+}
+
+/** The first pipelined candidate for `problem` that is valid and fits `limits`, or null. */
+export function choosePipelinedTile(problem: Problem, limits: FlashLimits): FlashTile | null {
+  const group = problem.numHeads / problem.numKvHeads;
+  const maxRows = Math.max(0, ...problem.qLens) * group;
+  const kv16 = problem.cacheDtype === "f16" || problem.cacheDtype === "bf16";
+  for (const tile of flashPipelinedCandidates(problem.headDim, maxRows, kv16)) {
+    if (tileFits(problem, tile, limits)) return tile;
+  }
+  return null;
 }
 
 /** Device limits a spec must respect. */

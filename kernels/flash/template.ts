@@ -101,13 +101,13 @@ export function flashWgsl(spec: FlashSpec): string {
   const qPerThread = Math.ceil(qTiles / T);
 
   // -- staging of one K or V tile: raw 16-byte chunks into registers, decoded later ----------
-  const loadChunks = (which: "k" | "v", kt: string) =>
+  const loadChunks = (which: "k" | "v", kt: string, pageVar = "tile_page") =>
     _lines(CPT, (i) => {
       const pool = `${which}_pages`;
       const fresh = `${which}_new`;
       const c = `lid + ${T * i}u`;
       const slot = spec.pageAligned
-        ? `(tile_page << params.page_shift) | (p & page_mask)`
+        ? `(${pageVar} << params.page_shift) | (p & page_mask)`
         : `(u32(block_table[bt_base + (p >> params.page_shift)]) << params.page_shift) | (p & page_mask)`;
       const newLoad = byteCache
         ? `let nb = (tok * params.num_kv_heads + kvh) * ${D / 8}u + cc * 2u;
@@ -137,11 +137,16 @@ export function flashWgsl(spec: FlashSpec): string {
   const storeChunks = (which: "k" | "v") =>
     _lines(CPT, (i) => {
       const row = which === "k" ? `kk` : `(kk % ${KG}u) * ${TCS}u + kk / ${KG}u`;
+      const arr = spec.pipelined ? `${which}s` : "kvs";
       const put = (d4: string, v: string) =>
-        `kvs[r / ${KG}u][r % ${KG}u].c[(${d4}) / ${DU}u][(${d4}) % ${DU}u] = ${v};`;
+        `${arr}[r / ${KG}u][r % ${KG}u].c[(${d4}) / ${DU}u][(${d4}) % ${DU}u] = ${v};`;
       const sIdx = which === "k" ? 0 : 1;
       let body: string;
-      if (!byteCache) {
+      if (spec.kv16) {
+        body = `    let w = ${which}r${i};
+    ${put("cc * 2u", "w.xy")}
+    ${put("cc * 2u + 1u", "w.zw")}`;
+      } else if (!byteCache) {
         body = `    let w = ${which}r${i};
     ${put("cc * 2u", "vec4<f32>(unpack_q2(w.x), unpack_q2(w.y))")}
     ${put("cc * 2u + 1u", "vec4<f32>(unpack_q2(w.z), unpack_q2(w.w))")}`;
@@ -186,6 +191,11 @@ ${body}
       `  tile_page = select(0u, u32(block_table[bt_base + ((${kt} * ${BC}u) >> params.page_shift)]), ${kt} * ${BC}u < old);`
     : () => "";
 
+  // K/V tile element access: f32 as stored, or 16-bit pairs unpacked at each use (kv16).
+  const kArr = spec.pipelined ? "ks" : "kvs";
+  const vArr = spec.pipelined ? "vs" : "kvs";
+  const kvRead = (e: string) => spec.kv16 ? `unpack_q4(${e})` : e;
+
   // -- QK^T over one D chunk dc: TRS x TCS scores per thread --------------------------------
   const qkStep = (dc: string) =>
     _lines(DU, (u) =>
@@ -195,7 +205,8 @@ ${body}
           ? `    let q${i} = qs[${i}][rg].c[${dc}][${u}];`
           : `    let q${i} = unpack_q4(qs[${i}][rg].c[${dc}][${u}]);`) +
       "\n" +
-      _lines(TCS, (j) => `    let k${j} = kvs[${j}][kg].c[${dc}][${u}];`) + "\n" +
+      _lines(TCS, (j) => `    let k${j} = ${kvRead(`${kArr}[${j}][kg].c[${dc}][${u}]`)};`) +
+      "\n" +
       _lines(TRS, (i) =>
         _lines(
           TCS,
@@ -212,14 +223,21 @@ ${body}
     : (v: string) => `${v} = ${v} * params.scale_a;`;
 
   // -- PV over one tile: TRO rows x DC vec4 columns per thread ----------------------------
+  // Pipelined: P of key group kg is relative to that group's max; f{i}_{kg} rescales it.
   const pv = _lines(BC / 4, (p4) =>
     "    {\n" +
-    _lines(TRO, (i) => `    let pp${i} = ps[${i}][rgo].c[${p4}];`) + "\n" +
+    _lines(TRO, (i) =>
+      spec.pipelined
+        ? `    let pp${i} = ps[${i}][rgo].c[${p4}] * f${i}_${Math.floor((p4 * 4) / TCS)};`
+        : `    let pp${i} = ps[${i}][rgo].c[${p4}];`) +
+    "\n" +
     _lines(4, (e) => {
       const pos = p4 * 4 + e;
       const comp = "xyzw"[e];
       return "    {\n" + _lines(DC, (mm) =>
-        `    let v${mm} = kvs[${Math.floor(pos / KG)}][${pos % KG}].c[${mm}][dg];`) +
+        `    let v${mm} = ${
+          kvRead(`${vArr}[${Math.floor(pos / KG)}][${pos % KG}].c[${mm}][dg]`)
+        };`) +
         "\n" +
         _lines(TRO, (i) =>
           _lines(DC, (mm) =>
@@ -263,6 +281,249 @@ ${
       }
       }
     }`);
+
+  const v2Body =
+    `  // Row state of the S layout: running max (log2 domain) and this thread's partial row sums.
+${_lines(TRS, (i) => `  var m${i} = ${M_INIT};\n  var l${i} = 0.0;`)}
+${
+      _lines(TRS, (i) =>
+        spec.causal
+          ? `  let lim${i} = old + (f0 + ${rowS(i)}) / params.group;`
+          : `  let lim${i} = kend;`)
+    }
+${_lines(TRO, (i) => _lines(DC, (mm) => `  var o${i}_${mm} = vec4<f32>(0.0);`))}
+${rawDecls("k")}
+${rawDecls("v")}
+  var tile_page = 0u;
+${_lines(TRS, (i) => _lines(TCS, (j) => `  var s${i}_${j} = 0.0;`))}
+
+${tilePage("kt0")}
+${loadChunks("k", "kt0")}
+  workgroupBarrier();
+${storeChunks("k")}
+  let first_lim = ${spec.causal ? "old + f0 / params.group" : "kend - 1u"};
+
+  for (var kt = kt0; kt < kt1; kt = kt + 1u) {
+${tilePage("kt")}
+${loadChunks("v", "kt")}
+    workgroupBarrier(); // K tile (and Q) ready
+
+${_lines(TRS, (i) => _lines(TCS, (j) => `    s${i}_${j} = 0.0;`))}
+${qk}
+
+    // Scale (log2 domain), softcap, mask; row maxima of this thread's keys.
+${_lines(TRS, (i) => _lines(TCS, (j) => `    ${scoreScale(`s${i}_${j}`)}`))}
+    let kbase = kt * ${BC}u;
+    if (kbase + ${BC - 1}u > first_lim) {
+${
+      _lines(TRS, (i) =>
+        _lines(TCS, (j) =>
+          `      { let kp = kbase + kg + ${
+            KG * j
+          }u; s${i}_${j} = select(${MASKED}, s${i}_${j}, kp <= lim${i} && kp < kend); }`))
+    }
+    }
+${
+      _lines(TRS, (i) =>
+        `    red[kg][${rowS(i)}] = max(${
+          Array.from({ length: TCS }, (_, j) =>
+            `s${i}_${j}`).reduce((a, b) => `max(${a}, ${b})`)
+        }, ${M_INIT});`)
+    }
+    workgroupBarrier(); // row maxima ready; K tile no longer read
+
+${storeChunks("v")}
+${
+      _lines(TRS, (i) => {
+        const r = rowS(i);
+        const mx = Array.from({ length: KG }, (_, k) => `red[${k}][${r}]`).reduce((a, b) =>
+          `max(${a}, ${b})`
+        );
+        const ps4 = _lines(TCS / 4, (j4) =>
+          `    ps[${r} / ${RGO}u][${r} % ${RGO}u].c[kg * ${TCS / 4}u + ${j4}u] = vec4<f32>(${
+            [0, 1, 2, 3].map((e) =>
+              `s${i}_${4 * j4 + e}`
+            ).join(", ")
+          });`);
+        return `    {
+      let mnew = max(m${i}, ${mx});
+      let alpha = exp2(m${i} - mnew);
+      m${i} = mnew;
+${_lines(TCS, (j) => `      s${i}_${j} = exp2(s${i}_${j} - mnew);`)}
+      l${i} = l${i} * alpha + ${Array.from({ length: TCS }, (_, j) => `s${i}_${j}`).join(" + ")};
+      if (kg == 0u) {
+        alpha_s[${r}] = alpha;
+      }
+    }
+${ps4}`;
+      })
+    }
+    let more = kt + 1u < kt1;
+    if (more) {
+${tilePage("(kt + 1u)")}
+${loadChunks("k", "(kt + 1u)")}
+    }
+    workgroupBarrier(); // P, alpha and V tile ready
+
+${_lines(TRO, (i) => `    let a${i} = alpha_s[${rowO(i)}];`)}
+${_lines(TRO, (i) => _lines(DC, (mm) => `    o${i}_${mm} = o${i}_${mm} * a${i};`))}
+${pv}
+    workgroupBarrier(); // V tile and P no longer read
+    if (more) {
+${storeChunks("k")}
+    }
+  }
+
+  // Row sums of all key groups; m in alpha_s for the split partials.
+${
+      _lines(TRS, (i) =>
+        `  red[kg][${rowS(i)}] = l${i};\n  if (kg == 0u) {\n    alpha_s[${rowS(i)}] = m${i};\n  }`)
+    }
+  workgroupBarrier();
+${output}
+`;
+
+  // -- pipelined main loop (spec.pipelined): 2 barriers per tile -----------------------------
+  // Iteration kt, phase A: store V(kt) from registers, issue V(kt + 1); S = QK^T from the K
+  // tile; per key group max m_g, P = exp2(s - m_g) and its sum l_g into workgroup memory.
+  // Barrier. Phase B: store K(kt + 1), issue K(kt + 2); the O-layout threads merge the groups'
+  // (m_g, l_g) into their running (m, l) and accumulate O += (P * exp2(m_g - m)) V. Barrier.
+  const pa = spec.pageAligned;
+  const pageOf = (kt: string) =>
+    `select(0u, u32(block_table[bt_base + ((${kt} * ${BC}u) >> params.page_shift)]), ${kt} * ${BC}u < old)`;
+  const pipeOutput = _lines(TRO, (i) => {
+    const r = rowO(i);
+    if (spec.split) {
+      return `    {
+      let r = ${r};
+      if (f0 + r < nrows) {
+        let base = (slot * ${BR}u + r) * ${D4}u;
+${_lines(DC, (mm) => `        part[base + ${mm * DU}u + dg] = o${i}_${mm};`)}
+        if (dg == 0u) {
+          part[params.ml_base + slot * ${BR}u + r] = vec4<f32>(mo${i}, lo${i}, 0.0, 0.0);
+        }
+      }
+    }`;
+    }
+    return `    {
+      let r = ${r};
+      let flat = f0 + r;
+      if (flat < nrows) {
+        let inv = 1.0 / lo${i};
+        let tok = q_start + flat / params.group;
+        let head = kvh * params.group + flat % params.group;
+        let base = (tok * params.num_heads + head) * ${D4}u;
+${
+      _lines(DC, (mm) =>
+        `        { let v = o${i}_${mm} * inv; o[base + ${
+          mm * DU
+        }u + dg] = vec2<u32>(pack_q2(v.xy), pack_q2(v.zw)); }`)
+    }
+      }
+    }`;
+  });
+  const pipelinedBody =
+    `  // Row state of the O layout: running max (log2 domain) and row sum of each owned row.
+${_lines(TRO, (i) => `  var mo${i} = ${M_INIT};\n  var lo${i} = 0.0;`)}
+${
+      _lines(TRS, (i) =>
+        spec.causal
+          ? `  let lim${i} = old + (f0 + ${rowS(i)}) / params.group;`
+          : `  let lim${i} = kend;`)
+    }
+${_lines(TRO, (i) => _lines(DC, (mm) => `  var o${i}_${mm} = vec4<f32>(0.0);`))}
+${rawDecls("k")}
+${rawDecls("v")}
+${_lines(TRS, (i) => _lines(TCS, (j) => `  var s${i}_${j} = 0.0;`))}
+  let first_lim = ${spec.causal ? "old + f0 / params.group" : "kend - 1u"};
+
+  // Prologue: K(kt0) into workgroup memory; V(kt0) and K(kt0 + 1) in flight.
+${pa ? `  let pg0 = ${pageOf("kt0")};` : ""}
+${loadChunks("k", "kt0", "pg0")}
+${loadChunks("v", "kt0", "pg0")}
+  workgroupBarrier(); // decode table ready
+${storeChunks("k")}
+${pa ? `  var pg1 = ${pageOf("(kt0 + 1u)")};` : ""}
+  if (kt0 + 1u < kt1) {
+${loadChunks("k", "(kt0 + 1u)", "pg1")}
+  }
+${pa ? `  var pg2 = ${pageOf("(kt0 + 2u)")};` : ""}
+  workgroupBarrier(); // Q and K(kt0) ready
+
+  for (var kt = kt0; kt < kt1; kt = kt + 1u) {
+${storeChunks("v")}
+    if (kt + 1u < kt1) {
+${loadChunks("v", "(kt + 1u)", "pg1")}
+    }
+
+${_lines(TRS, (i) => _lines(TCS, (j) => `    s${i}_${j} = 0.0;`))}
+${qk}
+
+    // Scale (log2 domain), softcap, mask; this key group's max, P and sum.
+${_lines(TRS, (i) => _lines(TCS, (j) => `    ${scoreScale(`s${i}_${j}`)}`))}
+    let kbase = kt * ${BC}u;
+    if (kbase + ${BC - 1}u > first_lim) {
+${
+      _lines(TRS, (i) =>
+        _lines(TCS, (j) =>
+          `      { let kp = kbase + kg + ${
+            KG * j
+          }u; s${i}_${j} = select(${MASKED}, s${i}_${j}, kp <= lim${i} && kp < kend); }`))
+    }
+    }
+${
+      _lines(TRS, (i) => {
+        const r = rowS(i);
+        const mx = Array.from({ length: TCS }, (_, j) => `s${i}_${j}`).reduce((a, b) =>
+          `max(${a}, ${b})`
+        );
+        const ps4 = _lines(TCS / 4, (j4) =>
+          `    ps[${r} / ${RGO}u][${r} % ${RGO}u].c[kg * ${TCS / 4}u + ${j4}u] = vec4<f32>(${
+            [0, 1, 2, 3].map((e) =>
+              `s${i}_${4 * j4 + e}`
+            ).join(", ")
+          });`);
+        return `    {
+      let mg = max(${mx}, ${M_INIT});
+${_lines(TCS, (j) => `      s${i}_${j} = exp2(s${i}_${j} - mg);`)}
+      red_m[kg][${r}] = mg;
+      red_l[kg][${r}] = ${Array.from({ length: TCS }, (_, j) => `s${i}_${j}`).join(" + ")};
+    }
+${ps4}`;
+      })
+    }
+    workgroupBarrier(); // P, group max/sum and V(kt) ready; K(kt) no longer read
+
+    if (kt + 1u < kt1) {
+${storeChunks("k")}
+    }
+    if (kt + 2u < kt1) {
+${loadChunks("k", "(kt + 2u)", "pg2")}
+    }
+${pa ? `    pg1 = pg2;\n    pg2 = ${pageOf("(kt + 3u)")};` : ""}
+${
+      _lines(TRO, (i) => {
+        const r = rowO(i);
+        const gm = (k: number) => `gm${i}_${k}`;
+        return `${_lines(KG, (k) => `    let ${gm(k)} = red_m[${k}][${r}];`)}
+    let mn${i} = max(mo${i}, ${
+          Array.from({ length: KG }, (_, k) => gm(k)).reduce((a, b) => `max(${a}, ${b})`)
+        });
+    let a${i} = exp2(mo${i} - mn${i});
+    mo${i} = mn${i};
+${_lines(KG, (k) => `    let f${i}_${k} = exp2(${gm(k)} - mn${i});`)}
+    lo${i} = lo${i} * a${i} + ${
+          Array.from({ length: KG }, (_, k) => `f${i}_${k} * red_l[${k}][${r}]`).join(" + ")
+        };
+${_lines(DC, (mm) => `    o${i}_${mm} = o${i}_${mm} * a${i};`)}`;
+      })
+    }
+${pv}
+    workgroupBarrier(); // V(kt) and P no longer read; K(kt + 1) ready
+  }
+
+${pipeOutput}
+`;
 
   return `// ${flashKey(spec)}
 // Tiled paged prefill: workgroup = ${BR} (query, head) rows of one KV head's group x a range of
@@ -308,15 +569,28 @@ ${
       : `struct QRow { c: array<array<vec2<u32>, ${DU}>, ${DC}>, pad: vec2<u32>, }`
   }
 // A K row (QK^T) or V row (PV) in f32; padded likewise.
-struct KRow { c: array<array<vec4<f32>, ${DU}>, ${DC}>, pad: vec4<f32>, }
+${
+    spec.kv16
+      ? `struct KRow { c: array<array<vec2<u32>, ${DU}>, ${DC}>, pad: vec2<u32>, }`
+      : `struct KRow { c: array<array<vec4<f32>, ${DU}>, ${DC}>, pad: vec4<f32>, }`
+  }
 // P row, in the key order of the S layout (thread kg's keys are contiguous).
 struct PRow { c: array<vec4<f32>, ${BC / 4}>, pad: vec4<f32>, }
 
 var<workgroup> qs: array<array<QRow, ${RGS}>, ${TRS}>;
-var<workgroup> kvs: array<array<KRow, ${KG}>, ${TCS}>;
+${
+    spec.pipelined
+      ? `var<workgroup> ks: array<array<KRow, ${KG}>, ${TCS}>;
+var<workgroup> vs: array<array<KRow, ${KG}>, ${TCS}>;
+var<workgroup> ps: array<array<PRow, ${RGO}>, ${TRO}>;
+// Per key group and row: max (log2 domain) and sum of exp2(s - max) over this tile's keys.
+var<workgroup> red_m: array<array<f32, ${BR}>, ${KG}>;
+var<workgroup> red_l: array<array<f32, ${BR}>, ${KG}>;`
+      : `var<workgroup> kvs: array<array<KRow, ${KG}>, ${TCS}>;
 var<workgroup> ps: array<array<PRow, ${RGO}>, ${TRO}>;
 var<workgroup> red: array<array<f32, ${BR}>, ${KG}>;
-var<workgroup> alpha_s: array<f32, ${BR}>;
+var<workgroup> alpha_s: array<f32, ${BR}>;`
+  }
 ${fp8 ? `var<workgroup> e4m3_lut: array<f32, 256>;\n` : ""}
 ${wgslQUnpack(spec.qDtype)}
 ${spec.split ? "" : wgslQPack(spec.qDtype)}
@@ -382,104 +656,7 @@ ${
     }
   }
 
-  // Row state of the S layout: running max (log2 domain) and this thread's partial row sums.
-${_lines(TRS, (i) => `  var m${i} = ${M_INIT};\n  var l${i} = 0.0;`)}
-${
-    _lines(TRS, (i) =>
-      spec.causal
-        ? `  let lim${i} = old + (f0 + ${rowS(i)}) / params.group;`
-        : `  let lim${i} = kend;`)
-  }
-${_lines(TRO, (i) => _lines(DC, (mm) => `  var o${i}_${mm} = vec4<f32>(0.0);`))}
-${rawDecls("k")}
-${rawDecls("v")}
-  var tile_page = 0u;
-${_lines(TRS, (i) => _lines(TCS, (j) => `  var s${i}_${j} = 0.0;`))}
-
-${tilePage("kt0")}
-${loadChunks("k", "kt0")}
-  workgroupBarrier();
-${storeChunks("k")}
-  let first_lim = ${spec.causal ? "old + f0 / params.group" : "kend - 1u"};
-
-  for (var kt = kt0; kt < kt1; kt = kt + 1u) {
-${tilePage("kt")}
-${loadChunks("v", "kt")}
-    workgroupBarrier(); // K tile (and Q) ready
-
-${_lines(TRS, (i) => _lines(TCS, (j) => `    s${i}_${j} = 0.0;`))}
-${qk}
-
-    // Scale (log2 domain), softcap, mask; row maxima of this thread's keys.
-${_lines(TRS, (i) => _lines(TCS, (j) => `    ${scoreScale(`s${i}_${j}`)}`))}
-    let kbase = kt * ${BC}u;
-    if (kbase + ${BC - 1}u > first_lim) {
-${
-    _lines(TRS, (i) =>
-      _lines(TCS, (j) =>
-        `      { let kp = kbase + kg + ${
-          KG * j
-        }u; s${i}_${j} = select(${MASKED}, s${i}_${j}, kp <= lim${i} && kp < kend); }`))
-  }
-    }
-${
-    _lines(TRS, (i) =>
-      `    red[kg][${rowS(i)}] = max(${
-        Array.from({ length: TCS }, (_, j) =>
-          `s${i}_${j}`).reduce((a, b) => `max(${a}, ${b})`)
-      }, ${M_INIT});`)
-  }
-    workgroupBarrier(); // row maxima ready; K tile no longer read
-
-${storeChunks("v")}
-${
-    _lines(TRS, (i) => {
-      const r = rowS(i);
-      const mx = Array.from({ length: KG }, (_, k) => `red[${k}][${r}]`).reduce((a, b) =>
-        `max(${a}, ${b})`
-      );
-      const ps4 = _lines(TCS / 4, (j4) =>
-        `    ps[${r} / ${RGO}u][${r} % ${RGO}u].c[kg * ${TCS / 4}u + ${j4}u] = vec4<f32>(${
-          [0, 1, 2, 3].map((e) =>
-            `s${i}_${4 * j4 + e}`
-          ).join(", ")
-        });`);
-      return `    {
-      let mnew = max(m${i}, ${mx});
-      let alpha = exp2(m${i} - mnew);
-      m${i} = mnew;
-${_lines(TCS, (j) => `      s${i}_${j} = exp2(s${i}_${j} - mnew);`)}
-      l${i} = l${i} * alpha + ${Array.from({ length: TCS }, (_, j) => `s${i}_${j}`).join(" + ")};
-      if (kg == 0u) {
-        alpha_s[${r}] = alpha;
-      }
-    }
-${ps4}`;
-    })
-  }
-    let more = kt + 1u < kt1;
-    if (more) {
-${tilePage("(kt + 1u)")}
-${loadChunks("k", "(kt + 1u)")}
-    }
-    workgroupBarrier(); // P, alpha and V tile ready
-
-${_lines(TRO, (i) => `    let a${i} = alpha_s[${rowO(i)}];`)}
-${_lines(TRO, (i) => _lines(DC, (mm) => `    o${i}_${mm} = o${i}_${mm} * a${i};`))}
-${pv}
-    workgroupBarrier(); // V tile and P no longer read
-    if (more) {
-${storeChunks("k")}
-    }
-  }
-
-  // Row sums of all key groups; m in alpha_s for the split partials.
-${
-    _lines(TRS, (i) =>
-      `  red[kg][${rowS(i)}] = l${i};\n  if (kg == 0u) {\n    alpha_s[${rowS(i)}] = m${i};\n  }`)
-  }
-  workgroupBarrier();
-${output}
+${spec.pipelined ? pipelinedBody : v2Body}
 }
 `;
 }

@@ -6,8 +6,7 @@
  * @module
  */
 import type { GpuContext } from "../kernels/gpu.ts";
-import { planPagedPrefill } from "../kernels/op.ts";
-import { readOutputs } from "../kernels/device_inputs.ts";
+import { planPagedPrefill, runPlanned } from "../kernels/op.ts";
 import type {
   PagedPrefillInputs,
   PagedPrefillOutputs,
@@ -198,13 +197,7 @@ export async function verifyOnGpu(
     options.kernel ? { kernel: options.kernel } : {},
   );
   try {
-    gpu.device.pushErrorScope("validation");
-    const encoder = gpu.device.createCommandEncoder({ label: planned.plan.key });
-    planned.plan.encode(encoder);
-    gpu.device.queue.submit([encoder.finish()]);
-    const error = await gpu.device.popErrorScope();
-    if (error) throw new Error(`Cannot run ${planned.plan.key}: ${error.message}`);
-    const outputs = await readOutputs(gpu, planned.device, inputs);
+    const outputs = await runPlanned(gpu, planned, inputs);
     const verification = checkOutputs(inputs, planned.problem, outputs, options);
     return { verification, outputs, kernelKey: planned.plan.key, variant: planned.variant.name };
   } finally {

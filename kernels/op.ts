@@ -97,16 +97,35 @@ export async function pagedPrefill(
   options: PagedPrefillOptions = {},
 ): Promise<PagedPrefillOutputs> {
   const planned = await planPagedPrefill(gpu, inputs, params, options);
-  const device = gpu.device;
   try {
-    device.pushErrorScope("validation");
-    const encoder = device.createCommandEncoder({ label: planned.plan.key });
-    planned.plan.encode(encoder);
-    device.queue.submit([encoder.finish()]);
-    const error = await device.popErrorScope();
-    if (error) throw new Error(`Cannot run ${planned.plan.key}: ${error.message}`);
-    return await readOutputs(gpu, planned.device, inputs);
+    return await runPlanned(gpu, planned, inputs);
   } finally {
     planned.destroy();
   }
+}
+
+/**
+ * Runs a planned call once: encodes and submits it, fails on a WebGPU validation error, and
+ * reads o and both pools back (fresh tensors; `inputs` are the ones it was planned with).
+ *
+ * @example
+ * ```ts ignore
+ * const planned = await planPagedPrefill(gpu, inputs, params);
+ * const { o } = await runPlanned(gpu, planned, inputs);
+ * planned.destroy();
+ * ```
+ */
+export async function runPlanned(
+  gpu: GpuContext,
+  planned: PlannedPagedPrefill,
+  inputs: PagedPrefillInputs,
+): Promise<PagedPrefillOutputs> {
+  const device = gpu.device;
+  device.pushErrorScope("validation");
+  const encoder = device.createCommandEncoder({ label: planned.plan.key });
+  planned.plan.encode(encoder);
+  device.queue.submit([encoder.finish()]);
+  const error = await device.popErrorScope();
+  if (error) throw new Error(`Cannot run ${planned.plan.key}: ${error.message}`);
+  return await readOutputs(gpu, planned.device, inputs);
 }

@@ -5,11 +5,9 @@
  * @module
  */
 import { Command } from "@commander-js/extra-typings";
-import { readCase } from "../../io/case_file.ts";
-import { outputsToSafetensors } from "../../io/case_file.ts";
+import { outputsToSafetensors, readCase } from "../../io/case_file.ts";
 import { writeFileAtomic } from "../../io/safetensors.ts";
-import { planPagedPrefill } from "../../kernels/op.ts";
-import { readOutputs } from "../../kernels/device_inputs.ts";
+import { planPagedPrefill, runPlanned } from "../../kernels/op.ts";
 import type { GpuBackend } from "../../kernels/gpu.ts";
 import { validateProblem } from "../../op/validate.ts";
 import { addBackendOption, describeGpu, gpuFromFlags } from "../gpu_options.ts";
@@ -57,13 +55,7 @@ export function runCommand(setExit: (code: number) => void) {
       );
       try {
         if (f.dumpWgsl) await dumpWgsl(f.dumpWgsl, planned.plan);
-        gpu.device.pushErrorScope("validation");
-        const encoder = gpu.device.createCommandEncoder({ label: planned.plan.key });
-        planned.plan.encode(encoder);
-        gpu.device.queue.submit([encoder.finish()]);
-        const error = await gpu.device.popErrorScope();
-        if (error) throw new Error(`Cannot run ${planned.plan.key}: ${error.message}`);
-        const outputs = await readOutputs(gpu, planned.device, file.inputs);
+        const outputs = await runPlanned(gpu, planned, file.inputs);
         if (f.out) {
           await writeFileAtomic(f.out, outputsToSafetensors(outputs, file.metadata ?? {}));
         }

@@ -7,7 +7,7 @@ import { bf16BitsToNumber, f16BitsToNumber } from "../../reference/codecs.ts";
 import type { Tensor } from "../../op/types.ts";
 import { type FlashOptions, planFlash } from "./flash.ts";
 import { buildWorkList } from "./work_list.ts";
-import { chooseFlashTile, type FlashTile } from "./spec.ts";
+import { chooseFlashTile, choosePipelinedTile, type FlashTile } from "./spec.ts";
 
 let _gpu: Promise<GpuContext> | null = null;
 function gpu(): Promise<GpuContext> {
@@ -239,4 +239,143 @@ Deno.test("planFlash() matches the reference with the smallest fallback tile (D1
     pageSize: 1,
     seed: 17,
   });
+});
+
+// -- the pipelined loop (PERF_LOG v3): 16-bit K/V tiles (kv16) or f32, 2 barriers per tile --
+
+const pipe16: FlashTile = { ...small, unrollD: false, pipelined: true, kv16: true };
+const pipe32: FlashTile = { ...small, unrollD: false, pipelined: true };
+
+Deno.test("pipelined planFlash() matches the reference for a causal GQA f16 batch with 16-bit K/V tiles", async () => {
+  await check({
+    qDtype: "f16",
+    qLens: [5, 19, 0, 1],
+    cacheLens: [37, 3, 9, 70],
+    heads: 4,
+    kvHeads: 2,
+    headDim: 32,
+    pageSize: 8,
+    seed: 21,
+  }, { tile: pipe16, targetItems: 0 });
+});
+
+Deno.test("pipelined planFlash() matches the reference for fp8 and int8 caches (f32 K/V tiles)", async () => {
+  for (const cacheDtype of ["fp8_e4m3", "int8"] as const) {
+    await check({
+      qDtype: "f16",
+      cacheDtype,
+      qLens: [9, 4],
+      cacheLens: [40, 17],
+      heads: 2,
+      kvHeads: 1,
+      headDim: 32,
+      pageSize: 16,
+      seed: 22,
+    }, { tile: pipe32, targetItems: 0 });
+  }
+});
+
+Deno.test("pipelined planFlash() matches the reference with split-KV (bf16, page-aligned)", async () => {
+  await check({
+    qDtype: "bf16",
+    qLens: [3, 1],
+    cacheLens: [150, 97],
+    heads: 8,
+    kvHeads: 2,
+    headDim: 16,
+    pageSize: 32,
+    seed: 23,
+  }, { tile: pipe16, targetItems: 64, minSplitTiles: 2 });
+});
+
+Deno.test("pipelined planFlash() matches the reference non-causal with softcap and MHA", async () => {
+  await check({
+    qDtype: "f16",
+    qLens: [7, 12],
+    cacheLens: [20, 5],
+    heads: 3,
+    kvHeads: 3,
+    headDim: 16,
+    pageSize: 4,
+    isCausal: false,
+    softcap: 5,
+    seed: 24,
+  }, { tile: pipe16, targetItems: 0 });
+});
+
+Deno.test("pipelined planFlash() matches the reference with its default tiles for D64, D128 and D256", async () => {
+  for (const [headDim, qLen, cacheLen] of [[64, 33, 40], [128, 20, 50], [256, 9, 30]]) {
+    await check({
+      qDtype: "f16",
+      qLens: [qLen!],
+      cacheLens: [cacheLen!],
+      heads: 4,
+      kvHeads: 2,
+      headDim: headDim!,
+      pageSize: 16,
+      seed: 25 + headDim!,
+    }, { pipelined: true });
+  }
+});
+
+Deno.test("pipelined planFlash() matches the reference for decode-like rows (f16 and int8, split)", async () => {
+  for (const cacheDtype of ["f16", "int8"] as const) {
+    await check({
+      qDtype: "f16",
+      cacheDtype,
+      qLens: [1, 2, 1],
+      cacheLens: [300, 77, 129],
+      heads: 8,
+      kvHeads: 2,
+      headDim: 32,
+      pageSize: 16,
+      seed: 26,
+    }, {
+      tile: {
+        rows: 8,
+        keys: 32,
+        threads: 64,
+        sRows: 1,
+        oRows: 1,
+        unrollD: false,
+        pipelined: true,
+        kv16: cacheDtype === "f16",
+      },
+      targetItems: 32,
+      minSplitTiles: 2,
+    });
+  }
+});
+
+Deno.test("choosePipelinedTile() picks 64x32 with 16-bit K/V on 48 KiB and a smaller tile on 32 KiB", () => {
+  const problem = {
+    qDtype: "f16",
+    cacheDtype: "f16",
+    batch: 1,
+    totalQ: 512,
+    numHeads: 32,
+    numKvHeads: 8,
+    headDim: 128,
+    pageSize: 64,
+    numPages: 72,
+    poolTokens: 4608,
+    maxPagesPerReq: 72,
+    isCausal: true,
+    smScale: 0.1,
+    softcap: 0,
+    qLens: [512],
+    qStarts: [0],
+    cacheLens: [4096],
+  } as const;
+  const h200 = choosePipelinedTile(problem, { workgroupBytes: 49152, invocations: 1024 });
+  if (h200?.rows !== 64 || h200.keys !== 32 || h200.threads !== 256 || !h200.kv16) {
+    throw new Error(JSON.stringify(h200));
+  }
+  const lvp = choosePipelinedTile(problem, { workgroupBytes: 32768, invocations: 1024 });
+  if (lvp?.rows !== 32 || !lvp.pipelined) throw new Error(JSON.stringify(lvp));
+  const fp8 = choosePipelinedTile(
+    { ...problem, cacheDtype: "fp8_e4m3" },
+    { workgroupBytes: 49152, invocations: 1024 },
+  );
+  if (fp8?.keys !== 16 || fp8.kv16) throw new Error(JSON.stringify(fp8));
 });

@@ -4,7 +4,20 @@
  * GPU timestamps (wall clock when absent) and prints ms, TFLOP/s, GB/s and % of the measured
  * ceilings. Writes the full results as JSON.
  *
- * Usage: deno run -A kernels/flash/tune.ts [--out FILE] [--only SUBSTR] [--local] [--simple]
+ * Issue 5, v3 comparison (the v2 loop against the pipelined loop, PERF_LOG "v3: prediction"),
+ * on the H200, about 2 minutes:
+ *
+ *   source .gpu/boot.sh && DENO_DIR=$PWD/.gpu_npm deno run -A --node-modules-dir=none \
+ *     --cached-only --no-lock kernels/flash/tune.ts --compare
+ *
+ * `--compare` runs the seed row (f16, bf16), the b8 4k+512 row and the q4 32k decode row; every
+ * config is verified against the float64 reference on sampled rows and timed after >= 300 ms of
+ * warm-up (median of >= 20 runs); percentages are of the PERF_LOG ceilings (64.4 TFLOP/s f32
+ * FMA, 4.17 TB/s copy), not re-measured. The short table (config, ms, TFLOP/s, % of 64.4, %
+ * of 4.17 TB/s, PASS/FAIL) is printed last. Add `--only SUBSTR` to run fewer cases.
+ *
+ * Usage: deno run -A kernels/flash/tune.ts [--compare] [--out FILE] [--only SUBSTR] [--local]
+ *   [--simple] [--probe]
  * @module
  */
 import { acquireGpu } from "../gpu.ts";
@@ -20,6 +33,7 @@ import { timeGpu } from "../../bench/timing.ts";
 import { type FlashOptions, planFlash } from "./flash.ts";
 import { simpleVariant } from "../paged_prefill/simple.ts";
 import type { FlashTile } from "./spec.ts";
+import type { Problem } from "../../op/types.ts";
 import type { KernelPlan } from "../variant.ts";
 
 const args = Deno.args;
@@ -29,6 +43,7 @@ const value = (name: string) => {
   return i >= 0 ? args[i + 1] : undefined;
 };
 const local = flag("--local");
+const compare = flag("--compare");
 const only = value("--only");
 const outPath = value("--out") ??
   (Deno.env.get("OUT") ? `${Deno.env.get("OUT")}/flash_tune.json` : "flash_tune.json");
@@ -42,6 +57,15 @@ const t = (
   unrollD = false,
   qF32 = false,
 ): FlashTile => ({ rows, keys, threads, sRows, oRows, unrollD, qF32 });
+/** A pipelined tile (PERF_LOG v3); kv16 = 16-bit K/V tiles in workgroup memory. */
+const tp = (
+  rows: number,
+  keys: number,
+  threads: number,
+  sRows: number,
+  oRows: number,
+  kv16: boolean,
+): FlashTile => ({ rows, keys, threads, sRows, oRows, unrollD: false, pipelined: true, kv16 });
 
 interface Config {
   name: string;
@@ -59,11 +83,43 @@ const byId = (id: string): WorkloadCase => {
   return c;
 };
 const dflt: Config = { name: "default", options: {} };
+const v2: Config = { name: "v2 default", options: { pipelined: false } };
+const v3: Config = { name: "v3 pipe (default tile)", options: { pipelined: true } };
 const jobs: Job[] = local
   ? [{
     c: adHocCase({ batch: 2, heads: 8, headsKv: 2, headDim: 32, qLen: 40, cacheLen: 100 }),
-    configs: [dflt, { name: "t16", options: { tile: t(16, 16, 32, 2, 2), targetItems: 0 } }],
+    configs: [
+      dflt,
+      { name: "t16", options: { tile: t(16, 16, 32, 2, 2), targetItems: 0 } },
+      v3,
+    ],
   }]
+  : compare
+  ? [
+    {
+      c: byId("llama-3.1-8b-prefill-paged-pg64-4k-old-512-new/f16"),
+      configs: [
+        v2,
+        v3, // 64x32 wg256 s2o4 kv16
+        { name: "v3 pipe 64x16 f32 K/V", options: { tile: tp(64, 16, 256, 1, 4, false) } },
+        { name: "v3 pipe 32x32 wg128 kv16", options: { tile: tp(32, 32, 128, 2, 4, true) } },
+      ],
+    },
+    { c: byId("llama-3.1-8b-prefill-paged-pg64-4k-old-512-new/bf16"), configs: [v2, v3] },
+    { c: byId("llama-8b-prefill-paged-b8-prefix4k-chunk512-p64/f16"), configs: [v2, v3] },
+    {
+      c: byId("llama-8b-decode-paged-b8-prefix32k-q4-p64/f16"),
+      configs: [
+        v2,
+        v3, // 16x64 wg128 s1o1 kv16
+        { name: "v3 pipe 16x32 kv16", options: { tile: tp(16, 32, 128, 1, 1, true) } },
+        {
+          name: "v3 pipe 16x64 kv16 split8192",
+          options: { pipelined: true, targetItems: 8192, minSplitTiles: 4 },
+        },
+      ],
+    },
+  ]
   : flag("--probe")
   ? [
     {
@@ -159,13 +215,14 @@ console.error(
     [...gpu.features].join(",")
   }`,
 );
-const ceilings = await measureCeilings(gpu, { quick: true, cachePath: null });
-const bw = ceilings.bandwidth.bytesPerSecond;
-const fma = ceilings.f32.flopsPerSecond;
+// --compare uses the PERF_LOG ceilings (measuring them costs device time and moves little).
+const ceilings = compare ? null : await measureCeilings(gpu, { quick: true, cachePath: null });
+const bw = ceilings?.bandwidth.bytesPerSecond ?? 4.17e12;
+const fma = ceilings?.f32.flopsPerSecond ?? 64.4e12;
 console.error(
-  `ceilings: copy ${(bw / 1e9).toFixed(0)} GB/s, f32 ${
-    (fma / 1e12).toFixed(1)
-  } TFLOP/s (${ceilings.f32.form})`,
+  `ceilings: copy ${(bw / 1e9).toFixed(0)} GB/s, f32 ${(fma / 1e12).toFixed(1)} TFLOP/s (${
+    ceilings?.f32.form ?? "PERF_LOG values"
+  })`,
 );
 
 interface Row {
@@ -187,6 +244,50 @@ interface Row {
 const rows: Row[] = [];
 const seed = Date.now() % 1000000;
 
+type Inputs = ReturnType<typeof generateCase>["inputs"];
+type Reference = ReturnType<typeof referenceAttention>;
+
+/** Runs `options` on fresh pools (the op appends in place) and checks o on the sampled rows. */
+async function verifyConfig(
+  inputs: Inputs,
+  problem: Problem,
+  options: FlashOptions,
+  ref: Reference,
+): Promise<string> {
+  const vdev = uploadInputs(gpu, inputs, problem);
+  const vplan = await planFlash(gpu, vdev, options);
+  try {
+    gpu.device.pushErrorScope("validation");
+    const enc = gpu.device.createCommandEncoder();
+    vplan.encode(enc);
+    gpu.device.queue.submit([enc.finish()]);
+    const err = await gpu.device.popErrorScope();
+    if (err) throw new Error(`validation: ${err.message}`);
+    const out = await readOutputs(gpu, vdev, inputs);
+    const [atol, rtol] = problem.qDtype === "f16" ? [2e-3, 2e-3] : [1.6e-2, 1.6e-2];
+    const dec = problem.qDtype === "f16" ? f16BitsToNumber : bf16BitsToNumber;
+    const HD = problem.numHeads * problem.headDim;
+    let bad = 0, maxAbs = 0, num = 0, den = 0;
+    ref.rows.forEach((row, ri) => {
+      for (let e = 0; e < HD; e++) {
+        const want = ref.o[ri * HD + e]!;
+        const got = dec((out.o.data as Uint16Array)[row.token * HD + e]!);
+        const d = Math.abs(got - want);
+        if (!(d <= atol + rtol * Math.abs(want))) bad++;
+        maxAbs = Math.max(maxAbs, Number.isNaN(d) ? Infinity : d);
+        num += d * d;
+        den += want * want;
+      }
+    });
+    return `${bad === 0 ? "PASS" : `FAIL(${bad})`} rows=${ref.rows.length} maxabs=${
+      maxAbs.toExponential(2)
+    } rel_l2=${Math.sqrt(num / den).toExponential(2)}`;
+  } finally {
+    vplan.destroy();
+    vdev.destroy();
+  }
+}
+
 for (const job of jobs) {
   if (only && !job.c.id.includes(only)) continue;
   const c = job.c;
@@ -199,6 +300,16 @@ for (const job of jobs) {
       (costs.flops / 1e9).toFixed(2)
     } GFLOP, ${(costs.bytes / 1e6).toFixed(1)} MB`,
   );
+  let ref: Reference | null = null;
+  const refFor = (): Reference => {
+    if (!ref) {
+      const r0 = performance.now();
+      const sample = sampleReferenceRows(problem, { rowsPerRequest: c.verifyRows ?? 8, seed });
+      ref = referenceAttention(inputs, problem, { rows: sample });
+      console.error(`  reference: ${((performance.now() - r0) / 1000).toFixed(1)} s`);
+    }
+    return ref;
+  };
   const dev = uploadInputs(gpu, inputs, problem);
   try {
     for (const [ci, cfg] of job.configs.entries()) {
@@ -210,39 +321,12 @@ for (const job of jobs) {
         continue;
       }
       let verify: string | undefined;
-      if (ci === 0) {
-        // Verify on fresh pools (the op appends in place; re-upload for the check).
-        const vdev = uploadInputs(gpu, inputs, problem);
-        const vplan = await planFlash(gpu, vdev, cfg.options);
-        gpu.device.pushErrorScope("validation");
-        const enc = gpu.device.createCommandEncoder();
-        vplan.encode(enc);
-        gpu.device.queue.submit([enc.finish()]);
-        const err = await gpu.device.popErrorScope();
-        if (err) throw new Error(`validation: ${err.message}`);
-        const out = await readOutputs(gpu, vdev, inputs);
-        const sample = sampleReferenceRows(problem, { rowsPerRequest: c.verifyRows ?? 8, seed });
-        const ref = referenceAttention(inputs, problem, { rows: sample });
-        const [atol, rtol] = problem.qDtype === "f16" ? [2e-3, 2e-3] : [1.6e-2, 1.6e-2];
-        const dec = problem.qDtype === "f16" ? f16BitsToNumber : bf16BitsToNumber;
-        const HD = problem.numHeads * problem.headDim;
-        let bad = 0, maxAbs = 0, num = 0, den = 0;
-        ref.rows.forEach((row, ri) => {
-          for (let e = 0; e < HD; e++) {
-            const want = ref.o[ri * HD + e]!;
-            const got = dec((out.o.data as Uint16Array)[row.token * HD + e]!);
-            const d = Math.abs(got - want);
-            if (!(d <= atol + rtol * Math.abs(want))) bad++;
-            maxAbs = Math.max(maxAbs, Number.isNaN(d) ? Infinity : d);
-            num += d * d;
-            den += want * want;
-          }
-        });
-        verify = `${bad === 0 ? "PASS" : `FAIL(${bad})`} rows=${ref.rows.length} maxabs=${
-          maxAbs.toExponential(2)
-        } rel_l2=${Math.sqrt(num / den).toExponential(2)}`;
-        vplan.destroy();
-        vdev.destroy();
+      if (ci === 0 || compare) {
+        try {
+          verify = await verifyConfig(inputs, problem, cfg.options, refFor());
+        } catch (e) {
+          verify = `FAIL(${(e as Error).message.slice(0, 200)})`;
+        }
       }
       // Warm the clocks: ~300 ms of back-to-back runs (the CPU reference lets the GPU idle).
       const w0 = performance.now();
@@ -254,7 +338,7 @@ for (const job of jobs) {
       }
       const stats = await timeGpu(gpu, (enc, ts) => plan.encode(enc, ts), {
         warmup: 3,
-        iters: 15,
+        iters: compare ? 20 : 15,
         minTimeMs: 30,
         maxIters: 200,
       });
@@ -318,4 +402,23 @@ for (const r of rows) {
       r.pctFma.toFixed(0)
     } | ${r.gbps.toFixed(0)} | ${r.pctBw.toFixed(0)} | ${r.verify ?? ""}`,
   );
+}
+if (compare) {
+  console.log(
+    `\nv3 compare (% of ${(fma / 1e12).toFixed(1)} TFLOP/s and ${(bw / 1e12).toFixed(2)} TB/s)`,
+  );
+  console.log("case | config | kernel | ms median | TFLOP/s | % f32 | % bw | verify");
+  for (const r of rows) {
+    const tag = r.key.includes("_pipe")
+      ? r.key.replace(/^.*_(r\d+_k\d+_wg\d+).*$/, "$1") +
+        (r.key.includes("_kv16") ? " kv16" : " f32kv")
+      : r.key.replace(/^.*_(r\d+_k\d+_wg\d+).*$/, "$1");
+    console.log(
+      `${
+        r.id.replace("llama-3.1-8b-prefill-paged-pg64-4k-old-512-new", "seed")
+      } | ${r.config} | ${tag} | ${r.ms.toFixed(3)} | ${r.tflops.toFixed(1)} | ${
+        r.pctFma.toFixed(0)
+      }% | ${r.pctBw.toFixed(0)}% | ${(r.verify ?? "").split(" ")[0]}`,
+    );
+  }
 }

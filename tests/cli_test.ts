@@ -200,3 +200,23 @@ Deno.test("bench --backends deno,dawn times both implementations on the same inp
   assert.equal(deno.results[0].case.seed, dawn.results[0].case.seed);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("bench -h lists the timing and backend flags", async () => {
+  const r = await runCli("bench", "-h");
+  assert.equal(r.code, 0);
+  for (
+    const flag of [
+      "--iters",
+      "--warmup",
+      "--warmup-ms",
+      "--input-sets",
+      "--min-time",
+      "--backends",
+      "--json",
+      "--md",
+      "--html",
+    ]
+  ) {
+    assert.match(r.stdout, new RegExp(`${flag}\\b`), flag);
+  }
+});

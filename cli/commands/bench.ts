@@ -86,6 +86,11 @@ export function benchCommand(setExit: (code: number) => void) {
         intFlag("--warmup-ms", 0),
       )
       .option(
+        "--input-sets <n>",
+        "input sets to rotate (default: enough to exceed twice a 64 MiB last-level cache, at most 8)",
+        intFlag("--input-sets", 1),
+      )
+      .option(
         "--min-time <ms>",
         "keep timing until the samples add up to this many ms",
         intFlag("--min-time", 0),

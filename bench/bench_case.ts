@@ -28,8 +28,9 @@ export interface BenchCaseOptions extends CheckOptions {
   /**
    * Run the op back to back for at least this long before timing: a GPU that idled while the
    * host generated and checked inputs runs at its idle clock until it has been busy a while
-   * (an H200 measured 5x slow after 3 warm-up iterations of a 1.6 ms kernel).
-   * @default 300
+   * (an H200 measured 5x slow after 3 warm-up iterations of a 1.6 ms kernel, and 2-3x slow
+   * on some cases after 300 ms when the previous case's verification had kept it idle).
+   * @default 1000
    */
   warmupMs?: number;
   /** @default 10 */
@@ -113,7 +114,7 @@ export async function benchCase(
     await warmUp(
       gpu,
       (encoder) => sets[next++ % sets.length]!.plan.encode(encoder),
-      options.warmupMs ?? 300,
+      options.warmupMs ?? 1000,
     );
     const timing = await timeGpu(gpu, (encoder, ts) => {
       sets[next++ % sets.length]!.plan.encode(encoder, ts);

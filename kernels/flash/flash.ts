@@ -185,37 +185,15 @@ export async function planFlashAttention(
     destroy() {},
   }];
   if (list.split && part) {
-    const cspec = { qDtype: p.qDtype, headDim: p.headDim, rows: spec.rows, threads: 128 };
-    const ckey = combineKey(cspec);
-    const ccode = combineWgsl(cspec);
-    const comb = await cachedPipeline(gpu, ckey, ccode, COMBINE_BINDINGS);
-    const citems = storage(`${ckey}.items`, list.combine);
-    const [cx, cy] = dispatchGrid(gpu, list.combineCount, 1);
-    const cuniform = createUniform(device, `${ckey}.params`, [
-      ["u32", p.numHeads],
-      ["u32", p.numHeads / p.numKvHeads],
-      ["u32", list.combineCount],
-      ["u32", cx],
-      ["u32", mlBase],
-    ]);
-    buffers.push(cuniform);
-    const cgroup = bindAll(device, ckey, comb.layout, [
-      cuniform,
-      dev.cuSeqlensQ,
-      citems,
-      part,
-      dev.o,
-    ]);
-    passes.push({
-      key: ckey,
-      code: ccode,
-      encodeInto(pass) {
-        pass.setPipeline(comb.pipeline);
-        pass.setBindGroup(0, cgroup);
-        pass.dispatchWorkgroups(cx, cy);
-      },
-      destroy() {},
-    });
+    passes.push(
+      await planCombinePass(gpu, dev, {
+        rows: spec.rows,
+        items: list.combine,
+        count: list.combineCount,
+        part,
+        mlBase,
+      }, buffers),
+    );
   }
   passes[passes.length - 1] = {
     ...passes[passes.length - 1]!,
@@ -224,6 +202,71 @@ export async function planFlashAttention(
     },
   };
   return { passes, key, list };
+}
+
+/** What the split-KV combine pass needs: the work list's combine items and the partials. */
+export interface CombinePassArgs {
+  /** Query rows per work item of the attention pass. */
+  rows: number;
+  /** Combine items of the work list. */
+  items: Uint32Array<ArrayBuffer>;
+  /** Number of combine items. */
+  count: number;
+  /** Partial results (o, then m and l from word `mlBase`) written by the split attention pass. */
+  part: GPUBuffer;
+  mlBase: number;
+}
+
+/**
+ * Plans the pass that merges each split's partial (m, l, o) into o. Shared by every kernel that
+ * splits the keys (flash, mma); the buffers it makes are pushed onto `buffers` for the caller to
+ * destroy with its plan.
+ */
+export async function planCombinePass(
+  gpu: GpuContext,
+  dev: DeviceProblem,
+  args: CombinePassArgs,
+  buffers: GPUBuffer[],
+): Promise<PassPlan> {
+  const p = dev.problem;
+  const device = gpu.device;
+  const cspec = { qDtype: p.qDtype, headDim: p.headDim, rows: args.rows, threads: 128 };
+  const ckey = combineKey(cspec);
+  const ccode = combineWgsl(cspec);
+  const comb = await cachedPipeline(gpu, ckey, ccode, COMBINE_BINDINGS);
+  const citems = device.createBuffer({
+    label: `${ckey}.items`,
+    size: Math.max(16, args.items.byteLength),
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+  });
+  device.queue.writeBuffer(citems, 0, args.items);
+  buffers.push(citems);
+  const [cx, cy] = dispatchGrid(gpu, args.count, 1);
+  const cuniform = createUniform(device, `${ckey}.params`, [
+    ["u32", p.numHeads],
+    ["u32", p.numHeads / p.numKvHeads],
+    ["u32", args.count],
+    ["u32", cx],
+    ["u32", args.mlBase],
+  ]);
+  buffers.push(cuniform);
+  const cgroup = bindAll(device, ckey, comb.layout, [
+    cuniform,
+    dev.cuSeqlensQ,
+    citems,
+    args.part,
+    dev.o,
+  ]);
+  return {
+    key: ckey,
+    code: ccode,
+    encodeInto(pass) {
+      pass.setPipeline(comb.pipeline);
+      pass.setBindGroup(0, cgroup);
+      pass.dispatchWorkgroups(cx, cy);
+    },
+    destroy() {},
+  };
 }
 
 /** Plans the whole op (attention, combine when split, append) with the flash kernel. */

@@ -17,7 +17,7 @@ import {
   scaleCount,
 } from "../_shared.ts";
 import { planAppend } from "../append/append.ts";
-import { COMBINE_BINDINGS, combineKey, combineWgsl } from "../flash/template.ts";
+import { planCombinePass } from "../flash/flash.ts";
 import {
   chooseMmaTile,
   fixedSubgroupSize,
@@ -215,37 +215,15 @@ export async function planMmaAttention(
     destroy() {},
   }];
   if (list.split && part) {
-    const cspec = { qDtype: p.qDtype, headDim: p.headDim, rows, threads: 128 };
-    const ckey = combineKey(cspec);
-    const ccode = combineWgsl(cspec);
-    const comb = await cachedPipeline(gpu, ckey, ccode, COMBINE_BINDINGS);
-    const citems = storage(`${ckey}.items`, list.combine);
-    const [cx, cy] = dispatchGrid(gpu, list.combineCount, 1);
-    const cuniform = createUniform(device, `${ckey}.params`, [
-      ["u32", p.numHeads],
-      ["u32", p.numHeads / p.numKvHeads],
-      ["u32", list.combineCount],
-      ["u32", cx],
-      ["u32", mlBase],
-    ]);
-    buffers.push(cuniform);
-    const cgroup = bindAll(device, ckey, comb.layout, [
-      cuniform,
-      dev.cuSeqlensQ,
-      citems,
-      part,
-      dev.o,
-    ]);
-    passes.push({
-      key: ckey,
-      code: ccode,
-      encodeInto(pass) {
-        pass.setPipeline(comb.pipeline);
-        pass.setBindGroup(0, cgroup);
-        pass.dispatchWorkgroups(cx, cy);
-      },
-      destroy() {},
-    });
+    passes.push(
+      await planCombinePass(gpu, dev, {
+        rows,
+        items: list.combine,
+        count: list.combineCount,
+        part,
+        mlBase,
+      }, buffers),
+    );
   }
   passes[passes.length - 1] = {
     ...passes[passes.length - 1]!,

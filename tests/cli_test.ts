@@ -1,9 +1,36 @@
 import assert from "node:assert/strict";
-import { errorLines, runCli } from "./_cli.ts";
 import { readSafetensors } from "../io/safetensors.ts";
 import { writeCase } from "../io/case_file.ts";
 import { generateCase } from "../workloads/generate.ts";
 import { adHocCase } from "../workloads/loader.ts";
+
+// Spawning the CLI: `deno run -A cli/main.ts ...` with NO_COLOR, capturing output.
+/** What a CLI run printed and returned. */
+interface CliRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+const MAIN = new URL("../cli/main.ts", import.meta.url).pathname;
+
+/** Runs `paged-prefill ...args` as a child process. */
+async function runCli(...args: string[]): Promise<CliRun> {
+  const command = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, ...args],
+    env: { NO_COLOR: "1", XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp" },
+    stdout: "piped",
+    stderr: "piped",
+  });
+  const { code, stdout, stderr } = await command.output();
+  const dec = new TextDecoder();
+  return { code, stdout: dec.decode(stdout), stderr: dec.decode(stderr) };
+}
+
+/** The stderr lines that start with `error:`. */
+function errorLines(run: CliRun): string[] {
+  return run.stderr.split("\n").filter((l) => l.startsWith("error:"));
+}
 
 Deno.test("every command prints its help to stdout with exit code 0", async () => {
   for (const command of ["verify", "bench", "run", "list", "info", "ceilings", "report"]) {

@@ -247,3 +247,27 @@ Deno.test("bench -h lists the timing and backend flags", async () => {
     assert.match(r.stdout, new RegExp(`${flag}\\b`), flag);
   }
 });
+
+Deno.test("verify goes on past a row over the adapter's buffer limit, names it, and exits 1", async () => {
+  const dir = await Deno.makeTempDir();
+  // 70k old tokens x 8 KV heads x D 128 in f16: a 143 MB pool, over lavapipe's 128 MiB binding.
+  await Deno.writeTextFile(
+    `${dir}/m.yaml`,
+    `version: 1
+ops:
+  - op: paged_prefill_gqa
+    description: limits
+    workloads:
+      - { label: small, dtypes: [f16], batch: 1, q_lens: 4, cache_lens: 20, heads: 4, heads_kv: 2,
+          head_dim: 32, page_size: 8, max_pages_per_req: 4 }
+      - { label: huge, dtypes: [f16], batch: 1, q_lens: 1, cache_lens: 70000, heads: 8, heads_kv: 8,
+          head_dim: 128, page_size: 256, max_pages_per_req: 274 }
+`,
+  );
+  const r = await runCli("verify", "--manifest", `${dir}/m.yaml`, "--all", "--kernel", "simple");
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  assert.match(r.stdout, /small\/f16 .*PASS/);
+  assert.match(r.stdout, /1 passed, 0 failed, 1 skipped/);
+  assert.match(r.stderr, /SKIP huge\/f16: .*limit/);
+  await Deno.remove(dir, { recursive: true });
+});

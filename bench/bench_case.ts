@@ -5,7 +5,7 @@
  * that is wrong is reported as wrong, not fast).
  * @module
  */
-import type { GpuContext } from "../kernels/gpu.ts";
+import { type GpuContext, isSoftwareAdapter } from "../kernels/gpu.ts";
 import { type PlannedPagedPrefill, planPagedPrefill } from "../kernels/op.ts";
 import { readOutputs } from "../kernels/device_inputs.ts";
 import type { PagedPrefillInputs, PagedPrefillParams, Problem } from "../op/types.ts";
@@ -23,17 +23,17 @@ export const ASSUMED_LLC_BYTES = 64 * 1024 * 1024;
 /** Options of `benchCase()`. */
 export interface BenchCaseOptions extends CheckOptions {
   kernel?: string;
-  /** @default 3 */
+  /** @default 3 (1 on a software GPU) */
   warmup?: number;
   /**
    * Run the op back to back for at least this long before timing: a GPU that idled while the
    * host generated and checked inputs runs at its idle clock until it has been busy a while
    * (an H200 measured 5x slow after 3 warm-up iterations of a 1.6 ms kernel, and 2-3x slow
    * on some cases after 300 ms when the previous case's verification had kept it idle).
-   * @default 1000
+   * @default 1000 on a hardware GPU, 0 on a software one (no clocks to ramp up)
    */
   warmupMs?: number;
-  /** @default 10 */
+  /** @default 10 (5 on a software GPU, where one run takes 0.1-1 s) */
   iters?: number;
   /** Keep timing until this many ms of samples. @default 0 */
   minTimeMs?: number;
@@ -110,17 +110,18 @@ export async function benchCase(
       sets.push(await planPagedPrefill(gpu, inputs, params, { kernel: first.variant.name }));
     }
     let next = 0;
+    const software = isSoftwareAdapter(gpu);
     gpu.device.pushErrorScope("validation");
     await warmUp(
       gpu,
       (encoder) => sets[next++ % sets.length]!.plan.encode(encoder),
-      options.warmupMs ?? 1000,
+      options.warmupMs ?? (software ? 0 : 1000),
     );
     const timing = await timeGpu(gpu, (encoder, ts) => {
       sets[next++ % sets.length]!.plan.encode(encoder, ts);
     }, {
-      warmup: options.warmup ?? 3,
-      iters: options.iters ?? 10,
+      warmup: options.warmup ?? (software ? 1 : 3),
+      iters: options.iters ?? (software ? 5 : 10),
       ...(options.minTimeMs !== undefined ? { minTimeMs: options.minTimeMs } : {}),
     });
     const error = await gpu.device.popErrorScope();

@@ -484,3 +484,18 @@ export async function acquireGpu(options: AcquireGpuOptions = {}): Promise<GpuCo
     },
   };
 }
+
+/**
+ * True for a CPU implementation of the GPU (Mesa's llvmpipe/lavapipe, SwiftShader, WARP): it
+ * has no clocks to ramp up and its memory is the host's.
+ *
+ * @example
+ * ```ts ignore
+ * if (isSoftwareAdapter(gpu)) console.log("software GPU: small shapes only");
+ * ```
+ */
+export function isSoftwareAdapter(gpu: Pick<GpuContext, "adapterName" | "adapterInfo">): boolean {
+  if (gpu.adapterInfo.isFallbackAdapter === true) return true;
+  const text = `${gpu.adapterName} ${Object.values(gpu.adapterInfo).join(" ")}`;
+  return /llvmpipe|lavapipe|swiftshader|software|\bwarp\b/i.test(text);
+}

@@ -1,4 +1,10 @@
-import { acquireGpu, dawnBackendOrder, dawnCreateOptions, type GpuContext } from "./gpu.ts";
+import {
+  acquireGpu,
+  dawnBackendOrder,
+  dawnCreateOptions,
+  type GpuContext,
+  isSoftwareAdapter,
+} from "./gpu.ts";
 
 function assert(condition: unknown, message: string): asserts condition {
   if (!condition) throw new Error(message);
@@ -117,4 +123,19 @@ Deno.test("Dawn options: Vulkan first on Linux, toggles always set, env override
     vulkan.join(" "),
   );
   assert(vulkan.includes("disable-dawn-features=timestamp_quantization"), vulkan.join(" "));
+});
+
+Deno.test("isSoftwareAdapter() tells Mesa's CPU drivers from a hardware GPU", () => {
+  assert(
+    isSoftwareAdapter({ adapterName: "llvmpipe (LLVM 15.0.6, 256 bits)", adapterInfo: {} }),
+    "llvmpipe is software",
+  );
+  assert(
+    isSoftwareAdapter({ adapterName: "x", adapterInfo: { isFallbackAdapter: true } }),
+    "a fallback adapter is software",
+  );
+  assert(
+    !isSoftwareAdapter({ adapterName: "NVIDIA H200", adapterInfo: { vendor: "nvidia" } }),
+    "an H200 is hardware",
+  );
 });

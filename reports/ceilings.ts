@@ -24,6 +24,7 @@ import type { GpuContext } from "../kernels/gpu.ts";
 import { timeGpu, type TimingMethod } from "../bench/timing.ts";
 import type { TimestampSlots } from "../kernels/variant.ts";
 import { CeilingsSchema } from "./schema.ts";
+import { isSoftwareAdapter } from "../kernels/gpu.ts";
 import { measureMatrixCeiling } from "./matrix_ceiling.ts";
 
 /** Version of the microbenchmarks; a cached result of another version is measured again. */
@@ -437,11 +438,6 @@ interface _Form {
 }
 
 /** True for CPU-emulated adapters (lavapipe/llvmpipe, SwiftShader, WARP). */
-function _isSoftware(gpu: GpuContext): boolean {
-  if (gpu.adapterInfo.isFallbackAdapter === true) return true;
-  const text = `${gpu.adapterName} ${Object.values(gpu.adapterInfo).join(" ")}`;
-  return /llvmpipe|lavapipe|swiftshader|software|\bwarp\b/i.test(text);
-}
 
 function _passDescriptor(ts?: TimestampSlots): GPUComputePassDescriptor {
   return ts
@@ -844,7 +840,7 @@ export async function measureCeilings(
     const cached = await loadCachedCeilings(gpu, { cachePath, acceptQuick: quick });
     if (cached) return cached;
   }
-  const software = _isSoftware(gpu);
+  const software = isSoftwareAdapter(gpu);
   const targetMs = options.targetMs ?? (quick ? 5 : 20);
   const iters = quick ? 3 : 10;
   const progress = options.onProgress ?? (() => {});

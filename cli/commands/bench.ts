@@ -82,7 +82,7 @@ export function benchCommand(setExit: (code: number) => void) {
       .option("--warmup <n>", "untimed iterations first", intFlag("--warmup", 0))
       .option(
         "--warmup-ms <ms>",
-        "run back to back this long before timing, so the GPU leaves its idle clock (default 1000)",
+        "run back to back this long before timing, so the GPU leaves its idle clock (default 1000; 0 on a software GPU)",
         intFlag("--warmup-ms", 0),
       )
       .option(

@@ -196,7 +196,14 @@ export function verifyCommand(setExit: (code: number) => void) {
           const seed = f.seed ?? randomSeed();
           const { inputs, params } = generateCase(c, seed);
           try {
-            records.push(...await _verifyCase(gpu, c.id, seed, inputs, params, f));
+            // The manifest's verify_rows samples big rows unless --rows says otherwise.
+            const rows = f.rows ?? c.verifyRows;
+            records.push(
+              ...await _verifyCase(gpu, c.id, seed, inputs, params, {
+                ...f,
+                ...(rows !== undefined ? { rows } : {}),
+              }),
+            );
           } catch (e) {
             // A manifest row this adapter cannot run (a buffer over its limits): say so, go
             // on with the rest, and do not count it as verified.

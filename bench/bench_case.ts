@@ -57,17 +57,7 @@ export interface BenchCaseResult {
 
 /** The number of input sets to rotate for `problem` (compulsory bytes vs the assumed LLC). */
 export function inputSetsFor(problem: Problem): number {
-  const bytes = rooflineBytes({
-    qLens: problem.qLens,
-    cacheLens: problem.cacheLens,
-    numHeads: problem.numHeads,
-    numKvHeads: problem.numKvHeads,
-    headDim: problem.headDim,
-    qDtype: problem.qDtype,
-    cacheDtype: problem.cacheDtype,
-    maxPagesPerReq: problem.maxPagesPerReq,
-    isCausal: problem.isCausal,
-  }).total;
+  const bytes = rooflineBytes(problem).total;
   return Math.max(1, Math.min(8, Math.ceil((2 * ASSUMED_LLC_BYTES) / Math.max(1, bytes))));
 }
 

@@ -56,6 +56,16 @@ export interface MmaOptions extends MmaWorkListOptions {
   smemReduce?: boolean;
   /** Diagnostic: f16 pairs decoded with unpack2x16float. */
   unpackH2?: boolean;
+  /** Diagnostic: emulate one stage's matrices only (see `MmaSpec.emulateStage`). */
+  emulateStage?: MmaSpec["emulateStage"];
+  /** Q fragments reloaded from a resident Q tile at each product (see `MmaSpec.qReload`). */
+  qReload?: boolean;
+  /** Diagnostic: rescale O on every tile. */
+  alwaysRescale?: boolean;
+  /** Diagnostic: item 0 dumps its first tile's scores into o (see `MmaSpec.dumpScores`). */
+  dumpScores?: boolean;
+  /** Diagnostic, with `dumpScores`: dump the staged K tile instead. */
+  dumpTile?: boolean;
 }
 
 /** Default of `MmaOptions.transposedScores`. */
@@ -132,6 +142,11 @@ export async function planMmaAttention(
     ...(options.smemReduce ? { smemReduce: true } : {}),
     ...(options.unpackH2 ? { unpackH2: true } : {}),
     ...(options.qResident ? { qResident: true } : {}),
+    ...(options.emulateStage ? { emulateStage: options.emulateStage } : {}),
+    ...(options.alwaysRescale ? { alwaysRescale: true } : {}),
+    ...(options.qReload ? { qReload: true } : {}),
+    ...(options.dumpScores ? { dumpScores: true } : {}),
+    ...(options.dumpTile ? { dumpTile: true } : {}),
   };
   const tile = options.tile ?? chooseMmaTile(p, limits, emulate, extra);
   if (!tile || !mmaTileFits(p, tile, limits, emulate, extra)) {

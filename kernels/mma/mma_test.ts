@@ -207,3 +207,30 @@ Deno.test("emulated mma matches the reference: non-causal softcap, two column wa
     seed: 14,
   }, { tile: { rowBlocks: 2, colWarps: 2, keys: 32 }, targetItems: 0 });
 });
+
+Deno.test("emulated mma matches the reference: Q fragments reloaded per product, int8 cache", async () => {
+  await checkEmulated({
+    qDtype: "f16",
+    cacheDtype: "int8",
+    qLens: [11, 3],
+    cacheLens: [40, 66],
+    heads: 4,
+    kvHeads: 2,
+    headDim: 32,
+    pageSize: 16,
+    seed: 15,
+  }, { tile: { rowBlocks: 2, colWarps: 1, keys: 16 }, targetItems: 0, qReload: true });
+});
+
+Deno.test("emulated mma matches the reference: O rescaled on every tile", async () => {
+  await checkEmulated({
+    qDtype: "f16",
+    qLens: [7],
+    cacheLens: [45],
+    heads: 2,
+    kvHeads: 1,
+    headDim: 32,
+    pageSize: 8,
+    seed: 16,
+  }, { tile: { rowBlocks: 1, colWarps: 1, keys: 16 }, targetItems: 0, alwaysRescale: true });
+});

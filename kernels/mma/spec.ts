@@ -48,7 +48,42 @@ export interface MmaSpec {
    * barriers) so the algorithm runs on adapters without matrix units (lavapipe). Slow.
    */
   emulate?: boolean;
+  /**
+   * Diagnostic: emulate only one stage's matrices (`qk`: Q, K and S; `pv`: P, V and O) and run
+   * the other on the real builtins, to find which stage goes wrong on an adapter.
+   */
+  emulateStage?: "qk" | "pv";
+  /**
+   * Load each Q fragment from the resident Q tile (implies `qResident`) right before its
+   * product instead of holding all of them in variables across the key loop.
+   */
+  qReload?: boolean;
+  /** Diagnostic: run the O rescale round trip on every tile, not only when a row max moved. */
+  alwaysRescale?: boolean;
+  /**
+   * Diagnostic: work item 0 writes its first tile's raw scores (S = Q K^T, f32, `rows` x `ss`)
+   * into the output binding as f32 bits, and every workgroup stops after its first tile.
+   */
+  dumpScores?: boolean;
+  /** Diagnostic, with `dumpScores`: dump the staged K tile (h_s as f32) instead of S. */
+  dumpTile?: boolean;
 }
+
+/** The optional spec fields a caller may set (diagnostics and layout choices). */
+export type MmaExtra = Pick<
+  MmaSpec,
+  | "transposedScores"
+  | "ablate"
+  | "newSyntax"
+  | "smemReduce"
+  | "unpackH2"
+  | "qResident"
+  | "emulateStage"
+  | "alwaysRescale"
+  | "dumpScores"
+  | "dumpTile"
+  | "qReload"
+>;
 
 /** Geometry derived from a spec; every field is a compile-time constant of the WGSL. */
 export interface MmaGeometry {
@@ -137,7 +172,8 @@ export function mmaGeometry(spec: MmaSpec): MmaGeometry {
   const kBlocks = BC / MMA_TILE;
   const dBlocksPerWarp = dBlocks / WC;
   const roundBlocks = Math.min(dBlocksPerWarp, Math.floor(kBlocks / WC));
-  const qPassRows = spec.qResident ? rows : Math.min(rows, BC);
+  const qRes = spec.qResident || spec.qReload;
+  const qPassRows = qRes ? rows : Math.min(rows, BC);
   const qts = qPassRows + 8;
   const st = rows + 4;
   const tr = spec.transposedScores === true;
@@ -152,10 +188,10 @@ export function mmaGeometry(spec: MmaSpec): MmaGeometry {
     sElems * 4 + // S, f32 (also O in rounds)
     pElems * 2 + // P, f16
     rows * 8 + // row alpha, row sum / max
-    4 + // rescale flag
+    16 + // rescale flag (a vec4: see the template)
     (spec.cacheDtype === "fp8_e4m3" ? 1024 : 0) + // e4m3 decode table
-    (spec.qResident ? (spec.cacheDtype === "int8" ? 2 : 1) * rows * ks * 2 : 0) + // resident Q
-    (spec.emulate ? warps * 512 * 4 : 0) + // emulation scratch
+    (qRes ? ((spec.cacheDtype === "int8" ? 2 : 1) * rows * ks + ks) * 2 : 0) + // resident Q
+    (spec.emulate || spec.emulateStage ? warps * 512 * 4 : 0) + // emulation scratch
     (spec.emulate || spec.smemReduce ? threads * 4 : 0); // row reduction scratch
   return {
     threads,
@@ -213,8 +249,12 @@ export function mmaKey(spec: MmaSpec): string {
     ...(spec.smemReduce ? ["smr"] : []),
     ...(spec.unpackH2 ? ["uh"] : []),
     ...(spec.qResident ? ["qr"] : []),
+    ...(spec.qReload ? ["ql"] : []),
     ...(spec.ablate ? [`no-${spec.ablate}`] : []),
     ...(spec.emulate ? ["emulated"] : []),
+    ...(spec.emulateStage ? [`emu-${spec.emulateStage}`] : []),
+    ...(spec.alwaysRescale ? ["ar"] : []),
+    ...(spec.dumpScores ? [spec.dumpTile ? "dumptile" : "dump"] : []),
   ].join("_");
 }
 
@@ -254,10 +294,7 @@ export function mmaSpecFor(
   sg: number,
   split: boolean,
   emulate = false,
-  extra: Pick<
-    MmaSpec,
-    "transposedScores" | "ablate" | "newSyntax" | "smemReduce" | "unpackH2" | "qResident"
-  > = {},
+  extra: MmaExtra = {},
 ): MmaSpec {
   return {
     ...extra,
@@ -278,10 +315,7 @@ export function mmaTileFits(
   tile: MmaTile,
   limits: MmaLimits,
   emulate = false,
-  extra: Pick<
-    MmaSpec,
-    "transposedScores" | "ablate" | "newSyntax" | "smemReduce" | "unpackH2" | "qResident"
-  > = {},
+  extra: MmaExtra = {},
 ): boolean {
   const spec = mmaSpecFor(problem, tile, limits.sg, true, emulate, extra);
   if (mmaSpecProblem(spec)) return false;
@@ -294,10 +328,7 @@ export function chooseMmaTile(
   problem: Problem,
   limits: MmaLimits,
   emulate = false,
-  extra: Pick<
-    MmaSpec,
-    "transposedScores" | "ablate" | "newSyntax" | "smemReduce" | "unpackH2" | "qResident"
-  > = {},
+  extra: MmaExtra = {},
 ): MmaTile | null {
   for (const tile of mmaTileCandidates(problem.headDim)) {
     if (mmaTileFits(problem, tile, limits, emulate, extra)) return tile;

@@ -100,7 +100,9 @@ export function mmaWgsl(spec: MmaSpec): string {
   const QTS = g.qts;
   const ST = g.st;
   const ab = spec.ablate;
-  const QR = spec.qResident === true && !TR;
+  const QR = (spec.qResident === true || spec.qReload === true) && !TR;
+  // Q fragments reloaded from the resident Q tile at each use instead of held in variables.
+  const QL = spec.qReload === true && QR;
   const QA = QR ? "q_s" : "h_s";
   const fp8 = spec.cacheDtype === "fp8_e4m3";
   const int8 = spec.cacheDtype === "int8";
@@ -109,13 +111,19 @@ export function mmaWgsl(spec: MmaSpec): string {
   const SPR = BC / TPR; // scores per thread per tile
 
   // -- subgroup matrix emitters (real builtins, or the emulation for tests) ---------------
+  // Stage "qk" owns Q, K and S; stage "pv" owns P, V and O (diagnostics emulate one of them).
+  type Stage = "qk" | "pv";
+  const emuIn = (stage: Stage) => emu || spec.emulateStage === stage;
+  const anyEmu = emu || spec.emulateStage !== undefined;
   const LT = "subgroup_matrix_left<f16, 16, 16>";
   const RT = "subgroup_matrix_right<f16, 16, 16>";
   const AT = "subgroup_matrix_result<f32, 16, 16>";
-  const typeOf = (kind: "l" | "r" | "a") =>
-    emu ? "array<f32, 8>" : kind === "l" ? LT : kind === "r" ? RT : AT;
-  const decl = (kind: "l" | "r" | "a", name: string) => `var ${name}: ${typeOf(kind)};`;
-  const zero = (name: string) => emu ? `${name} = array<f32, 8>();` : `${name} = ${AT}();`;
+  const typeOf = (kind: "l" | "r" | "a", stage: Stage) =>
+    emuIn(stage) ? "array<f32, 8>" : kind === "l" ? LT : kind === "r" ? RT : AT;
+  const decl = (kind: "l" | "r" | "a", name: string, stage: Stage) =>
+    `var ${name}: ${typeOf(kind, stage)};`;
+  const zero = (name: string, stage: Stage) =>
+    emuIn(stage) ? `${name} = array<f32, 8>();` : `${name} = ${AT}();`;
   const load = (
     kind: "l" | "r" | "a",
     name: string,
@@ -123,22 +131,25 @@ export function mmaWgsl(spec: MmaSpec): string {
     off: string,
     colMajor: boolean,
     stride: number,
+    stage: Stage,
   ) =>
-    emu
+    emuIn(stage)
       ? `${name} = emu_load_${arr}(${off}, ${colMajor}, ${stride}u, lane);`
       : spec.newSyntax
-      ? `${name} = subgroupMatrixLoad<${typeOf(kind)}, ${
+      ? `${name} = subgroupMatrixLoad<${typeOf(kind, stage)}, ${
         colMajor ? "col_major" : "row_major"
       }>(&${arr}, ${off}, ${stride}u);`
-      : `${name} = subgroupMatrixLoad<${typeOf(kind)}>(&${arr}, ${off}, ${colMajor}, ${stride}u);`;
-  const store = (name: string, off: string, stride: number) =>
-    emu
+      : `${name} = subgroupMatrixLoad<${
+        typeOf(kind, stage)
+      }>(&${arr}, ${off}, ${colMajor}, ${stride}u);`;
+  const store = (name: string, off: string, stride: number, stage: Stage) =>
+    emuIn(stage)
       ? `emu_store_s_s(${name}, ${off}, ${stride}u, lane);`
       : spec.newSyntax
       ? `subgroupMatrixStore<row_major>(&s_s, ${off}, ${name}, ${stride}u);`
       : `subgroupMatrixStore(&s_s, ${off}, ${name}, false, ${stride}u);`;
-  const mma = (acc: string, l: string, r: string) =>
-    emu
+  const mma = (acc: string, l: string, r: string, stage: Stage) =>
+    emuIn(stage)
       ? `${acc} = emu_mma(${l}, ${r}, ${acc}, warp, lane);`
       : `${acc} = subgroupMatrixMultiplyAccumulate(${l}, ${r}, ${acc});`;
   // Reduction over the TPR threads of a softmax row (adjacent invocations of one subgroup).
@@ -162,7 +173,7 @@ export function mmaWgsl(spec: MmaSpec): string {
     return steps.join("\n  ");
   };
 
-  const emulation = !emu ? "" : `
+  const emulation = !anyEmu ? "" : `
 // ---- emulation of the subgroup matrix builtins (tests on adapters without matrix units) ----
 // A 16x16 matrix is spread over the 32 lanes of a logical warp: lane l holds elements
 // 8l .. 8l+7 in row-major order. MMAs exchange fragments through workgroup memory.
@@ -348,7 +359,9 @@ ${int8Put}
       }
     }
     workgroupBarrier();
-    if (rb >= ${(pass * QPR) / 16}u && rb < ${((pass + 1) * QPR) / 16}u) {
+    if (${QL ? "false" : "true"} && rb >= ${(pass * QPR) / 16}u && rb < ${
+        ((pass + 1) * QPR) / 16
+      }u) {
 ${
         TR
           ? `      ${spec.rowBlocks === 1 && WC === 1 ? "const" : "let"} qoff = (rb - ${
@@ -356,7 +369,9 @@ ${
           }u) * 16u;
 ${
             _lines(DB, (kd) =>
-              `      ${load("r", `${frag}${kd}`, "h_s", `qoff + ${kd * 16 * QTS}u`, false, QTS)}`)
+              `      ${
+                load("r", `${frag}${kd}`, "h_s", `qoff + ${kd * 16 * QTS}u`, false, QTS, "qk")
+              }`)
           }`
           : `      ${spec.rowBlocks === 1 && WC === 1 ? "const" : "let"} qoff = ${
             QR ? comp * BR * KS : 0
@@ -365,7 +380,7 @@ ${
             _lines(
               DB,
               (kd) =>
-                `      ${load("l", `${frag}${kd}`, QA, `qoff + ${kd * 16}u`, false, KS)}`,
+                `      ${load("l", `${frag}${kd}`, QA, `qoff + ${kd * 16}u`, false, KS, "qk")}`,
             )
           }`
       }
@@ -378,23 +393,32 @@ ${
   const qk = ab === "qk" ? "" : _lines(KBW, (i) =>
     `  {
     ${WC === 1 ? "const" : "let"} kb = wc * ${KBW}u + ${i}u;
-    ${zero("sacc")}
+    ${zero("sacc", "qk")}
 ${
       _lines(DB, (kd) => {
         if (TR) {
-          return `    ${load("l", "kf", "h_s", `kb * ${16 * KS}u + ${kd * 16}u`, false, KS)}\n    ${
-            mma("sacc", "kf", `qf${kd}`)
-          }${int8 ? `\n    if (is_old) {\n      ${mma("sacc", "kf", `ql${kd}`)}\n    }` : ""}`;
+          return `    ${
+            load("l", "kf", "h_s", `kb * ${16 * KS}u + ${kd * 16}u`, false, KS, "qk")
+          }\n    ${mma("sacc", "kf", `qf${kd}`, "qk")}${
+            int8 ? `\n    if (is_old) {\n      ${mma("sacc", "kf", `ql${kd}`, "qk")}\n    }` : ""
+          }`;
         }
-        return `    ${load("r", "kf", "h_s", `kb * ${16 * KS}u + ${kd * 16}u`, true, KS)}\n    ${
-          mma("sacc", `qf${kd}`, "kf")
-        }${int8 ? `\n    if (is_old) {\n      ${mma("sacc", `ql${kd}`, "kf")}\n    }` : ""}`;
+        const qAt = (comp: number) => `rb * ${16 * KS}u + ${comp * BR * KS + kd * 16}u`;
+        const qa = QL ? `qa${kd}` : `qf${kd}`;
+        const qb = QL ? `qb${kd}` : `ql${kd}`;
+        const reload = QL ? `\n    let ${load("l", qa, "q_s", qAt(0), false, KS, "qk")}` : "";
+        const reloadLo = QL ? `\n      let ${load("l", qb, "q_s", qAt(1), false, KS, "qk")}` : "";
+        return `    ${
+          load("r", "kf", "h_s", `kb * ${16 * KS}u + ${kd * 16}u`, true, KS, "qk")
+        }${reload}\n    ${mma("sacc", qa, "kf", "qk")}${
+          int8 ? `\n    if (is_old) {${reloadLo}\n      ${mma("sacc", qb, "kf", "qk")}\n    }` : ""
+        }`;
       })
     }
     ${
       TR
-        ? store("sacc", `kb * ${16 * ST}u + rb * 16u`, ST)
-        : store("sacc", `rb * ${16 * SS}u + kb * 16u`, SS)
+        ? store("sacc", `kb * ${16 * ST}u + rb * 16u`, ST, "qk")
+        : store("sacc", `rb * ${16 * SS}u + kb * 16u`, SS, "qk")
     }
   }`);
 
@@ -418,7 +442,7 @@ ${_lines(SPR, scoreOf)}
     var alpha = 1.0;
     if (m_new > m_run + ${MMA_RESCALE_LOG2}.0) {
       if (m_run > -1.0e29) {
-        flag = 1u;
+        flag.x = 1u;
       }
       alpha = exp2(m_run - m_new);
       m_run = m_new;
@@ -443,7 +467,7 @@ ${
     Array.from({ length: DBW }, (_, jj) => jj).filter((jj) => jj >= ro * JR && jj < (ro + 1) * JR);
   const roundStore = (ro: number) =>
     roundJJ(ro).map((jj) =>
-      `  ${store(`o${jj}`, `rb * ${16 * SS}u + (${jj - ro * JR}u * ${WC}u + wc) * 16u`, SS)}`
+      `  ${store(`o${jj}`, `rb * ${16 * SS}u + (${jj - ro * JR}u * ${WC}u + wc) * 16u`, SS, "pv")}`
     ).join("\n");
   const roundLoad = (ro: number) =>
     roundJJ(ro).map((jj) =>
@@ -455,6 +479,7 @@ ${
           `rb * ${16 * SS}u + (${jj - ro * JR}u * ${WC}u + wc) * 16u`,
           false,
           SS,
+          "pv",
         )
       }`
     ).join("\n");
@@ -501,12 +526,20 @@ ${ro + 1 < NRO ? "  workgroupBarrier();" : ""}`);
   // -- O += P V --------------------------------------------------------------------------
   const pv = _lines(KB, (kb) =>
     `  {
-    ${load("l", "pf", "p_s", `rb * ${16 * PS}u + ${kb * 16}u`, false, PS)}
+    ${load("l", "pf", "p_s", `rb * ${16 * PS}u + ${kb * 16}u`, false, PS, "pv")}
 ${
       _lines(DBW, (jj) =>
         `    ${
-          load("r", "vf", "h_s", `${kb * 16 * KS}u + (wc * ${DBW}u + ${jj}u) * 16u`, false, KS)
-        }\n    ${mma(`o${jj}`, "pf", "vf")}`)
+          load(
+            "r",
+            "vf",
+            "h_s",
+            `${kb * 16 * KS}u + (wc * ${DBW}u + ${jj}u) * 16u`,
+            false,
+            KS,
+            "pv",
+          )
+        }\n    ${mma(`o${jj}`, "pf", "vf", "pv")}`)
     }
   }`);
 
@@ -532,6 +565,22 @@ ${hasVs ? `        if (pend_vs) {\n          v = v * ${vsOf("d")};\n        }` :
   workgroupBarrier();
 ${roundWork(ro, outBody)}
 ${ro + 1 < NRO ? "  workgroupBarrier();" : ""}`);
+
+  // Diagnostic: item 0 copies its first tile's S into the output binding; all stop there.
+  const sTotal = spec.dumpTile ? BC * KS : TR ? BC * ST : BR * SS;
+  const dA = spec.dumpTile ? "h_s" : "s_s";
+  const dumpScores = `    if (t == t0) {
+      if (item == 0u) {
+        for (var i = lid; i < ${spec.split ? sTotal / 4 : sTotal / 2}u; i = i + ${T}u) {
+          ${
+    spec.split
+      ? `part[i] = vec4<f32>(f32(${dA}[4u * i]), f32(${dA}[4u * i + 1u]), f32(${dA}[4u * i + 2u]), f32(${dA}[4u * i + 3u]));`
+      : `o[i] = vec2<u32>(bitcast<u32>(f32(${dA}[2u * i])), bitcast<u32>(f32(${dA}[2u * i + 1u])));`
+  }
+        }
+      }
+      return;
+    }`;
 
   const outBinding = spec.split
     ? "@group(0) @binding(11) var<storage, read_write> part: array<vec4<f32>>;"
@@ -590,7 +639,10 @@ var<workgroup> s_s: array<f32, ${g.sElems}>;
 var<workgroup> p_s: array<f16, ${g.pElems}>;
 var<workgroup> row_a: array<f32, ${BR}>;
 var<workgroup> row_l: array<f32, ${BR}>;
-var<workgroup> flag: u32;
+// A vec4, not a u32: with a 4-byte workgroup variable in the module, NVIDIA's Vulkan driver
+// (580, through Dawn) loads subgroup matrices from the f16 arrays one row too far
+// (docs/PERF_LOG_MMA.md, run 9). Every workgroup variable here is a multiple of 16 bytes.
+var<workgroup> flag: vec4<u32>;
 ${fp8 ? "var<workgroup> lut: array<f32, 256>;" : ""}
 ${emulation}
 ${emu || spec.smemReduce ? `var<workgroup> red: array<f32, ${T}>;` : ""}
@@ -652,17 +704,17 @@ ${
       : `  let scale_old = params.scale_a;`
   }
   if (lid == 0u) {
-    flag = 0u;
+    flag.x = 0u;
   }
 
-${_lines(DB, (kd) => `  ${decl(TR ? "r" : "l", `qf${kd}`)}`)}
-${int8 ? _lines(DB, (kd) => `  ${decl(TR ? "r" : "l", `ql${kd}`)}`) : ""}
-${_lines(DBW, (jj) => `  ${decl("a", `o${jj}`)}`)}
-  ${decl("a", "sacc")}
-  ${decl(TR ? "l" : "r", "kf")}
-  ${decl("r", "vf")}
-  ${decl("l", "pf")}
-${_lines(DBW, (jj) => `  ${zero(`o${jj}`)}`)}
+${_lines(DB, (kd) => `  ${decl(TR ? "r" : "l", `qf${kd}`, "qk")}`)}
+${int8 ? _lines(DB, (kd) => `  ${decl(TR ? "r" : "l", `ql${kd}`, "qk")}`) : ""}
+${_lines(DBW, (jj) => `  ${decl("a", `o${jj}`, "pv")}`)}
+  ${decl("a", "sacc", "qk")}
+  ${decl(TR ? "l" : "r", "kf", "qk")}
+  ${decl("r", "vf", "pv")}
+  ${decl("l", "pf", "pv")}
+${_lines(DBW, (jj) => `  ${zero(`o${jj}`, "pv")}`)}
 ${_lines(U, (i) => `  var rw${i}: vec4<u32>;`)}
   var m_run = ${M_INIT};
   var l_run = 0.0;
@@ -688,7 +740,7 @@ ${ab === "load" ? "" : loadRaw("v")}
 
 ${qk}
     workgroupBarrier(); // S ready; K tile no longer read
-
+${spec.dumpScores ? dumpScores : ""}
 ${ab === "load" ? "" : storeRaw}
 ${ab === "softmax" ? "" : softmax}
     let more = t + 1u < t1;
@@ -699,15 +751,15 @@ ${ab === "softmax" ? "" : softmax}
       cnt = select(min(${BC}u, kend - base), min(${BC}u, old - base), is_old);
 ${ab === "load" ? "" : loadRaw("k")}
     }
-    let need = workgroupUniformLoad(&flag); // P, alpha and V tile ready
-    if (need != 0u || trans) {
+    let need = workgroupUniformLoad(&flag).x; // P, alpha and V tile ready
+    if (${spec.alwaysRescale ? "true" : "need != 0u || trans"}) {
 ${rescale}
     }
 
 ${ab === "pv" ? "" : pv}
     workgroupBarrier(); // V tile and P no longer read
     if (lid == 0u) {
-      flag = 0u;
+      flag.x = 0u;
     }
     if (more) {
 ${int8 ? `      if (t + 1u == n_old) {\n${stageQ("false")}\n      }` : ""}

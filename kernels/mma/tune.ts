@@ -28,6 +28,9 @@ import { type MmaOptions, mmaSupport, planMma } from "./mma.ts";
 import { mmaWgsl } from "./template.ts";
 import { type MatrixProbe, probeMatrixConventions } from "./probe.ts";
 import { mmaSpecFor, type MmaTile } from "./spec.ts";
+import { dumpFirstScores, dumpFirstTile } from "./diag.ts";
+import { probeQk } from "./probe_qk.ts";
+import { type LoopResult, type OffsetResult, probeLoops, probeOffsets } from "./probe_offsets.ts";
 
 const args = Deno.args;
 const flag = (name: string) => args.includes(name);
@@ -85,14 +88,29 @@ const d256 = adHocCase({
   label: "adhoc-d256-q1k-old8k",
 });
 const T = (name: string, options: MmaOptions): Config => ({ name, options });
-const diag = ["--diag", "--diag2", "--diag3", "--diag4"].some(flag);
+const diag = ["--diag", "--diag2", "--diag3", "--diag4", "--diag5", "--diag6"].some(flag);
 const V = (name: string, options: MmaOptions): Config => ({
   name,
   options,
   verify: true,
   time: false,
 });
-const diagConfigs: Config[] = flag("--diag4")
+const diagConfigs: Config[] = flag("--diag6")
+  ? [
+    V("r16 k16 q-reload", { tile: t(1, 1, 16), qReload: true }),
+    V("r64 k64 q-reload", { qReload: true }),
+    V("r64 k64 q-reload emu-pv", { qReload: true, emulateStage: "pv" }),
+  ]
+  : flag("--diag5")
+  ? [
+    V("r16 k16 emu-qk", { tile: t(1, 1, 16), emulateStage: "qk" }),
+    V("r16 k16 emu-pv", { tile: t(1, 1, 16), emulateStage: "pv" }),
+    V("r64 k64 emu-qk", { emulateStage: "qk" }),
+    V("r64 k64 emu-pv", { emulateStage: "pv" }),
+    V("r16 k16 always-rescale", { tile: t(1, 1, 16), alwaysRescale: true }),
+    V("r64 k64 always-rescale", { alwaysRescale: true }),
+  ]
+  : flag("--diag4")
   ? [
     V("r16 k16 q-resident", { tile: t(1, 1, 16), qResident: true }),
     V("r64 k32 q-resident", { tile: t(4, 1, 32), qResident: true }),
@@ -179,6 +197,32 @@ try {
   probe = (e as Error).message;
 }
 console.error(`probe: ${JSON.stringify(probe)}`);
+let offsets: OffsetResult[] | string | null = null;
+let loops: LoopResult[] | null = null;
+let qkProbe: Record<string, string> | null = null;
+if (flag("--probe4")) {
+  qkProbe = await probeQk(gpu);
+  for (const [k, v] of Object.entries(qkProbe)) console.log(`qk probe: ${k}: ${v}`);
+}
+if (flag("--probe3")) {
+  loops = await probeLoops(gpu);
+  for (const r of loops) console.log(`loop probe: ${r.name}: ${r.outcome}`);
+}
+if (flag("--probe2")) {
+  try {
+    offsets = await probeOffsets(gpu);
+    for (const r of offsets) {
+      console.log(
+        `offsets ${r.what} off ${r.offset} stride ${r.stride}${
+          r.colMajor ? " col" : ""
+        }: ${r.outcome}`,
+      );
+    }
+  } catch (e) {
+    offsets = (e as Error).message;
+    console.log(`offsets probe: ERROR ${offsets.slice(0, 2000)}`);
+  }
+}
 const matrix = perfOnly || diag ? null : await measureMatrixCeiling(gpu, { quick: true });
 for (const f of matrix?.forms ?? []) {
   console.error(
@@ -330,10 +374,55 @@ for (const job of jobs) {
   }
 }
 
+// --diag5 / --dump: item 0's first-tile scores against the float64 product (f16 cases).
+const dumps: Record<string, unknown> = {};
+if (flag("--diag5") || flag("--dump")) {
+  const dumpConfigs: [string, MmaOptions][] = [
+    ["emulated r64 k64", { emulate: true }],
+    ["r16 k16", { tile: t(1, 1, 16) }],
+    ["r16 k16 emu-pv", { tile: t(1, 1, 16), emulateStage: "pv" }],
+    ["r64 k64", {}],
+    ["r64 k64 ns", { newSyntax: true }],
+    ["r16 k16 q-reload", { tile: t(1, 1, 16), qReload: true }],
+    ["r64 k64 q-reload", { qReload: true }],
+  ];
+  for (const id of [`${seed}/f16`, "mqa-prefill-paged-b2-h16kv1-d128-p32/f16"]) {
+    const c = byId(id);
+    if (!c || (only && !c.id.includes(only))) continue;
+    const { inputs, params } = generateCase(c, rseed);
+    const problem = validateProblem(inputs, params);
+    const dev = uploadInputs(gpu, inputs, problem);
+    try {
+      for (const [name, opts] of dumpConfigs) {
+        try {
+          const d = await dumpFirstScores(gpu, dev, inputs, { ...extraOpts, ...opts });
+          dumps[`${id} ${name}`] = d;
+          console.error(`  dump ${id} ${name}: ${JSON.stringify({ ...d, raw: undefined })}`);
+          const tile = await dumpFirstTile(gpu, dev, inputs, { ...extraOpts, ...opts });
+          console.error(`  tile ${id} ${name}: ${JSON.stringify(tile)}`);
+        } catch (e) {
+          console.error(`  dump ${id} ${name}: ERROR ${(e as Error).message.slice(0, 300)}`);
+        }
+      }
+    } finally {
+      dev.destroy();
+    }
+  }
+}
+
 await Deno.writeTextFile(
   `${outDir}/mma_tune.json`,
   JSON.stringify(
-    { adapter: gpu.adapterName, info: gpu.adapterInfo, seed: rseed, probe, matrix, rows },
+    {
+      adapter: gpu.adapterName,
+      info: gpu.adapterInfo,
+      seed: rseed,
+      probe,
+      offsets,
+      matrix,
+      rows,
+      dumps,
+    },
     null,
     2,
   ),

@@ -8,11 +8,14 @@ import type { Problem } from "../op/types.ts";
 import { simpleVariant } from "./paged_prefill/simple.ts";
 import { dequantVariant } from "./paged_prefill/dequant.ts";
 import { flashVariant } from "./flash/flash.ts";
+import { decodeVariant } from "./decode/decode.ts";
 import { mmaVariant } from "./mma/mma.ts";
 
 /**
  * Every kernel variant, most preferred first: an unnamed selection takes the first that
- * supports the problem. Faster variants go before `simple`, which runs everything.
+ * supports the problem. Faster variants go before `simple`, which runs everything; `decode`
+ * claims only decode-like problems (few rows per KV head, long caches), so prefill falls
+ * through to the tiled kernels.
  *
  * @example
  * ```ts ignore
@@ -20,6 +23,7 @@ import { mmaVariant } from "./mma/mma.ts";
  * ```
  */
 export const KERNEL_VARIANTS: KernelVariant[] = [
+  decodeVariant,
   mmaVariant,
   flashVariant,
   simpleVariant,

@@ -69,7 +69,7 @@ export interface MmaOptions extends MmaWorkListOptions {
 }
 
 /** Default of `MmaOptions.transposedScores`. */
-export const MMA_TRANSPOSED_SCORES = false;
+export const MMA_TRANSPOSED_SCORES = true;
 
 /** Why the adapter cannot run any mma kernel, or null (independent of the problem). */
 export function mmaAdapterProblem(gpu: GpuContext): string | null {
@@ -280,23 +280,26 @@ export async function planMma(
  * ```
  */
 /**
- * Whether the `mma` variant may be selected. False until the kernel passes verification on a
- * matrix adapter (docs/PERF_LOG_MMA.md: on the H200 under Dawn it does not yet); the
- * environment variable `PAGED_PREFILL_MMA=1` enables it for experiments.
+ * Whether the `mma` variant may be selected: when `MMA_VERIFIED` (it passes every verify case
+ * on the H200 under Dawn since the workgroup-layout fix, docs/PERF_LOG_MMA.md), unless the
+ * environment variable `PAGED_PREFILL_MMA=0` turns it off; `PAGED_PREFILL_MMA=1` turns it on
+ * where `MMA_VERIFIED` is false.
  */
 export function mmaEnabled(): boolean {
-  if (MMA_VERIFIED) return true;
+  let env: string | undefined;
   try {
     const g = globalThis as { Deno?: { env: { get(k: string): string | undefined } } };
     const p = globalThis as { process?: { env?: Record<string, string | undefined> } };
-    return (g.Deno?.env.get("PAGED_PREFILL_MMA") ?? p.process?.env?.PAGED_PREFILL_MMA) === "1";
+    env = g.Deno?.env.get("PAGED_PREFILL_MMA") ?? p.process?.env?.PAGED_PREFILL_MMA;
   } catch {
-    return false; // no --allow-env
+    env = undefined; // no --allow-env
   }
+  if (env === "0") return false;
+  return MMA_VERIFIED || env === "1";
 }
 
 /** True once the kernel has passed every verify case on a matrix adapter. */
-export const MMA_VERIFIED = false;
+export const MMA_VERIFIED = true;
 
 export const mmaVariant: KernelVariant = {
   name: "mma",
@@ -304,8 +307,6 @@ export const mmaVariant: KernelVariant = {
     "subgroup-matrix (tensor core) flash prefill: 16x16x16 f16->f32 QK^T and PV, paged K/V tiles in workgroup memory, f32 softmax with lazy rescaling, GQA-shared tiles, split-KV; f16 q, Dawn adapters with f16 subgroup matrices",
   supports: (problem, gpu) =>
     mmaSupport(problem, gpu) ??
-      (mmaEnabled()
-        ? null
-        : "the mma kernel is off until it passes verification on a matrix adapter (docs/PERF_LOG_MMA.md); PAGED_PREFILL_MMA=1 turns it on"),
+      (mmaEnabled() ? null : "the mma kernel is turned off (PAGED_PREFILL_MMA=0)"),
   plan: (gpu, dev) => planMma(gpu, dev),
 };

@@ -222,7 +222,7 @@ Deno.test("emulated mma matches the reference: Q fragments reloaded per product,
   }, { tile: { rowBlocks: 2, colWarps: 1, keys: 16 }, targetItems: 0, qReload: true });
 });
 
-Deno.test("emulated mma matches the reference: O rescaled on every tile", async () => {
+Deno.test("emulated mma matches the reference: O rescaled on every tile, scores not transposed", async () => {
   await checkEmulated({
     qDtype: "f16",
     qLens: [7],
@@ -232,5 +232,10 @@ Deno.test("emulated mma matches the reference: O rescaled on every tile", async 
     headDim: 32,
     pageSize: 8,
     seed: 16,
-  }, { tile: { rowBlocks: 1, colWarps: 1, keys: 16 }, targetItems: 0, alwaysRescale: true });
+  }, {
+    tile: { rowBlocks: 1, colWarps: 1, keys: 16 },
+    targetItems: 0,
+    alwaysRescale: true,
+    transposedScores: false,
+  });
 });

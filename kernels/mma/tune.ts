@@ -6,6 +6,7 @@
  * Prints a short table last; writes everything as JSON (and failing WGSL) under $OUT.
  *
  * Usage: deno run -A kernels/mma/tune.ts [--only SUBSTR] [--quick] [--flash] [--perf-only]
+ *   [--warm-ms MS] [--diag..6] [--dump] [--probe2] [--probe3] [--probe4]
  * @module
  */
 import { acquireGpu } from "../gpu.ts";
@@ -40,6 +41,7 @@ const value = (name: string) => {
 };
 const only = value("--only");
 const quick = flag("--quick");
+const warmMs = Number(value("--warm-ms") ?? 500);
 const outDir = Deno.env.get("OUT") ?? ".";
 
 const t = (rowBlocks: number, colWarps: number, keys: number): MmaTile => ({
@@ -341,6 +343,14 @@ for (const job of jobs) {
           verify: `ERROR ${msg.slice(0, 80)}`,
         });
         continue;
+      }
+      // Warm up by time: a GPU left idle during verification runs at its idle clock.
+      const warmEnd = performance.now() + warmMs;
+      while (performance.now() < warmEnd) {
+        const enc = gpu.device.createCommandEncoder();
+        plan.encode(enc);
+        gpu.device.queue.submit([enc.finish()]);
+        await gpu.device.queue.onSubmittedWorkDone();
       }
       const stats = await timeGpu(gpu, (enc, ts) => plan.encode(enc, ts), {
         warmup: 3,

@@ -35,7 +35,11 @@ export interface BenchCaseOptions extends CheckOptions {
   warmupMs?: number;
   /** @default 10 (5 on a software GPU, where one run takes 0.1-1 s) */
   iters?: number;
-  /** Keep timing until this many ms of samples. @default 0 */
+  /**
+   * Keep timing until this many ms of samples: after the first `iters`, the rest come in one
+   * long back-to-back batch, so the clock stays up. @default 300 on a hardware GPU, 0 on a
+   * software one
+   */
   minTimeMs?: number;
   /** Input sets to rotate; default: enough to exceed twice the assumed LLC, at most 8. */
   inputSets?: number;
@@ -61,20 +65,35 @@ export function inputSetsFor(problem: Problem): number {
   return Math.max(1, Math.min(8, Math.ceil((2 * ASSUMED_LLC_BYTES) / Math.max(1, bytes))));
 }
 
-/** Submits `encode` back to back until `ms` of wall time have passed (GPU clock ramp-up). */
+/** Wall time one warm-up batch should keep the queue busy before the host waits on it. */
+export const WARMUP_BATCH_MS = 100;
+
+/**
+ * Submits `encode` back to back until `ms` of wall time have passed (GPU clock ramp-up).
+ * Batches grow until one keeps the GPU busy for about `WARMUP_BATCH_MS`: the H200's driver
+ * keeps its 345 MHz idle clock (throttle reason "GPU idle") for work that comes in short
+ * bursts with host round trips between them, even at high utilisation, and only clocks up
+ * (1980 MHz) under sustained load (nvidia-smi log in docs/PERF_LOG.md).
+ */
 export async function warmUp(
   gpu: GpuContext,
   encode: (encoder: GPUCommandEncoder) => void,
   ms: number,
 ): Promise<void> {
   const start = performance.now();
+  let batch = 4;
   do {
-    for (let i = 0; i < 4; i++) {
+    const t0 = performance.now();
+    for (let i = 0; i < batch; i++) {
       const encoder = gpu.device.createCommandEncoder({ label: "warm-up" });
       encode(encoder);
       gpu.device.queue.submit([encoder.finish()]);
     }
     await gpu.device.queue.onSubmittedWorkDone();
+    const took = performance.now() - t0;
+    if (took < WARMUP_BATCH_MS) {
+      batch = Math.min(4096, Math.ceil(batch * Math.min(8, WARMUP_BATCH_MS / Math.max(took, 1))));
+    }
   } while (performance.now() - start < ms);
 }
 
@@ -112,7 +131,7 @@ export async function benchCase(
     }, {
       warmup: options.warmup ?? (software ? 1 : 3),
       iters: options.iters ?? (software ? 5 : 10),
-      ...(options.minTimeMs !== undefined ? { minTimeMs: options.minTimeMs } : {}),
+      minTimeMs: options.minTimeMs ?? (software ? 0 : 300),
     });
     const error = await gpu.device.popErrorScope();
     if (error) throw new Error(`Cannot run ${first.plan.key}: ${error.message}`);

@@ -195,7 +195,12 @@ async function _timeWithTimestamps(
   bracket: boolean,
 ): Promise<TimingStats> {
   const { device } = gpu;
-  const batchCap = Math.max(1, Math.min(MAX_BATCH, Math.max(iters, 1)));
+  // With minTimeMs, room for one long batch after the first `iters`: batches separated by host
+  // round trips let a hardware GPU drop to its idle clock (bench/bench_case.ts warmUp()).
+  const batchCap = Math.max(
+    1,
+    Math.min(MAX_BATCH, minTimeMs > 0 ? Math.max(iters, maxIters) : Math.max(iters, 1)),
+  );
   // A fresh query set per call: stale values of an earlier call cannot pass for timestamps
   // the callback forgot to write (Deno keeps old values of unwritten queries on resolve).
   const querySet = device.createQuerySet({

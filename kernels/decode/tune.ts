@@ -24,6 +24,7 @@ import { adHocCase, expandCases, loadManifest } from "../../workloads/loader.ts"
 import { generateCase } from "../../workloads/generate.ts";
 import { rooflineCosts } from "../../reports/roofline.ts";
 import { timeGpu } from "../../bench/timing.ts";
+import { warmUp } from "../../bench/bench_case.ts";
 import { planFlash } from "../flash/flash.ts";
 import { type DecodeOptions, planDecode } from "./decode.ts";
 import type { DeviceProblem, KernelPlan } from "../variant.ts";
@@ -108,18 +109,12 @@ for (const id of local ? [all[0]!.id] : ids) {
         continue;
       }
       const plan = await cfg.plan(gpu, dev);
-      const w0 = performance.now();
-      while (performance.now() - w0 < 300) {
-        const enc = gpu.device.createCommandEncoder();
-        for (let k = 0; k < 4; k++) plan.encode(enc);
-        gpu.device.queue.submit([enc.finish()]);
-        await gpu.device.queue.onSubmittedWorkDone();
-      }
+      await warmUp(gpu, (enc) => plan.encode(enc), 1000);
       const stats = await timeGpu(gpu, (enc, ts) => plan.encode(enc, ts), {
         warmup: 3,
         iters: 20,
-        minTimeMs: 30,
-        maxIters: 200,
+        minTimeMs: 300,
+        maxIters: 1000,
       });
       const s = stats.median / 1e3;
       const row = {

@@ -30,6 +30,7 @@ import { generateCase } from "../../workloads/generate.ts";
 import { rooflineCosts } from "../../reports/roofline.ts";
 import { measureCeilings } from "../../reports/ceilings.ts";
 import { timeGpu } from "../../bench/timing.ts";
+import { warmUp } from "../../bench/bench_case.ts";
 import { type FlashOptions, planFlash } from "./flash.ts";
 import { simpleVariant } from "../paged_prefill/simple.ts";
 import type { FlashTile } from "./spec.ts";
@@ -328,19 +329,12 @@ for (const job of jobs) {
           verify = `FAIL(${(e as Error).message.slice(0, 200)})`;
         }
       }
-      // Warm the clocks: ~300 ms of back-to-back runs (the CPU reference lets the GPU idle).
-      const w0 = performance.now();
-      while (performance.now() - w0 < 300) {
-        const enc = gpu.device.createCommandEncoder();
-        for (let k = 0; k < 4; k++) plan.encode(enc);
-        gpu.device.queue.submit([enc.finish()]);
-        await gpu.device.queue.onSubmittedWorkDone();
-      }
+      await warmUp(gpu, (enc) => plan.encode(enc), 1000);
       const stats = await timeGpu(gpu, (enc, ts) => plan.encode(enc, ts), {
         warmup: 3,
         iters: compare ? 20 : 15,
-        minTimeMs: 30,
-        maxIters: 200,
+        minTimeMs: 300,
+        maxIters: 1000,
       });
       const s = stats.median / 1e3;
       const row: Row = {

@@ -23,6 +23,7 @@ import { generateCase } from "../../workloads/generate.ts";
 import { rooflineCosts } from "../../reports/roofline.ts";
 import { measureMatrixCeiling } from "../../reports/matrix_ceiling.ts";
 import { timeGpu } from "../../bench/timing.ts";
+import { warmUp } from "../../bench/bench_case.ts";
 import type { KernelPlan } from "../variant.ts";
 import { planFlash } from "../flash/flash.ts";
 import { type MmaOptions, mmaSupport, planMma } from "./mma.ts";
@@ -41,7 +42,7 @@ const value = (name: string) => {
 };
 const only = value("--only");
 const quick = flag("--quick");
-const warmMs = Number(value("--warm-ms") ?? 500);
+const warmMs = Number(value("--warm-ms") ?? 1000);
 const outDir = Deno.env.get("OUT") ?? ".";
 
 const t = (rowBlocks: number, colWarps: number, keys: number): MmaTile => ({
@@ -344,20 +345,23 @@ for (const job of jobs) {
         });
         continue;
       }
-      // Warm up by time: a GPU left idle during verification runs at its idle clock.
-      const warmEnd = performance.now() + warmMs;
-      while (performance.now() < warmEnd) {
-        const enc = gpu.device.createCommandEncoder();
-        plan.encode(enc);
-        gpu.device.queue.submit([enc.finish()]);
-        await gpu.device.queue.onSubmittedWorkDone();
-      }
+      await warmUp(gpu, (enc) => plan.encode(enc), warmMs);
       const stats = await timeGpu(gpu, (enc, ts) => plan.encode(enc, ts), {
         warmup: 3,
         iters: quick ? 8 : 15,
-        minTimeMs: 30,
-        maxIters: 200,
+        minTimeMs: 300,
+        maxIters: 1000,
       });
+      // Wall clock over back-to-back runs in one submission (checks the timestamps).
+      const reps = 20;
+      const w0 = performance.now();
+      {
+        const enc = gpu.device.createCommandEncoder();
+        for (let i = 0; i < reps; i++) plan.encode(enc);
+        gpu.device.queue.submit([enc.finish()]);
+        await gpu.device.queue.onSubmittedWorkDone();
+      }
+      const wallMs = (performance.now() - w0) / reps;
       const s = stats.median / 1e3;
       const row: Row = {
         id: c.id,
@@ -369,7 +373,7 @@ for (const job of jobs) {
         tflops: costs.flops / s / 1e12,
         gbps: costs.bytes / s / 1e9,
         items: 0,
-        verify,
+        verify: `${verify ?? ""} wall ${wallMs.toFixed(3)} ms`,
       };
       rows.push(row);
       console.error(

@@ -239,3 +239,43 @@ Deno.test("emulated mma matches the reference: O rescaled on every tile, scores 
     transposedScores: false,
   });
 });
+
+Deno.test("mma WGSL declares only workgroup variables of whole 16-byte units (NVIDIA layout bug)", () => {
+  const bytesOf = (type: string): number => {
+    const scalar: Record<string, number> = { f16: 2, f32: 4, u32: 4, i32: 4 };
+    const arr = /^array<(\w+), (\d+)>$/.exec(type);
+    if (arr) return scalar[arr[1]!]! * Number(arr[2]);
+    const vec = /^vec(\d)<(\w+)>$/.exec(type);
+    if (vec) return Number(vec[1]) * scalar[vec[2]!]!;
+    return scalar[type] ?? NaN;
+  };
+  const base: MmaSpec = {
+    cacheDtype: "f16",
+    headDim: 128,
+    rowBlocks: 4,
+    colWarps: 1,
+    keys: 64,
+    sg: 32,
+    causal: true,
+    softcap: false,
+    split: false,
+  };
+  const specs: MmaSpec[] = [
+    base,
+    { ...base, cacheDtype: "fp8_e4m3", transposedScores: true, split: true },
+    { ...base, cacheDtype: "int8", qReload: true, headDim: 64, keys: 32 },
+    { ...base, headDim: 256, colWarps: 2, keys: 32, smemReduce: true },
+    { ...base, rowBlocks: 1, keys: 16, emulate: true },
+  ];
+  for (const spec of specs) {
+    const decls = [...mmaWgsl(spec).matchAll(/var<workgroup> (\w+): ([^;]+);/g)];
+    assert(decls.length >= 5, `found ${decls.length} workgroup variables`);
+    for (const [, name, type] of decls) {
+      const bytes = bytesOf(type!.trim());
+      assert(
+        Number.isFinite(bytes) && bytes % 16 === 0,
+        `${name}: ${type} is ${bytes} bytes, not a multiple of 16`,
+      );
+    }
+  }
+});

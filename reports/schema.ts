@@ -509,5 +509,9 @@ export async function writeReport(file: string, report: BenchReport): Promise<vo
   const text = serializeReport(report);
   const dir = path.dirname(file);
   if (dir) await fs.mkdir(dir, { recursive: true });
-  await fs.writeFile(file, text, "utf8");
+  // Write beside, then rename: a run killed mid-write (a device time limit) leaves the last
+  // complete report, never a truncated one.
+  const tmp = `${file}.tmp-${Date.now()}`;
+  await fs.writeFile(tmp, text, "utf8");
+  await fs.rename(tmp, file);
 }

@@ -183,6 +183,10 @@ Deno.test("report renders a bench report and merges two into one", async () => {
   );
   assert.equal(b.code, 0, b.stderr);
   assert.match(b.stdout, /TFLOP\/s/);
+  // The report is rewritten after each case through a temporary file: none is left behind.
+  const files = [];
+  for await (const e of Deno.readDir(dir)) files.push(e.name);
+  assert.deepEqual(files.sort(), ["a.html", "a.json"]);
   const html = await Deno.readTextFile(`${dir}/a.html`);
   assert.match(html, /<svg[\s\S]*<\/svg>/);
   const r = await runCli("report", `${dir}/a.json`);
@@ -264,10 +268,27 @@ ops:
           head_dim: 128, page_size: 256, max_pages_per_req: 274 }
 `,
   );
-  const r = await runCli("verify", "--manifest", `${dir}/m.yaml`, "--all", "--kernel", "simple");
+  const r = await runCli(
+    "verify",
+    "--manifest",
+    `${dir}/m.yaml`,
+    "--all",
+    "--kernel",
+    "simple",
+    "--json",
+    `${dir}/v.json`,
+  );
   assert.equal(r.code, 1, r.stdout + r.stderr);
   assert.match(r.stdout, /small\/f16 .*PASS/);
   assert.match(r.stdout, /1 passed, 0 failed, 1 skipped/);
   assert.match(r.stderr, /SKIP huge\/f16: .*limit/);
+  // The JSON is rewritten after every case through a temporary file; the last write says so.
+  const v = JSON.parse(await Deno.readTextFile(`${dir}/v.json`));
+  assert.equal(v.complete, true);
+  assert.equal(v.results.length, 1);
+  assert.equal(v.skipped.length, 1);
+  const names = [];
+  for await (const e of Deno.readDir(dir)) names.push(e.name);
+  assert.deepEqual(names.sort(), ["m.yaml", "v.json"]);
   await Deno.remove(dir, { recursive: true });
 });

@@ -135,10 +135,17 @@ export function benchCommand(setExit: (code: number) => void) {
     const reports: BenchReport[] = [];
     const skipped: string[] = [];
     for (const backend of backends) {
-      const report = await benchOnBackend(f, cases, seeds, backend, skipped);
+      const suffix = backends.length > 1 ? `.${backend}` : "";
+      const report = await benchOnBackend(
+        f,
+        cases,
+        seeds,
+        backend,
+        skipped,
+        f.json ? _withSuffix(f.json, suffix) : undefined,
+      );
       reports.push(report);
       out(renderTable(report, { color: useColor() }) + "\n");
-      const suffix = backends.length > 1 ? `.${backend}` : "";
       if (f.json) await writeReport(_withSuffix(f.json, suffix), report);
       if (f.md) await writeTextFile(_withSuffix(f.md, suffix), renderMarkdown(report));
       if (f.html) await writeTextFile(_withSuffix(f.html, suffix), renderHtml(report));
@@ -172,6 +179,8 @@ async function benchOnBackend(
   seeds: readonly number[],
   backend: GpuBackend | undefined,
   skipped: string[],
+  /** Rewritten with the results so far after every case, so a run cut short keeps them. */
+  partialJson?: string,
 ): Promise<BenchReport> {
   const gpu = await gpuFromFlags(backend ? { backend } : {});
   err(`bench on ${describeGpu(gpu)}: ${cases.length} workload(s)\n`);
@@ -182,6 +191,10 @@ async function benchOnBackend(
       onProgress: (line) => err(`ceilings: ${line}\n`),
     });
     const environment = describeEnvironment(gpu, ceilings);
+    const meta = {
+      command: ["paged-prefill", "bench", ...runtimeArgs().slice(1)],
+      tool: { name: "paged-prefill", version: "0.1.0" },
+    };
     const bar = progressBar(cases.length);
     for (const [i, c] of cases.entries()) {
       bar.tick(c.id);
@@ -224,12 +237,10 @@ async function benchOnBackend(
           err(`FAIL ${c.id} [${r.variant}] ${r.correctness.message}\n`);
         }
       }
+      if (partialJson) await writeReport(partialJson, buildReport(environment, results, meta));
     }
     bar.done();
-    return buildReport(environment, results, {
-      command: ["paged-prefill", "bench", ...runtimeArgs().slice(1)],
-      tool: { name: "paged-prefill", version: "0.1.0" },
-    });
+    return buildReport(environment, results, meta);
   } finally {
     gpu.destroy();
   }

@@ -24,7 +24,7 @@ import { addBackendOption, describeGpu, gpuFromFlags } from "../gpu_options.ts";
 import { addKernelOptions, variantsFor } from "../kernel_options.ts";
 import { ExitCode } from "../errors.ts";
 import { err, out, progressBar, useColor } from "../output.ts";
-import { writeTextFile } from "../runtime.ts";
+import { rename, writeTextFile } from "../runtime.ts";
 import { intFlag } from "../parse.ts";
 
 /** Flags of `verify`. */
@@ -183,6 +183,18 @@ export function verifyCommand(setExit: (code: number) => void) {
     err(`verify on ${describeGpu(gpu)}\n`);
     const records: VerifyRecord[] = [];
     const skipped: { id: string; reason: string }[] = [];
+    // Rewritten after every case (complete: false until the end), so a run cut short by a
+    // time limit keeps what it verified.
+    const writeJson = async (complete: boolean) => {
+      const text = JSON.stringify(
+        { adapter: gpu.adapterName, backend: gpu.backend, complete, results: records, skipped },
+        null,
+        2,
+      ) + "\n";
+      const tmp = `${f.json}.tmp-${Date.now()}`;
+      await writeTextFile(tmp, text);
+      await rename(tmp, f.json!);
+    };
     try {
       if (f.case) {
         const file = await readCase(f.case);
@@ -211,6 +223,7 @@ export function verifyCommand(setExit: (code: number) => void) {
             skipped.push({ id: c.id, reason: (e as Error).message });
             err(`SKIP ${c.id}: ${(e as Error).message}\n`);
           }
+          if (f.json) await writeJson(false);
         }
         bar.done();
       }
@@ -224,16 +237,7 @@ export function verifyCommand(setExit: (code: number) => void) {
         (skipped.length > 0 ? `, ${skipped.length} skipped (over this adapter's limits)` : "") +
         "\n",
     );
-    if (f.json) {
-      await writeTextFile(
-        f.json,
-        JSON.stringify(
-          { adapter: gpu.adapterName, backend: gpu.backend, results: records, skipped },
-          null,
-          2,
-        ) + "\n",
-      );
-    }
+    if (f.json) await writeJson(true);
     // Skipped rows were not verified: the run did not prove them right.
     setExit(failed > 0 || skipped.length > 0 ? ExitCode.checkFailed : ExitCode.ok);
   });

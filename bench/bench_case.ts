@@ -41,6 +41,8 @@ export interface BenchCaseOptions extends CheckOptions {
    * software one
    */
   minTimeMs?: number;
+  /** Iterations per command buffer while timing (see `TimeGpuOptions.itersPerSubmit`). @default 1 */
+  itersPerSubmit?: number;
   /** Input sets to rotate; default: enough to exceed twice the assumed LLC, at most 8. */
   inputSets?: number;
   /** Skip verification (correctness is then null). @default false */
@@ -132,6 +134,7 @@ export async function benchCase(
       warmup: options.warmup ?? (software ? 1 : 3),
       iters: options.iters ?? (software ? 5 : 10),
       minTimeMs: options.minTimeMs ?? (software ? 0 : 300),
+      ...(options.itersPerSubmit !== undefined ? { itersPerSubmit: options.itersPerSubmit } : {}),
     });
     const error = await gpu.device.popErrorScope();
     if (error) throw new Error(`Cannot run ${first.plan.key}: ${error.message}`);

@@ -31,6 +31,8 @@ export interface TimingStats {
    * back to back and awaited once, the sample being their mean.
    */
   itersPerSample?: number;
+  /** Timestamp mode: iterations recorded into one command buffer per submit (absent: 1). */
+  itersPerSubmit?: number;
 }
 
 /** Records one iteration into `encoder`; must write `ts.beginIndex`/`ts.endIndex` when given. */
@@ -54,6 +56,14 @@ export interface TimeGpuOptions {
    * includes the gaps between passes. @default false
    */
   bracket?: boolean;
+  /**
+   * Timestamp mode: record this many iterations (each with its own timestamps) into one
+   * command buffer per submit. 1 submits each iteration as a caller submits one op call; more
+   * keeps the GPU fed where the implementation's per-submit host cost is of the order of the
+   * kernel (Dawn on short rows), so it does not fall back to its idle clock between
+   * iterations. @default 1
+   */
+  itersPerSubmit?: number;
 }
 
 /** Query slots per query set (WebGPU caps a set at 4096 queries). */
@@ -150,17 +160,20 @@ async function _timestampBatch(
   n: number,
   bracket: boolean,
   buffers: { querySet: GPUQuerySet; resolve: GPUBuffer; readback: GPUBuffer },
+  perSubmit: number,
 ): Promise<number[]> {
   const { device } = gpu;
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i < n; i += perSubmit) {
     const encoder = device.createCommandEncoder({ label: "timing-iteration" });
-    const ts: TimestampSlots = {
-      querySet: buffers.querySet,
-      beginIndex: 2 * i,
-      endIndex: 2 * i + 1,
-    };
-    if (bracket) _encodeBracketed(encoder, encode, ts);
-    else encode(encoder, ts);
+    for (let j = i; j < Math.min(n, i + perSubmit); j++) {
+      const ts: TimestampSlots = {
+        querySet: buffers.querySet,
+        beginIndex: 2 * j,
+        endIndex: 2 * j + 1,
+      };
+      if (bracket) _encodeBracketed(encoder, encode, ts);
+      else encode(encoder, ts);
+    }
     device.queue.submit([encoder.finish()]);
   }
   const encoder = device.createCommandEncoder({ label: "timing-resolve" });
@@ -193,6 +206,7 @@ async function _timeWithTimestamps(
   minTimeMs: number,
   maxIters: number,
   bracket: boolean,
+  perSubmit: number,
 ): Promise<TimingStats> {
   const { device } = gpu;
   // With minTimeMs, room for one long batch after the first `iters`: batches separated by host
@@ -227,13 +241,14 @@ async function _timeWithTimestamps(
         ? iters - samples.length
         : Math.max(1, Math.ceil((minTimeMs - total) / Math.max(total / samples.length, 1e-6)));
       const n = Math.max(1, Math.min(batchCap, want, Math.max(iters, maxIters) - samples.length));
-      const batch = await _timestampBatch(gpu, encode, n, bracket, buffers);
+      const batch = await _timestampBatch(gpu, encode, n, bracket, buffers, perSubmit);
       for (const s of batch) {
         samples.push(s);
         total += s;
       }
     }
-    return summarizeSamples(samples, "timestamp");
+    const stats = summarizeSamples(samples, "timestamp");
+    return perSubmit > 1 ? { ...stats, itersPerSubmit: perSubmit } : stats;
   } finally {
     querySet.destroy();
     resolve.destroy();
@@ -324,6 +339,12 @@ export async function timeGpu(
   const minTimeMs = options.minTimeMs ?? 0;
   const maxIters = options.maxIters ?? 1000;
   const method = options.method ?? "auto";
+  const perSubmit = options.itersPerSubmit ?? 1;
+  if (!Number.isInteger(perSubmit) || perSubmit < 1) {
+    throw new RangeError(
+      `Cannot time GPU work as itersPerSubmit must be an integer >= 1, got ${perSubmit}`,
+    );
+  }
   if (!Number.isInteger(warmup) || warmup < 0) {
     throw new RangeError(`Cannot time GPU work as warmup must be an integer >= 0, got ${warmup}`);
   }
@@ -338,6 +359,14 @@ export async function timeGpu(
   await _runUntimed(gpu, encode, warmup);
   const useTimestamps = method === "timestamp" || (method === "auto" && gpu.hasTimestamps);
   return useTimestamps
-    ? await _timeWithTimestamps(gpu, encode, iters, minTimeMs, maxIters, options.bracket ?? false)
+    ? await _timeWithTimestamps(
+      gpu,
+      encode,
+      iters,
+      minTimeMs,
+      maxIters,
+      options.bracket ?? false,
+      perSubmit,
+    )
     : await _timeWithWallClock(gpu, encode, iters, minTimeMs, maxIters);
 }

@@ -152,3 +152,30 @@ Deno.test("timeGpu() says so when the callback writes no timestamps", async () =
     gpu.destroy();
   }
 });
+
+Deno.test("timeGpu() records several iterations per submit, each with its own timestamps", async () => {
+  const gpu = await acquireGpu();
+  try {
+    const work = _smallPass(gpu, 1 << 14);
+    let calls = 0;
+    const slots = new Set<number>();
+    const stats = await timeGpu(gpu, (encoder, ts) => {
+      calls++;
+      if (ts) slots.add(ts.beginIndex);
+      work.encode(encoder, ts);
+    }, { warmup: 0, iters: 7, itersPerSubmit: 3 });
+    assert.equal(stats.method, "timestamp");
+    assert.equal(stats.count, 7);
+    assert.equal(stats.itersPerSubmit, 3);
+    assert.equal(calls, 7);
+    assert.equal(slots.size, 7, "every iteration writes its own timestamp pair");
+    assert.ok(stats.samples.every((x) => x > 0));
+    await assert.rejects(
+      timeGpu(gpu, work.encode, { itersPerSubmit: 0 }),
+      /itersPerSubmit must be an integer >= 1, got 0/,
+    );
+    work.buffer.destroy();
+  } finally {
+    gpu.destroy();
+  }
+});

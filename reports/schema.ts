@@ -212,6 +212,7 @@ export const TimingStatsSchema: z.ZodType<TimingStats> = z.object({
   count: count,
   samples: z.array(nonNegative),
   itersPerSample: count.optional(),
+  itersPerSubmit: count.optional(),
 });
 
 const CeilingFormSchema: z.ZodType<CeilingForm> = z.object({

@@ -41,6 +41,7 @@ export interface BenchFlags extends WorkloadFlags {
   warmupMs?: number;
   inputSets?: number;
   minTime?: number;
+  itersPerSubmit?: number;
   rows?: number;
   json?: string;
   md?: string;
@@ -92,8 +93,13 @@ export function benchCommand(setExit: (code: number) => void) {
       )
       .option(
         "--min-time <ms>",
-        "keep timing until the samples add up to this many ms",
+        "keep timing until the samples add up to this many ms (default 300; 0 on a software GPU)",
         intFlag("--min-time", 0),
+      )
+      .option(
+        "--iters-per-submit <n>",
+        "timed iterations recorded per command buffer (default 1: one submit per op call, as a caller would); more keeps a GPU busy where submits cost about as much as the kernel",
+        intFlag("--iters-per-submit", 1),
       )
       .option(
         "--seed <n>",
@@ -211,6 +217,7 @@ async function benchOnBackend(
             ...(f.warmupMs !== undefined ? { warmupMs: f.warmupMs } : {}),
             ...(f.inputSets !== undefined ? { inputSets: f.inputSets } : {}),
             ...(f.minTime !== undefined ? { minTimeMs: f.minTime } : {}),
+            ...(f.itersPerSubmit !== undefined ? { itersPerSubmit: f.itersPerSubmit } : {}),
             ...(f.rows !== undefined ? { rowsPerRequest: f.rows } : {}),
             ...(c.verifyRows !== undefined && f.rows === undefined
               ? { rowsPerRequest: c.verifyRows }

@@ -67,6 +67,15 @@ export interface MmaSpec {
   dumpScores?: boolean;
   /** Diagnostic, with `dumpScores`: dump the staged K tile (h_s as f32) instead of S. */
   dumpTile?: boolean;
+  /**
+   * f16 caches only: the full old (paged) tiles load their K and V subgroup matrices straight
+   * from the pools (bound a second time as `array<f16>`, bindings 12 and 13) instead of
+   * staging them through workgroup memory. Needs page_size % 16 == 0 (a 16-key block must lie
+   * in one page): the host only sets it then, and the kernel also checks `page_shift >= 4` at
+   * run time (staging every tile otherwise). Partial old tiles and the chunk's own keys are
+   * still staged. @default false
+   */
+  directKV?: boolean;
 }
 
 /** The optional spec fields a caller may set (diagnostics and layout choices). */
@@ -83,6 +92,7 @@ export type MmaExtra = Pick<
   | "dumpScores"
   | "dumpTile"
   | "qReload"
+  | "directKV"
 >;
 
 /** Geometry derived from a spec; every field is a compile-time constant of the WGSL. */
@@ -152,6 +162,9 @@ export function mmaSpecProblem(spec: MmaSpec): string | null {
   }
   if (((BC * D) / 8) % threads !== 0) return `${BC}x${D} tile not divisible by ${threads} threads`;
   if (((MMA_TILE * D) / 8) % sg !== 0) return `a 16-row Q block is not divisible by ${sg} lanes`;
+  if (spec.directKV && spec.cacheDtype !== "f16") {
+    return `directKV needs an f16 cache (${spec.cacheDtype} codes must be decoded while staged)`;
+  }
   return null;
 }
 
@@ -250,6 +263,7 @@ export function mmaKey(spec: MmaSpec): string {
     ...(spec.unpackH2 ? ["uh"] : []),
     ...(spec.qResident ? ["qr"] : []),
     ...(spec.qReload ? ["ql"] : []),
+    ...(spec.directKV ? ["dkv"] : []),
     ...(spec.ablate ? [`no-${spec.ablate}`] : []),
     ...(spec.emulate ? ["emulated"] : []),
     ...(spec.emulateStage ? [`emu-${spec.emulateStage}`] : []),

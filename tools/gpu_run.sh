@@ -1,11 +1,22 @@
 #!/usr/bin/env bash
-# Runs the CLI on an offline GPU machine (the lent NVIDIA H200 here). Before the call, on a
-# machine with network, from the project root:
-#   bash ../shared/gpu/pack.sh                      # .gpu/: deno, the Vulkan loader
-#   DENO_DIR=$PWD/.gpu_npm deno cache --node-modules-dir=none --no-lock cli/main.ts
-#   rm -rf .gpu_npm/npm/registry.npmjs.org/{webgpu,@webgpu}   # Dawn is not needed for --backend deno
-# then ship the tree with .gpu/ and .gpu_npm/ and run, on the GPU machine:
-#   source .gpu/boot.sh && bash tools/gpu_run.sh bench --all --json out.json
+# Runs the CLI (or, with --script FILE, a tuning script) on an offline GPU machine (the lent
+# NVIDIA H200 here). Before the call, on a machine with network, from the project root:
+#   bash ../shared/gpu/pack.sh          # .gpu/: deno, the Vulkan loader
+#   bash tools/pack_dawn_cache.sh       # .gpu_dawn/: npm dependencies, Dawn's linux-x64 addon
+# then ship the tree with carry [".gpu", ".gpu_dawn"] and run, on the GPU machine:
+#   source .gpu/boot.sh && bash tools/gpu_run.sh bench --all --json $OUT/out.json
+#   source .gpu/boot.sh && bash tools/gpu_run.sh --script kernels/mma/tune.ts --perf-only
+# (.gpu_npm/, an older cache without Dawn, still works when .gpu_dawn/ is absent.)
 set -uo pipefail
-export DENO_DIR="$PWD/.gpu_npm" XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp} NO_COLOR=1
-exec deno run -A --node-modules-dir=none --cached-only --no-lock cli/main.ts "$@"
+cache="$PWD/.gpu_dawn"
+[ -d "$cache" ] || cache="$PWD/.gpu_npm"
+for xzf in "$cache"/npm/registry.npmjs.org/webgpu/*/dist/linux-x64/dawn.node.xz; do
+  [ -f "$xzf" ] && [ ! -f "${xzf%.xz}" ] && xz -dk "$xzf"
+done
+export DENO_DIR="$cache" XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp} NO_COLOR=1
+entry=cli/main.ts
+if [ "${1:-}" = "--script" ]; then
+  entry=$2
+  shift 2
+fi
+exec deno run -A --node-modules-dir=none --cached-only --no-lock "$entry" "$@"

@@ -41,6 +41,23 @@ export const MMA_BINDINGS = [
   "read_write", // o (or split partials)
 ] as const;
 
+/**
+ * Bindings of the attention pass with `directKV`: `MMA_BINDINGS`, then the K and V pools a
+ * second time (the same buffers as bindings 4 and 5) as `array<f16>` for subgroup matrix loads.
+ */
+export const MMA_DIRECT_BINDINGS = [
+  ...MMA_BINDINGS,
+  "read", // k_pages_h
+  "read", // v_pages_h
+] as const;
+
+/** The bindings of the attention pass of `spec`, in binding order. */
+export function mmaBindings(
+  spec: MmaSpec,
+): typeof MMA_BINDINGS | typeof MMA_DIRECT_BINDINGS {
+  return spec.directKV ? MMA_DIRECT_BINDINGS : MMA_BINDINGS;
+}
+
 /** Uniform fields of the attention pass, in order (the last two are f32). */
 export const MMA_PARAMS = [
   "batch",
@@ -109,6 +126,8 @@ export function mmaWgsl(spec: MmaSpec): string {
   const byteCache = fp8 || int8;
   const hasVs = byteCache;
   const SPR = BC / TPR; // scores per thread per tile
+  // Full old tiles read K and V as subgroup matrices straight from the f16 pools.
+  const DKV = spec.directKV === true;
 
   // -- subgroup matrix emitters (real builtins, or the emulation for tests) ---------------
   // Stage "qk" owns Q, K and S; stage "pv" owns P, V and O (diagnostics emulate one of them).
@@ -127,21 +146,23 @@ export function mmaWgsl(spec: MmaSpec): string {
   const load = (
     kind: "l" | "r" | "a",
     name: string,
-    arr: "h_s" | "p_s" | "s_s" | "q_s",
+    arr: "h_s" | "p_s" | "s_s" | "q_s" | "k_pages_h" | "v_pages_h",
     off: string,
     colMajor: boolean,
-    stride: number,
+    stride: number | string,
     stage: Stage,
-  ) =>
-    emuIn(stage)
-      ? `${name} = emu_load_${arr}(${off}, ${colMajor}, ${stride}u, lane);`
+  ) => {
+    const sd = typeof stride === "number" ? `${stride}u` : stride;
+    return emuIn(stage)
+      ? `${name} = emu_load_${arr}(${off}, ${colMajor}, ${sd}, lane);`
       : spec.newSyntax
       ? `${name} = subgroupMatrixLoad<${typeOf(kind, stage)}, ${
         colMajor ? "col_major" : "row_major"
-      }>(&${arr}, ${off}, ${stride}u);`
+      }>(&${arr}, ${off}, ${sd});`
       : `${name} = subgroupMatrixLoad<${
         typeOf(kind, stage)
-      }>(&${arr}, ${off}, ${colMajor}, ${stride}u);`;
+      }>(&${arr}, ${off}, ${colMajor}, ${sd});`;
+  };
   const store = (name: string, off: string, stride: number, stage: Stage) =>
     emuIn(stage)
       ? `emu_store_s_s(${name}, ${off}, ${stride}u, lane);`
@@ -223,7 +244,22 @@ fn emu_load_s_s(off: u32, col_major: bool, stride: u32, lane: u32) -> array<f32,
   }
   return out;
 }
-fn emu_store_s_s(v: array<f32, 8>, off: u32, stride: u32, lane: u32) {
+${
+    DKV
+      ? ["k", "v"].map((w) =>
+        `fn emu_load_${w}_pages_h(off: u32, col_major: bool, stride: u32, lane: u32) -> array<f32, 8> {
+  var out: array<f32, 8>;
+  if (lane < 32u) {
+    for (var e = 0u; e < 8u; e = e + 1u) {
+      out[e] = f32(${w}_pages_h[off + emu_at(emu_rc(lane, e), col_major, stride)]);
+    }
+  }
+  return out;
+}
+`
+      ).join("")
+      : ""
+  }fn emu_store_s_s(v: array<f32, 8>, off: u32, stride: u32, lane: u32) {
   var w = v;
   if (lane < 32u) {
     for (var e = 0u; e < 8u; e = e + 1u) {
@@ -390,37 +426,46 @@ ${
     });
 
   // -- S = Q K^T ---------------------------------------------------------------------------
-  const qk = ab === "qk" ? "" : _lines(KBW, (i) =>
-    `  {
+  // `direct`: K blocks straight from the f16 pool (a full old tile; `kvo[kb]` = element offset
+  // of the block's first key at kv head kvh, keys kv_stride apart), else from the staged h_s.
+  const qkOf = (direct: boolean) =>
+    ab === "qk" ? "" : _lines(KBW, (i) =>
+      `  {
     ${WC === 1 ? "const" : "let"} kb = wc * ${KBW}u + ${i}u;
     ${zero("sacc", "qk")}
 ${
-      _lines(DB, (kd) => {
-        if (TR) {
-          return `    ${
-            load("l", "kf", "h_s", `kb * ${16 * KS}u + ${kd * 16}u`, false, KS, "qk")
-          }\n    ${mma("sacc", "kf", `qf${kd}`, "qk")}${
-            int8 ? `\n    if (is_old) {\n      ${mma("sacc", "kf", `ql${kd}`, "qk")}\n    }` : ""
+        _lines(DB, (kd) => {
+          const kSrc = direct ? "k_pages_h" : "h_s";
+          const kOff = direct ? `kvo[kb] + ${kd * 16}u` : `kb * ${16 * KS}u + ${kd * 16}u`;
+          const kStr = direct ? "kv_stride" : KS;
+          if (TR) {
+            return `    ${load("l", "kf", kSrc, kOff, false, kStr, "qk")}\n    ${
+              mma("sacc", "kf", `qf${kd}`, "qk")
+            }${
+              int8 ? `\n    if (is_old) {\n      ${mma("sacc", "kf", `ql${kd}`, "qk")}\n    }` : ""
+            }`;
+          }
+          const qAt = (comp: number) => `rb * ${16 * KS}u + ${comp * BR * KS + kd * 16}u`;
+          const qa = QL ? `qa${kd}` : `qf${kd}`;
+          const qb = QL ? `qb${kd}` : `ql${kd}`;
+          const reload = QL ? `\n    let ${load("l", qa, "q_s", qAt(0), false, KS, "qk")}` : "";
+          const reloadLo = QL ? `\n      let ${load("l", qb, "q_s", qAt(1), false, KS, "qk")}` : "";
+          return `    ${load("r", "kf", kSrc, kOff, true, kStr, "qk")}${reload}\n    ${
+            mma("sacc", qa, "kf", "qk")
+          }${
+            int8
+              ? `\n    if (is_old) {${reloadLo}\n      ${mma("sacc", qb, "kf", "qk")}\n    }`
+              : ""
           }`;
-        }
-        const qAt = (comp: number) => `rb * ${16 * KS}u + ${comp * BR * KS + kd * 16}u`;
-        const qa = QL ? `qa${kd}` : `qf${kd}`;
-        const qb = QL ? `qb${kd}` : `ql${kd}`;
-        const reload = QL ? `\n    let ${load("l", qa, "q_s", qAt(0), false, KS, "qk")}` : "";
-        const reloadLo = QL ? `\n      let ${load("l", qb, "q_s", qAt(1), false, KS, "qk")}` : "";
-        return `    ${
-          load("r", "kf", "h_s", `kb * ${16 * KS}u + ${kd * 16}u`, true, KS, "qk")
-        }${reload}\n    ${mma("sacc", qa, "kf", "qk")}${
-          int8 ? `\n    if (is_old) {${reloadLo}\n      ${mma("sacc", qb, "kf", "qk")}\n    }` : ""
-        }`;
-      })
-    }
+        })
+      }
     ${
-      TR
-        ? store("sacc", `kb * ${16 * ST}u + rb * 16u`, ST, "qk")
-        : store("sacc", `rb * ${16 * SS}u + kb * 16u`, SS, "qk")
-    }
+        TR
+          ? store("sacc", `kb * ${16 * ST}u + rb * 16u`, ST, "qk")
+          : store("sacc", `rb * ${16 * SS}u + kb * 16u`, SS, "qk")
+      }
   }`);
+  const qk = qkOf(false);
 
   // -- softmax on threads --------------------------------------------------------------------
   const scoreOf = (j: number) => {
@@ -524,24 +569,29 @@ ${roundLoad(ro)}
 ${ro + 1 < NRO ? "  workgroupBarrier();" : ""}`);
 
   // -- O += P V --------------------------------------------------------------------------
-  const pv = _lines(KB, (kb) =>
-    `  {
+  // `direct`: V blocks straight from the f16 pool (see qkOf), else from the staged h_s.
+  const pvOf = (direct: boolean) =>
+    _lines(KB, (kb) =>
+      `  {
     ${load("l", "pf", "p_s", `rb * ${16 * PS}u + ${kb * 16}u`, false, PS, "pv")}
 ${
-      _lines(DBW, (jj) =>
-        `    ${
-          load(
-            "r",
-            "vf",
-            "h_s",
-            `${kb * 16 * KS}u + (wc * ${DBW}u + ${jj}u) * 16u`,
-            false,
-            KS,
-            "pv",
-          )
-        }\n    ${mma(`o${jj}`, "pf", "vf", "pv")}`)
-    }
+        _lines(DBW, (jj) =>
+          `    ${
+            load(
+              "r",
+              "vf",
+              direct ? "v_pages_h" : "h_s",
+              direct
+                ? `kvo[${kb}u] + (wc * ${DBW}u + ${jj}u) * 16u`
+                : `${kb * 16 * KS}u + (wc * ${DBW}u + ${jj}u) * 16u`,
+              false,
+              direct ? "kv_stride" : KS,
+              "pv",
+            )
+          }\n    ${mma(`o${jj}`, "pf", "vf", "pv")}`)
+      }
   }`);
+  const pv = pvOf(false);
 
   // -- output: normalised o, or partials for the combine pass -----------------------------
   const outBody = spec.split
@@ -565,6 +615,38 @@ ${hasVs ? `        if (pend_vs) {\n          v = v * ${vsOf("d")};\n        }` :
   workgroupBarrier();
 ${roundWork(ro, outBody)}
 ${ro + 1 < NRO ? "  workgroupBarrier();" : ""}`);
+
+  // -- directKV: which tiles skip staging ------------------------------------------------------
+  // Tile t is direct when it is a full old tile ((t + 1) * Bc <= old) and pages hold whole
+  // 16-key blocks (page_size >= 16; page sizes are powers of two). Every value it depends on
+  // is workgroup-uniform, so the barriers it guards stay in uniform control flow.
+  const dirOf = (t: string) => `${t} * ${BC}u + ${BC}u <= old && params.page_shift >= 4u`;
+  // `code` (staging into h_s) only when the tile named by `cond` is not direct.
+  const staged = (cond: string, code: string) =>
+    DKV && code.trim() !== "" ? `    if (!${cond}) {\n${code}\n    }` : code;
+  // Element offset in the pools of each 16-key block's first key at kv head kvh (one
+  // block_table lookup per block, from uniform values only, so the same in every lane).
+  const kvOffsets = _lines(KB, (kb) =>
+    `      {
+        let pos = base + ${kb * 16}u;
+        let slot0 = (u32(block_table[bt_base + (pos >> params.page_shift)]) << params.page_shift) | (pos & page_mask);
+        kvo[${kb}u] = slot0 * kv_stride + kvh * ${D}u;
+      }`);
+  const qkStep = DKV
+    ? `    if (dir) {
+${kvOffsets}
+${qkOf(true)}
+    } else {
+${qk}
+    }`
+    : qk;
+  const pvStep = ab === "pv" ? "" : DKV
+    ? `    if (dir) {
+${pvOf(true)}
+    } else {
+${pv}
+    }`
+    : pv;
 
   // Diagnostic: item 0 copies its first tile's S into the output binding; all stop there.
   const sTotal = spec.dumpTile ? BC * KS : TR ? BC * ST : BR * SS;
@@ -624,7 +706,14 @@ struct Params {
 @group(0) @binding(9) var<storage, read> block_table: array<i32>;
 @group(0) @binding(10) var<storage, read> items: array<vec4<u32>>;
 ${outBinding}
-
+${
+    DKV
+      ? `// The same buffers as k_pages / v_pages, as f16 elements for subgroup matrix loads.
+@group(0) @binding(12) var<storage, read> k_pages_h: array<f16>;
+@group(0) @binding(13) var<storage, read> v_pages_h: array<f16>;
+`
+      : ""
+  }
 // K tile, then V tile (and Q while staging): ${BC} rows x D, f16, row stride ${KS}.
 var<workgroup> h_s: array<f16, ${g.hElems}>;
 ${
@@ -716,6 +805,13 @@ ${_lines(DBW, (jj) => `  ${decl("a", `o${jj}`, "pv")}`)}
   ${decl("l", "pf", "pv")}
 ${_lines(DBW, (jj) => `  ${zero(`o${jj}`, "pv")}`)}
 ${_lines(U, (i) => `  var rw${i}: vec4<u32>;`)}
+${
+    DKV
+      ? `  // directKV: pool row stride (elements between consecutive slots) and block offsets.
+  let kv_stride = params.num_kv_heads * ${D}u;
+  var kvo: array<u32, ${KB}>;`
+      : ""
+  }
   var m_run = ${M_INIT};
   var l_run = 0.0;
 
@@ -726,8 +822,13 @@ ${stageQ("t0 < n_old")}
   var is_old = t0 < n_old;
   var base = select(old + (t0 - n_old) * ${BC}u, t0 * ${BC}u, is_old);
   var cnt = select(min(${BC}u, kend - base), min(${BC}u, old - base), is_old);
-${loadRaw("k")}
-${storeRaw}
+${
+    staged(
+      `(${dirOf("t0")})`,
+      `${loadRaw("k")}
+${storeRaw}`,
+    )
+  }
 
   for (var t = t0; t < t1; t = t + 1u) {
     is_old = t < n_old;
@@ -735,35 +836,49 @@ ${storeRaw}
     cnt = select(min(${BC}u, kend - base), min(${BC}u, old - base), is_old);
     let sa = select(params.scale_a, scale_old, is_old);
     let trans = ${hasVs ? "t == n_old && t > t0" : "false"};
-${ab === "load" ? "" : loadRaw("v")}
-    workgroupBarrier(); // K tile ready; last P V done
+${
+    DKV
+      ? `    // Direct tile: K and V come from the pools; h_s is neither written nor read.
+    let dir = ${dirOf("t")};`
+      : ""
+  }
+${ab === "load" ? "" : staged("dir", loadRaw("v"))}
+${
+    DKV
+      ? `    if (!dir) {
+      workgroupBarrier(); // K tile ready (the previous tile's end barrier covers the rest)
+    }`
+      : "    workgroupBarrier(); // K tile ready; last P V done"
+  }
 
-${qk}
+${qkStep}
     workgroupBarrier(); // S ready; K tile no longer read
 ${spec.dumpScores ? dumpScores : ""}
-${ab === "load" ? "" : storeRaw}
+${ab === "load" ? "" : staged("dir", storeRaw)}
 ${ab === "softmax" ? "" : softmax}
     let more = t + 1u < t1;
+${DKV ? "    var dir_n = false;" : ""}
     if (more) {
       let tn = t + 1u;
       is_old = tn < n_old;
       base = select(old + (tn - n_old) * ${BC}u, tn * ${BC}u, is_old);
       cnt = select(min(${BC}u, kend - base), min(${BC}u, old - base), is_old);
-${ab === "load" ? "" : loadRaw("k")}
+${DKV ? `      dir_n = ${dirOf("tn")};` : ""}
+${ab === "load" ? "" : staged("dir_n", loadRaw("k"))}
     }
     let need = workgroupUniformLoad(&flag).x; // P, alpha and V tile ready
     if (${spec.alwaysRescale ? "true" : "need != 0u || trans"}) {
 ${rescale}
     }
 
-${ab === "pv" ? "" : pv}
+${pvStep}
     workgroupBarrier(); // V tile and P no longer read
     if (lid == 0u) {
       flag.x = 0u;
     }
     if (more) {
 ${int8 ? `      if (t + 1u == n_old) {\n${stageQ("false")}\n      }` : ""}
-${ab === "load" ? "" : storeRaw}
+${ab === "load" ? "" : staged("dir_n", storeRaw)}
     }
   }
 

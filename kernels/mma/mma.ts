@@ -32,7 +32,7 @@ import {
   type MmaTile,
   mmaTileFits,
 } from "./spec.ts";
-import { MMA_BINDINGS, mmaWgsl } from "./template.ts";
+import { MMA_BINDINGS, MMA_DIRECT_BINDINGS, mmaBindings, mmaWgsl } from "./template.ts";
 import { buildMmaWorkList, type MmaWorkListOptions } from "./work_list.ts";
 
 /** Options of `planMma()`. */
@@ -66,6 +66,35 @@ export interface MmaOptions extends MmaWorkListOptions {
   dumpScores?: boolean;
   /** Diagnostic, with `dumpScores`: dump the staged K tile instead. */
   dumpTile?: boolean;
+  /**
+   * f16 caches with page_size % 16 == 0: full old tiles load K and V subgroup matrices
+   * straight from the pools (see `MmaSpec.directKV`; `"k"`: K only). Ignored, with the reason in
+   * `planMmaAttention()`'s `directKVRefused`, where `mmaDirectKVProblem()` says why it cannot
+   * apply. @default MMA_DIRECT_KV
+   */
+  directKV?: boolean | "k";
+}
+
+/** Default of `MmaOptions.directKV`: off until timed on a matrix adapter. */
+export const MMA_DIRECT_KV = false;
+
+/**
+ * Why full old tiles cannot be loaded straight from the pools for `problem` on `gpu` (the
+ * `directKV` option), or null.
+ */
+export function mmaDirectKVProblem(problem: Problem, gpu: GpuContext): string | null {
+  if (problem.cacheDtype !== "f16") {
+    return `directKV needs an f16 cache; ${problem.cacheDtype} codes are decoded while staged`;
+  }
+  if (problem.pageSize % 16 !== 0) {
+    return `directKV needs page_size % 16 == 0 (a 16-key block in one page); page_size is ${problem.pageSize}`;
+  }
+  const need = MMA_DIRECT_BINDINGS.length - 1;
+  const max = gpu.limits.maxStorageBuffersPerShaderStage ?? 8;
+  if (max < need) {
+    return `directKV binds ${need} storage buffers, the adapter allows ${max}`;
+  }
+  return null;
 }
 
 /** Default of `MmaOptions.transposedScores`. */
@@ -127,14 +156,21 @@ export async function planMmaAttention(
   gpu: GpuContext,
   dev: DeviceProblem,
   options: MmaOptions = {},
-): Promise<
-  { passes: PassPlan[]; key: string; list: ReturnType<typeof buildMmaWorkList>; code: string }
-> {
+): Promise<{
+  passes: PassPlan[];
+  key: string;
+  list: ReturnType<typeof buildMmaWorkList>;
+  code: string;
+  /** Why `options.directKV` was asked for but not applied (null when applied or not asked). */
+  directKVRefused: string | null;
+}> {
   const p = dev.problem;
   const emulate = options.emulate ?? false;
   const why = mmaSupport(p, gpu, emulate);
   if (why) throw new RangeError(`Cannot plan the mma kernel: ${why}`);
   const limits = _limits(gpu, emulate);
+  const wantDirect = options.directKV ?? MMA_DIRECT_KV;
+  const directKVRefused = wantDirect ? mmaDirectKVProblem(p, gpu) : null;
   const extra = {
     transposedScores: options.transposedScores ?? MMA_TRANSPOSED_SCORES,
     ...(options.ablate ? { ablate: options.ablate } : {}),
@@ -147,6 +183,7 @@ export async function planMmaAttention(
     ...(options.qReload ? { qReload: true } : {}),
     ...(options.dumpScores ? { dumpScores: true } : {}),
     ...(options.dumpTile ? { dumpTile: true } : {}),
+    ...(wantDirect && directKVRefused === null ? { directKV: wantDirect } : {}),
   };
   const tile = options.tile ?? chooseMmaTile(p, limits, emulate, extra);
   if (!tile || !mmaTileFits(p, tile, limits, emulate, extra)) {
@@ -162,9 +199,9 @@ export async function planMmaAttention(
   const geo = mmaGeometry(spec);
   const key = mmaKey(spec);
   const code = mmaWgsl(spec);
-  if (list.count === 0) return { passes: [], key, list, code };
+  if (list.count === 0) return { passes: [], key, list, code, directKVRefused };
   const device = gpu.device;
-  const { pipeline, layout } = await cachedPipeline(gpu, key, code, MMA_BINDINGS);
+  const { pipeline, layout } = await cachedPipeline(gpu, key, code, mmaBindings(spec));
   const buffers: GPUBuffer[] = [];
   const storage = (label: string, data: Uint32Array<ArrayBuffer>) => {
     const buffer = device.createBuffer({
@@ -218,6 +255,8 @@ export async function planMmaAttention(
     dev.blockTable,
     items,
     part ?? dev.o,
+    // directKV: the pools again, read as f16 by the subgroup matrix loads.
+    ...(spec.directKV ? [dev.kPages, dev.vPages] : []),
   ]);
   const passes: PassPlan[] = [{
     key,
@@ -246,7 +285,7 @@ export async function planMmaAttention(
       for (const b of buffers) b.destroy();
     },
   };
-  return { passes, key, list, code };
+  return { passes, key, list, code, directKVRefused };
 }
 
 /** Plans the whole op (attention, combine when split, append) with the mma kernel. */

@@ -9,7 +9,15 @@ import {
   describeOutputCheck,
   describePoolCheck,
 } from "../../reference/check.ts";
-import { type MmaOptions, mmaSupport, mmaVariant, planMma } from "./mma.ts";
+import {
+  MMA_DIRECT_KV,
+  mmaDirectKVProblem,
+  type MmaOptions,
+  mmaSupport,
+  mmaVariant,
+  planMma,
+  planMmaAttention,
+} from "./mma.ts";
 import { mmaWgsl } from "./template.ts";
 import { buildMmaWorkList } from "./work_list.ts";
 import { mmaGeometry, type MmaSpec, mmaSpecProblem } from "./spec.ts";
@@ -25,8 +33,11 @@ function assert(cond: unknown, msg: string): asserts cond {
   if (!cond) throw new Error(msg);
 }
 
-/** Runs the emulated mma plan on a test case; checks o (SPEC §4) and both pools bit-exactly. */
-async function checkEmulated(o: TestCaseOptions, options: MmaOptions = {}): Promise<void> {
+/**
+ * Runs the emulated mma plan on a test case; checks o (SPEC §4) and both pools bit-exactly.
+ * Returns the plan's key.
+ */
+async function checkEmulated(o: TestCaseOptions, options: MmaOptions = {}): Promise<string> {
   const g = await gpu();
   const { inputs, params } = makeTestCase(o);
   const problem = validateProblem(inputs, params);
@@ -47,6 +58,7 @@ async function checkEmulated(o: TestCaseOptions, options: MmaOptions = {}): Prom
     const exp = referenceAppend(inputs, problem);
     const pools = comparePools(out.kPages, out.vPages, exp.kPages, exp.vPages, problem);
     assert(chk.ok && pools.ok, `${describeOutputCheck(chk)}; ${describePoolCheck(pools)}`);
+    return plan.key;
   } finally {
     dev.destroy();
   }
@@ -266,6 +278,8 @@ Deno.test("mma WGSL declares only workgroup variables of whole 16-byte units (NV
     { ...base, cacheDtype: "int8", qReload: true, headDim: 64, keys: 32 },
     { ...base, headDim: 256, colWarps: 2, keys: 32, smemReduce: true },
     { ...base, rowBlocks: 1, keys: 16, emulate: true },
+    { ...base, directKV: true },
+    { ...base, directKV: true, transposedScores: true, split: true, emulate: true },
   ];
   for (const spec of specs) {
     const decls = [...mmaWgsl(spec).matchAll(/var<workgroup> (\w+): ([^;]+);/g)];
@@ -277,5 +291,210 @@ Deno.test("mma WGSL declares only workgroup variables of whole 16-byte units (NV
         `${name}: ${type} is ${bytes} bytes, not a multiple of 16`,
       );
     }
+  }
+});
+
+// ---- directKV: full old tiles read K/V subgroup matrices straight from the f16 pools -------
+
+/** Runs `checkEmulated` with directKV (true unless `options` says "k") and asserts it applied. */
+async function checkDirect(o: TestCaseOptions, options: MmaOptions): Promise<void> {
+  const mode = options.directKV ?? true;
+  const key = await checkEmulated(o, { ...options, directKV: mode });
+  const tag = mode === "k" ? "_dk" : "_dkv";
+  assert(key.includes(tag + "_") || key.endsWith(tag), `directKV was not applied: ${key}`);
+}
+
+Deno.test("mma directKV is off by default and its WGSL loads K and V from the f16 pools", () => {
+  assert(MMA_DIRECT_KV === false, "directKV stays off until timed on a matrix adapter");
+  const spec: MmaSpec = {
+    cacheDtype: "f16",
+    headDim: 128,
+    rowBlocks: 4,
+    colWarps: 1,
+    keys: 64,
+    sg: 32,
+    causal: true,
+    softcap: false,
+    split: false,
+    directKV: true,
+  };
+  const code = mmaWgsl(spec);
+  for (
+    const s of [
+      "@group(0) @binding(12) var<storage, read> k_pages_h: array<f16>;",
+      "@group(0) @binding(13) var<storage, read> v_pages_h: array<f16>;",
+      "(&k_pages_h, kvo[kb] + 0u, true, kv_stride)",
+      "(&v_pages_h, kvo[3u] + (wc * 8u + 7u) * 16u, false, kv_stride)",
+      "let dir = t * 64u + 64u <= old && params.page_shift >= 4u;",
+    ]
+  ) assert(code.includes(s), `missing ${s}`);
+  const tr = mmaWgsl({ ...spec, transposedScores: true });
+  assert(
+    tr.includes("(&k_pages_h, kvo[kb] + 0u, false, kv_stride)"),
+    "row-major K when transposed",
+  );
+  const kOnly = mmaWgsl({ ...spec, directKV: "k" });
+  assert(kOnly.includes("(&k_pages_h,") && !kOnly.includes("(&v_pages_h,"), "K only");
+  const staged = mmaWgsl({ ...spec, directKV: false });
+  assert(!staged.includes("k_pages_h") && !staged.includes("dir"), "no direct path when off");
+  assert(
+    mmaSpecProblem({ ...spec, cacheDtype: "fp8_e4m3" })?.includes("f16 cache"),
+    "an fp8 spec with directKV is invalid",
+  );
+});
+
+Deno.test("emulated mma directKV matches the reference: page 16, GQA, causal, partial last old tile, transposed", async () => {
+  // Old lengths 70 and 35 end in a partial 32-key tile; 64 ends on a tile (all old tiles direct);
+  // 7 has no full old tile.
+  await checkDirect({
+    qDtype: "f16",
+    qLens: [5, 0, 21, 9, 4],
+    cacheLens: [70, 7, 35, 64, 7],
+    heads: 4,
+    kvHeads: 2,
+    headDim: 32,
+    pageSize: 16,
+    seed: 21,
+  }, { tile: { rowBlocks: 2, colWarps: 1, keys: 32 }, targetItems: 0, transposedScores: true });
+});
+
+Deno.test("emulated mma directKV matches the reference: page 16, GQA, non-causal, scores not transposed, sharp scores", async () => {
+  await checkDirect({
+    qDtype: "f16",
+    qLens: [13, 6],
+    cacheLens: [83, 48],
+    heads: 6,
+    kvHeads: 2,
+    headDim: 32,
+    pageSize: 16,
+    isCausal: false,
+    smScale: 2,
+    seed: 22,
+  }, { tile: { rowBlocks: 2, colWarps: 1, keys: 16 }, targetItems: 0, transposedScores: false });
+});
+
+Deno.test("emulated mma directKV matches the reference: page 64, MQA, split-KV, softcap, transposed", async () => {
+  // Splits start inside the old tiles, so an item's first tile is direct or staged.
+  await checkDirect({
+    qDtype: "f16",
+    qLens: [3, 12],
+    cacheLens: [150, 64],
+    heads: 4,
+    kvHeads: 1,
+    headDim: 32,
+    pageSize: 64,
+    softcap: 30,
+    seed: 23,
+  }, {
+    tile: { rowBlocks: 2, colWarps: 1, keys: 16 },
+    targetItems: 64,
+    minSplitTiles: 1,
+    transposedScores: true,
+  });
+});
+
+Deno.test("emulated mma directKV matches the reference: page 64, GQA, split-KV, non-causal, not transposed, two column warps", async () => {
+  await checkDirect({
+    qDtype: "f16",
+    qLens: [4, 9],
+    cacheLens: [100, 130],
+    heads: 4,
+    kvHeads: 2,
+    headDim: 64,
+    pageSize: 64,
+    isCausal: false,
+    seed: 24,
+  }, {
+    tile: { rowBlocks: 2, colWarps: 2, keys: 32 },
+    targetItems: 64,
+    minSplitTiles: 1,
+    transposedScores: false,
+  });
+});
+
+Deno.test("emulated mma directKV matches the reference: page 64, MQA, causal softcap, no split, O rescaled every tile", async () => {
+  await checkDirect({
+    qDtype: "f16",
+    qLens: [17, 2],
+    cacheLens: [190, 128],
+    heads: 2,
+    kvHeads: 1,
+    headDim: 32,
+    pageSize: 64,
+    softcap: 20,
+    seed: 25,
+  }, {
+    tile: { rowBlocks: 1, colWarps: 1, keys: 64 },
+    targetItems: 0,
+    alwaysRescale: true,
+    transposedScores: false,
+  });
+});
+
+Deno.test('emulated mma directKV "k" (K direct, V staged) matches the reference: page 16, GQA, causal, split-KV', async () => {
+  await checkDirect({
+    qDtype: "f16",
+    qLens: [6, 14],
+    cacheLens: [77, 32],
+    heads: 4,
+    kvHeads: 2,
+    headDim: 32,
+    pageSize: 16,
+    seed: 28,
+  }, {
+    tile: { rowBlocks: 2, colWarps: 1, keys: 16 },
+    targetItems: 64,
+    minSplitTiles: 1,
+    transposedScores: false,
+    directKV: "k",
+  });
+});
+
+Deno.test("mma directKV is ignored with a reason for page size 8 and for an fp8 cache, and the output stays right", async () => {
+  const g = await gpu();
+  const cases: Array<[TestCaseOptions, string]> = [
+    [{
+      qDtype: "f16",
+      qLens: [9],
+      cacheLens: [40],
+      heads: 4,
+      kvHeads: 2,
+      headDim: 32,
+      pageSize: 8,
+      seed: 26,
+    }, "page_size"],
+    [{
+      qDtype: "f16",
+      cacheDtype: "fp8_e4m3",
+      qLens: [9],
+      cacheLens: [40],
+      heads: 4,
+      kvHeads: 2,
+      headDim: 32,
+      pageSize: 16,
+      seed: 27,
+    }, "f16 cache"],
+  ];
+  const options: MmaOptions = {
+    tile: { rowBlocks: 2, colWarps: 1, keys: 16 },
+    targetItems: 0,
+    directKV: true,
+  };
+  for (const [o, word] of cases) {
+    const { inputs, params } = makeTestCase(o);
+    const problem = validateProblem(inputs, params);
+    const why = mmaDirectKVProblem(problem, g);
+    assert(why !== null && why.includes(word), `unexpected reason: ${why}`);
+    const dev = uploadInputs(g, inputs, problem);
+    try {
+      const planned = await planMmaAttention(g, dev, { ...options, emulate: true });
+      assert(planned.directKVRefused === why, `refusal ${planned.directKVRefused}`);
+      assert(!planned.key.includes("_dkv") && !planned.code.includes("k_pages_h"), planned.key);
+      for (const p of planned.passes) p.destroy();
+    } finally {
+      dev.destroy();
+    }
+    const key = await checkEmulated(o, options);
+    assert(!key.includes("_dkv"), `directKV applied: ${key}`);
   }
 });

@@ -73,9 +73,9 @@ export interface MmaSpec {
    * staging them through workgroup memory. Needs page_size % 16 == 0 (a 16-key block must lie
    * in one page): the host only sets it then, and the kernel also checks `page_shift >= 4` at
    * run time (staging every tile otherwise). Partial old tiles and the chunk's own keys are
-   * still staged. @default false
+   * still staged. `"k"`: only K is loaded directly, V is staged as before. @default false
    */
-  directKV?: boolean;
+  directKV?: boolean | "k";
 }
 
 /** The optional spec fields a caller may set (diagnostics and layout choices). */
@@ -263,7 +263,7 @@ export function mmaKey(spec: MmaSpec): string {
     ...(spec.unpackH2 ? ["uh"] : []),
     ...(spec.qResident ? ["qr"] : []),
     ...(spec.qReload ? ["ql"] : []),
-    ...(spec.directKV ? ["dkv"] : []),
+    ...(spec.directKV ? [spec.directKV === "k" ? "dk" : "dkv"] : []),
     ...(spec.ablate ? [`no-${spec.ablate}`] : []),
     ...(spec.emulate ? ["emulated"] : []),
     ...(spec.emulateStage ? [`emu-${spec.emulateStage}`] : []),

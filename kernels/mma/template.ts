@@ -19,6 +19,12 @@
  * tiles hold the raw code values (exact in f16) and the scales are applied outside the
  * matrices: the K scale in the score scale (fp8) or folded into Q (int8, per channel,
  * normalised by the head's largest scale), the V scale on O's columns when the old tiles end.
+ *
+ * With `directKV` (f16 caches), full old tiles skip steps 1 and 3's staging: their K and V
+ * subgroup matrices are loaded straight from the pools (16 keys of a block are consecutive
+ * slots of one page, H_kv * D elements apart). Each iteration stages into h_s exactly what the
+ * next reader of h_s needs: V of tile t only when t is staged, K of tile t + 1 only when t + 1
+ * is staged; a direct tile also drops the barrier that only made its staged K tile visible.
  * @module
  */
 import { wgslCodecs } from "../wgsl/codecs.ts";
@@ -127,7 +133,9 @@ export function mmaWgsl(spec: MmaSpec): string {
   const hasVs = byteCache;
   const SPR = BC / TPR; // scores per thread per tile
   // Full old tiles read K and V as subgroup matrices straight from the f16 pools.
-  const DKV = spec.directKV === true;
+  // ("k": only K; V is still staged, since a row-major V block is the awkward global load).
+  const DKV = spec.directKV === true || spec.directKV === "k";
+  const DV = spec.directKV === true;
 
   // -- subgroup matrix emitters (real builtins, or the emulation for tests) ---------------
   // Stage "qk" owns Q, K and S; stage "pv" owns P, V and O (diagnostics emulate one of them).
@@ -640,7 +648,7 @@ ${qkOf(true)}
 ${qk}
     }`
     : qk;
-  const pvStep = ab === "pv" ? "" : DKV
+  const pvStep = ab === "pv" ? "" : DV
     ? `    if (dir) {
 ${pvOf(true)}
     } else {
@@ -838,11 +846,13 @@ ${storeRaw}`,
     let trans = ${hasVs ? "t == n_old && t > t0" : "false"};
 ${
     DKV
-      ? `    // Direct tile: K and V come from the pools; h_s is neither written nor read.
+      ? `    // Direct tile: K${
+        DV ? " and V come from the pools; h_s is neither written nor read" : " comes from the pool"
+      }.
     let dir = ${dirOf("t")};`
       : ""
   }
-${ab === "load" ? "" : staged("dir", loadRaw("v"))}
+${ab === "load" ? "" : DV ? staged("dir", loadRaw("v")) : loadRaw("v")}
 ${
     DKV
       ? `    if (!dir) {
@@ -854,7 +864,7 @@ ${
 ${qkStep}
     workgroupBarrier(); // S ready; K tile no longer read
 ${spec.dumpScores ? dumpScores : ""}
-${ab === "load" ? "" : staged("dir", storeRaw)}
+${ab === "load" ? "" : DV ? staged("dir", storeRaw) : storeRaw}
 ${ab === "softmax" ? "" : softmax}
     let more = t + 1u < t1;
 ${DKV ? "    var dir_n = false;" : ""}

@@ -73,11 +73,33 @@ const perfOnly = flag("--perf-only");
 const extraOpts: MmaOptions = Object.fromEntries(
   args.flatMap((a, i) => (a === "--opt" && args[i + 1] ? [[args[i + 1]!, true]] : [])),
 );
+// directKV (full old tiles load K/V matrices straight from the f16 pools) applies to f16 caches
+// with page_size % 16 == 0 only; elsewhere planMma ignores it (the key then has no `_dkv`).
+const direct: Config[] = [
+  {
+    name: "direct KV",
+    options: { directKV: true, transposedScores: false },
+    verify: !perfOnly,
+  },
+  {
+    name: "direct KV, transposed",
+    options: { directKV: true, transposedScores: true },
+    verify: !perfOnly,
+  },
+  {
+    name: "direct K, transposed",
+    options: { directKV: "k", transposedScores: true },
+    verify: !perfOnly,
+  },
+];
 const both: Config[] = [
   { name: "default", options: { transposedScores: false }, verify: !perfOnly },
   { name: "transposed", options: { transposedScores: true }, verify: !perfOnly },
+  ...direct,
 ];
 const checkOnly: Config[] = both.map((c) => ({ ...c, time: false }));
+/** Byte caches: directKV does not apply, so only the staged configs are verified. */
+const checkStaged: Config[] = checkOnly.filter((c) => !direct.some((d) => d.name === c.name));
 const flash: Config[] = flag("--flash") ? [{ name: "flash(FMA)", options: "flash" }] : [];
 const seed = "llama-3.1-8b-prefill-paged-pg64-4k-old-512-new";
 const d256 = adHocCase({
@@ -152,7 +174,12 @@ const jobs: Job[] = diag
       c: byId(`${seed}/f16`),
       configs: [
         T("default", {}),
+        T("direct KV", { directKV: true, transposedScores: false }),
+        T("direct KV, transposed", { directKV: true, transposedScores: true }),
+        T("direct K, transposed", { directKV: "k", transposedScores: true }),
+        T("direct KV r32 k64", { directKV: true, tile: t(2, 1, 64) }),
         T("transposed", { transposedScores: true }),
+        T("r32 k64", { tile: t(2, 1, 64) }),
         T("r64 k32", { tile: t(4, 1, 32) }),
         T("r128 k32", { tile: t(8, 1, 32) }),
         T("r64 k64 wc2", { tile: t(4, 2, 64) }),
@@ -160,25 +187,33 @@ const jobs: Job[] = diag
         T("ablate softmax", { ablate: "softmax" }),
         T("ablate load", { ablate: "load" }),
         T("default again", {}),
+        T("direct KV again", { directKV: true, transposedScores: false }),
         T("transposed again", { transposedScores: true }),
         ...flash,
       ],
     },
     {
       c: byId("llama-8b-prefill-paged-b8-prefix4k-chunk512-p64/f16"),
-      configs: [T("default", {}), T("transposed", { transposedScores: true }), ...flash],
+      configs: [
+        T("default", {}),
+        T("direct KV", { directKV: true, transposedScores: false }),
+        T("direct KV, transposed", { directKV: true, transposedScores: true }),
+        T("direct K, transposed", { directKV: "k", transposedScores: true }),
+        T("transposed", { transposedScores: true }),
+        ...flash,
+      ],
     },
     { c: d256, configs: [T("default", {}), T("transposed", { transposedScores: true })] },
   ]
   : [
     { c: byId(`${seed}/f16`), configs: both },
     { c: byId("llama-8b-prefill-paged-b8-prefix4k-chunk512-p64/f16"), configs: both },
-    { c: byId(`${seed}-fp8/f16`), configs: checkOnly },
-    { c: byId(`${seed}-int8/f16`), configs: checkOnly },
+    { c: byId(`${seed}-fp8/f16`), configs: checkStaged },
+    { c: byId(`${seed}-int8/f16`), configs: checkStaged },
     { c: byId("gqa-prefill-paged-softcap50-b4-prefix4k-chunk512-p64/f16"), configs: checkOnly },
     { c: byId("llama-8b-decode-paged-b8-prefix32k-q4-p64/f16"), configs: checkOnly },
-    { c: byId("varlen-mixed-b6-with-empty-p32-int8/f16"), configs: checkOnly },
-    { c: byId("mqa-prefill-paged-b2-h16kv1-d128-p32-fp8/f16"), configs: checkOnly },
+    { c: byId("varlen-mixed-b6-with-empty-p32-int8/f16"), configs: checkStaged },
+    { c: byId("mqa-prefill-paged-b2-h16kv1-d128-p32-fp8/f16"), configs: checkStaged },
     { c: byId("gqa-prefill-paged-noncausal-softcap30-b2-d96-p16/f16"), configs: checkOnly },
     { c: d256, configs: checkOnly },
   ];

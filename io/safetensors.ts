@@ -14,9 +14,12 @@
  * aligned typed arrays, so they never alias the file's bytes.
  * @module
  */
-import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Tensor, TensorData, TensorDtype } from "../op/types.ts";
+import { writeFileAtomic } from "./atomic_write.ts";
+
+// Kept here too: case files have always been written through this module.
+export { writeFileAtomic };
 
 /** Safetensors dtype name of each tensor dtype. */
 export const SAFETENSORS_DTYPES: Readonly<Record<TensorDtype, string>> = {
@@ -384,36 +387,6 @@ export async function writeSafetensors(
   options: WriteSafetensorsOptions = {},
 ): Promise<void> {
   await writeFileAtomic(path, serializeSafetensors(tensors, options.metadata));
-}
-
-/**
- * Writes bytes to `path` through a temporary file in the same directory and a rename, so
- * readers never see a partial file and a failure leaves nothing behind. Use it to store the
- * bytes of `caseToSafetensors()` or `outputsToSafetensors()`.
- *
- * @param path the file to write
- * @param bytes its whole content
- *
- * @example
- * ```ts ignore
- * import { serializeSafetensors, writeFileAtomic } from "./safetensors.ts";
- * await writeFileAtomic("empty.safetensors", serializeSafetensors({}));
- * ```
- */
-export async function writeFileAtomic(path: string | URL, bytes: Uint8Array): Promise<void> {
-  const target = path instanceof URL ? fileURLToPath(path) : path;
-  const suffix = crypto.getRandomValues(new Uint32Array(2)).reduce(
-    (s, v) => s + v.toString(16),
-    "",
-  );
-  const temp = join(dirname(target), `.${basename(target)}.${suffix}.tmp`);
-  try {
-    await Deno.writeFile(temp, bytes, { createNew: true });
-    await Deno.rename(temp, target);
-  } catch (e) {
-    await Deno.remove(temp).catch(() => {});
-    throw e;
-  }
 }
 
 function _pathName(path: string | URL): string {

@@ -16,6 +16,7 @@
  * about 30 GFLOP/s, f16 about 12 GFLOP/s.
  * @module
  */
+import { writeFileAtomic } from "../io/atomic_write.ts";
 import * as fs from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -358,10 +359,8 @@ async function _writeCache(file: string, key: string, ceilings: Ceilings): Promi
   const { datasheet: _datasheet, ...stored } = ceilings;
   cache.entries[key] = stored;
   await fs.mkdir(path.dirname(file), { recursive: true });
-  // Write then rename, so a concurrent reader never sees half a file.
-  const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
-  await fs.writeFile(tmp, JSON.stringify(cache, null, 2) + "\n", "utf8");
-  await fs.rename(tmp, file);
+  // Atomic, so a concurrent reader never sees half a file.
+  await writeFileAtomic(file, JSON.stringify(cache, null, 2) + "\n");
 }
 
 /** Options of {@linkcode loadCachedCeilings}. */

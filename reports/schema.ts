@@ -5,6 +5,7 @@
  * correctness. Validated with zod on read and before write.
  * @module
  */
+import { writeFileAtomic } from "../io/atomic_write.ts";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { z } from "zod";
@@ -510,9 +511,6 @@ export async function writeReport(file: string, report: BenchReport): Promise<vo
   const text = serializeReport(report);
   const dir = path.dirname(file);
   if (dir) await fs.mkdir(dir, { recursive: true });
-  // Write beside, then rename: a run killed mid-write (a device time limit) leaves the last
-  // complete report, never a truncated one.
-  const tmp = `${file}.tmp-${Date.now()}`;
-  await fs.writeFile(tmp, text, "utf8");
-  await fs.rename(tmp, file);
+  // A run killed mid-write (a device time limit) leaves the last complete report.
+  await writeFileAtomic(file, text);
 }

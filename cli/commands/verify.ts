@@ -24,7 +24,7 @@ import { addBackendOption, describeGpu, gpuFromFlags } from "../gpu_options.ts";
 import { addKernelOptions, variantsFor } from "../kernel_options.ts";
 import { ExitCode } from "../errors.ts";
 import { err, out, progressBar, useColor } from "../output.ts";
-import { rename, writeTextFile } from "../runtime.ts";
+import { writeFileAtomic } from "../../io/atomic_write.ts";
 import { intFlag } from "../parse.ts";
 
 /** Flags of `verify`. */
@@ -186,14 +186,14 @@ export function verifyCommand(setExit: (code: number) => void) {
     // Rewritten after every case (complete: false until the end), so a run cut short by a
     // time limit keeps what it verified.
     const writeJson = async (complete: boolean) => {
-      const text = JSON.stringify(
-        { adapter: gpu.adapterName, backend: gpu.backend, complete, results: records, skipped },
-        null,
-        2,
-      ) + "\n";
-      const tmp = `${f.json}.tmp-${Date.now()}`;
-      await writeTextFile(tmp, text);
-      await rename(tmp, f.json!);
+      await writeFileAtomic(
+        f.json!,
+        JSON.stringify(
+          { adapter: gpu.adapterName, backend: gpu.backend, complete, results: records, skipped },
+          null,
+          2,
+        ) + "\n",
+      );
     };
     try {
       if (f.case) {

@@ -188,7 +188,8 @@ function _platform(): string {
   return os === "windows" ? "win32" : os;
 }
 
-function _getEnv(name: string): string | undefined {
+/** An environment variable under Deno, Bun or Node (undefined without --allow-env). */
+export function readEnv(name: string): string | undefined {
   const g = globalThis as Record<string, unknown>;
   if (detectRuntime() === "deno") {
     try {
@@ -281,7 +282,7 @@ function _installDawnGlobals(mod: DawnModule): void {
  */
 export function dawnBackendOrder(
   platform: string = _platform(),
-  forced: string | undefined = _getEnv("PAGED_PREFILL_DAWN_BACKEND"),
+  forced: string | undefined = readEnv("PAGED_PREFILL_DAWN_BACKEND"),
 ): DawnApiBackend[] {
   if (forced) {
     if (!(DAWN_API_BACKENDS as readonly string[]).includes(forced)) {
@@ -300,7 +301,7 @@ export function dawnBackendOrder(
 
 /** Dawn's `create()` options for one native API (toggles, backend, extra flags). */
 export function dawnCreateOptions(api: DawnApiBackend): string[] {
-  const extra = (_getEnv("PAGED_PREFILL_DAWN_FLAGS") ?? "")
+  const extra = (readEnv("PAGED_PREFILL_DAWN_FLAGS") ?? "")
     .split(";")
     .map((s) => s.trim())
     .filter((s) => s !== "");
@@ -323,7 +324,7 @@ interface _Found {
 }
 
 function _denoApiBackend(): { api: GpuApiBackend; known: boolean } {
-  const wanted = (_getEnv("DENO_WEBGPU_BACKEND") ?? "").trim().toLowerCase();
+  const wanted = (readEnv("DENO_WEBGPU_BACKEND") ?? "").trim().toLowerCase();
   const named: Record<string, GpuApiBackend> = {
     vulkan: "vulkan",
     gl: "opengles",
@@ -358,14 +359,14 @@ async function _findDenoAdapter(): Promise<_Found> {
 }
 
 async function _findDawnAdapter(override?: DawnApiBackend): Promise<_Found> {
-  const order = dawnBackendOrder(_platform(), override ?? _getEnv("PAGED_PREFILL_DAWN_BACKEND"));
+  const order = dawnBackendOrder(_platform(), override ?? readEnv("PAGED_PREFILL_DAWN_BACKEND"));
   const dawn = await _loadDawn();
   _installDawnGlobals(dawn);
   const tried: string[] = [];
   for (const api of order) {
     if ((api === "opengles" || api === "opengl") && _platform() === "linux") {
       // Headless EGL: without it Mesa looks for an X11/Wayland display and finds none.
-      if (!_getEnv("EGL_PLATFORM")) _setEnv("EGL_PLATFORM", "surfaceless");
+      if (!readEnv("EGL_PLATFORM")) _setEnv("EGL_PLATFORM", "surfaceless");
     }
     const options = dawnCreateOptions(api);
     const featureLevel = _featureLevelFor(api);
@@ -406,7 +407,7 @@ async function _findDawnAdapter(override?: DawnApiBackend): Promise<_Found> {
  * Deno and "dawn" elsewhere (the Bun standalone binary has no built-in WebGPU).
  */
 export function defaultGpuBackend(): GpuBackend {
-  const wanted = _getEnv("PAGED_PREFILL_BACKEND");
+  const wanted = readEnv("PAGED_PREFILL_BACKEND");
   if (wanted) {
     if (!(GPU_BACKENDS as readonly string[]).includes(wanted)) {
       throw new RangeError(

@@ -4,7 +4,7 @@
  * combine pass when split) and the append.
  * @module
  */
-import type { GpuContext } from "../gpu.ts";
+import { type GpuContext, readEnv } from "../gpu.ts";
 import type { DeviceProblem, KernelPlan, KernelVariant } from "../variant.ts";
 import type { Problem } from "../../op/types.ts";
 import {
@@ -306,6 +306,21 @@ export async function planMma(
 }
 
 /**
+ * Whether the `mma` variant may be selected: when `MMA_VERIFIED` (it passes every verify case
+ * on the H200 under Dawn since the workgroup-layout fix, docs/PERF_LOG_MMA.md), unless the
+ * environment variable `PAGED_PREFILL_MMA=0` turns it off; `PAGED_PREFILL_MMA=1` turns it on
+ * where `MMA_VERIFIED` is false.
+ */
+export function mmaEnabled(): boolean {
+  const env = readEnv("PAGED_PREFILL_MMA");
+  if (env === "0") return false;
+  return MMA_VERIFIED || env === "1";
+}
+
+/** True once the kernel has passed every verify case on a matrix adapter. */
+export const MMA_VERIFIED = true;
+
+/**
  * The `mma` kernel variant: flash prefill on tensor cores through WebGPU subgroup matrices
  * (Dawn's chromium-experimental-subgroup-matrix): QK^T and PV as 16x16x16 f16 -> f32 tiles,
  * K/V tiles gathered from the pages (fp8/int8 codes kept exact in f16, scales applied outside
@@ -318,28 +333,6 @@ export async function planMma(
  * const plan = await mmaVariant.plan(gpu, uploadInputs(gpu, inputs, problem));
  * ```
  */
-/**
- * Whether the `mma` variant may be selected: when `MMA_VERIFIED` (it passes every verify case
- * on the H200 under Dawn since the workgroup-layout fix, docs/PERF_LOG_MMA.md), unless the
- * environment variable `PAGED_PREFILL_MMA=0` turns it off; `PAGED_PREFILL_MMA=1` turns it on
- * where `MMA_VERIFIED` is false.
- */
-export function mmaEnabled(): boolean {
-  let env: string | undefined;
-  try {
-    const g = globalThis as { Deno?: { env: { get(k: string): string | undefined } } };
-    const p = globalThis as { process?: { env?: Record<string, string | undefined> } };
-    env = g.Deno?.env.get("PAGED_PREFILL_MMA") ?? p.process?.env?.PAGED_PREFILL_MMA;
-  } catch {
-    env = undefined; // no --allow-env
-  }
-  if (env === "0") return false;
-  return MMA_VERIFIED || env === "1";
-}
-
-/** True once the kernel has passed every verify case on a matrix adapter. */
-export const MMA_VERIFIED = true;
-
 export const mmaVariant: KernelVariant = {
   name: "mma",
   description:

@@ -29,29 +29,42 @@ export interface ScoreDump {
   item: number[];
 }
 
-/** Runs the dump for `options` (a non-split, non-transposed mma config) and compares. */
-export async function dumpFirstScores(
+/** Item 0's first-tile dump from the GPU, with what the host needs to read it. */
+interface _Dump {
+  data: Float32Array;
+  items: Uint32Array;
+  rows: number;
+  keys: number;
+}
+
+/**
+ * Plans the attention pass with `dumpScores` (and `dumpTile` when `tile`), non-split and with
+ * row-major scores, runs it once and reads back what item 0 wrote into o: its first tile's
+ * scores (rows x (keys + 4) f32) or its staged K tile (keys x (D + 8) f32).
+ */
+async function _runDump(
   gpu: GpuContext,
   dev: DeviceProblem,
-  inputs: PagedPrefillInputs,
   options: MmaOptions,
-): Promise<ScoreDump> {
-  const p = dev.problem;
-  if (p.cacheDtype !== "f16") throw new RangeError("score dumps need an f16 cache");
+  tile: boolean,
+): Promise<_Dump> {
+  if (dev.problem.cacheDtype !== "f16") {
+    throw new RangeError(`${tile ? "tile" : "score"} dumps need an f16 cache`);
+  }
   const planned = await planMmaAttention(gpu, dev, {
     ...options,
     dumpScores: true,
+    ...(tile ? { dumpTile: true } : {}),
     targetItems: 0,
     transposedScores: false,
   });
-  const keys = options.tile?.keys ?? Number(/_k(\d+)_/.exec(planned.key)![1]);
+  const keys = Number(/_k(\d+)_/.exec(planned.key)![1]);
   const rows = Number(/_r(\d+)_/.exec(planned.key)![1]);
-  const ss = keys + 4;
+  const bytes = (tile ? keys * (dev.problem.headDim + 8) : rows * (keys + 4)) * 4;
   const enc = gpu.device.createCommandEncoder();
   const pass = enc.beginComputePass();
   for (const pp of planned.passes) pp.encodeInto(pass);
   pass.end();
-  const bytes = rows * ss * 4;
   const read = gpu.device.createBuffer({
     size: bytes,
     usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
@@ -59,11 +72,52 @@ export async function dumpFirstScores(
   enc.copyBufferToBuffer(dev.o, 0, read, 0, bytes);
   gpu.device.queue.submit([enc.finish()]);
   await read.mapAsync(GPUMapMode.READ);
-  const s = new Float32Array(read.getMappedRange().slice(0));
+  const data = new Float32Array(read.getMappedRange().slice(0));
   read.unmap();
   read.destroy();
   for (const pp of planned.passes) pp.destroy();
-  const cpu = _scores(inputs, p, planned.list.items, rows, keys);
+  return { data, items: planned.list.items, rows, keys };
+}
+
+/** Item 0's first K tile: where its keys come from, and each key's f16 row as numbers. */
+function _firstTile(inputs: PagedPrefillInputs, p: Problem, items: Uint32Array, keys: number) {
+  const [b, kvh, t0, kend, nOld] = [items[0]!, items[1]!, items[4]!, items[6]!, items[7]!];
+  const D = p.headDim;
+  const old = p.cacheLens[b]!;
+  const qStart = p.qStarts[b]!;
+  const isOld = t0 < nOld;
+  const base = isOld ? t0 * keys : old + (t0 - nOld) * keys;
+  const kNew = inputs.kNew.data as Uint16Array;
+  const kPages = inputs.kPages.data as Uint16Array;
+  const bt = inputs.blockTable.data as Int32Array;
+  return {
+    isOld,
+    /** Keys the kernel stages from this tile (the rest of the tile is zero). */
+    cnt: isOld ? Math.min(keys, old - base) : Math.min(keys, kend - base),
+    /** Key k of the tile as D numbers, or null past the old keys (or past k_new). */
+    keyRow(k: number): number[] | null {
+      const pos = base + k;
+      if (isOld ? pos >= old : qStart + pos - old >= p.totalQ) return null;
+      const off = isOld
+        ? ((bt[b * p.maxPagesPerReq + Math.floor(pos / p.pageSize)]! * p.pageSize +
+              (pos % p.pageSize)) * p.numKvHeads + kvh) * D
+        : ((qStart + pos - old) * p.numKvHeads + kvh) * D;
+      const src = isOld ? kPages : kNew;
+      return Array.from({ length: D }, (_, d) => f16BitsToNumber(src[off + d]!));
+    },
+  };
+}
+
+/** Runs the dump for `options` (a non-split, non-transposed mma config) and compares. */
+export async function dumpFirstScores(
+  gpu: GpuContext,
+  dev: DeviceProblem,
+  inputs: PagedPrefillInputs,
+  options: MmaOptions,
+): Promise<ScoreDump> {
+  const { data: s, items, rows, keys } = await _runDump(gpu, dev, options, false);
+  const ss = keys + 4;
+  const cpu = _scores(inputs, dev.problem, items, rows, keys);
   let maxRef = 0, maxErr = 0;
   for (let r = 0; r < rows; r++) {
     for (let k = 0; k < keys; k++) {
@@ -100,7 +154,7 @@ export async function dumpFirstScores(
       cpu: Array.from(cpu.slice(0, 6), (x) => Number(x.toPrecision(4))),
     },
     raw: Array.from({ length: rows * keys }, (_, i) => s[Math.floor(i / keys) * ss + (i % keys)]!),
-    item: Array.from(planned.list.items.slice(0, 8)),
+    item: Array.from(items.slice(0, 8)),
   };
 }
 
@@ -113,42 +167,21 @@ function _scores(
   keys: number,
 ): Float64Array {
   const [b, kvh, f0] = [items[0]!, items[1]!, items[2]!];
-  const [t0, , kend, nOld] = [items[4]!, items[5]!, items[6]!, items[7]!];
   const G = p.numHeads / p.numKvHeads;
   const D = p.headDim;
   const qStart = p.qStarts[b]!;
   const nrows = p.qLens[b]! * G;
-  const old = p.cacheLens[b]!;
-  const isOld = t0 < nOld;
-  const base = isOld ? t0 * keys : old + (t0 - nOld) * keys;
-  const cnt = isOld ? Math.min(keys, old - base) : Math.min(keys, kend - base);
+  const tile = _firstTile(inputs, p, items, keys);
+  const K = Array.from({ length: tile.cnt }, (_, k) => tile.keyRow(k)!);
   const q = inputs.q.data as Uint16Array;
-  const kNew = inputs.kNew.data as Uint16Array;
-  const kPages = inputs.kPages.data as Uint16Array;
-  const bt = inputs.blockTable.data as Int32Array;
   const out = new Float64Array(rows * keys);
   for (let r = 0; r < rows; r++) {
     const flat = f0 + r;
     if (flat >= nrows) continue;
-    const tok = qStart + Math.floor(flat / G);
-    const head = kvh * G + (flat % G);
-    const qo = (tok * p.numHeads + head) * D;
-    for (let k = 0; k < cnt; k++) {
-      let ko: number;
-      let src: Uint16Array;
-      if (isOld) {
-        const pos = base + k;
-        const page = bt[b * p.maxPagesPerReq + Math.floor(pos / p.pageSize)]!;
-        ko = ((page * p.pageSize + (pos % p.pageSize)) * p.numKvHeads + kvh) * D;
-        src = kPages;
-      } else {
-        ko = ((qStart + base + k - old) * p.numKvHeads + kvh) * D;
-        src = kNew;
-      }
+    const qo = ((qStart + Math.floor(flat / G)) * p.numHeads + kvh * G + (flat % G)) * D;
+    for (let k = 0; k < tile.cnt; k++) {
       let acc = 0;
-      for (let d = 0; d < D; d++) {
-        acc += f16BitsToNumber(q[qo + d]!) * f16BitsToNumber(src[ko + d]!);
-      }
+      for (let d = 0; d < D; d++) acc += f16BitsToNumber(q[qo + d]!) * K[k]![d]!;
       out[r * keys + k] = acc;
     }
   }
@@ -166,56 +199,11 @@ export async function dumpFirstTile(
   inputs: PagedPrefillInputs,
   options: MmaOptions,
 ): Promise<{ rows: string; exactRows: number; keys: number }> {
-  const p = dev.problem;
-  if (p.cacheDtype !== "f16") throw new RangeError("tile dumps need an f16 cache");
-  const planned = await planMmaAttention(gpu, dev, {
-    ...options,
-    dumpScores: true,
-    dumpTile: true,
-    targetItems: 0,
-    transposedScores: false,
-  });
-  const keys = Number(/_k(\d+)_/.exec(planned.key)![1]);
-  const D = p.headDim;
+  const { data: h, items, keys } = await _runDump(gpu, dev, options, true);
+  const D = dev.problem.headDim;
   const ks = D + 8;
-  const enc = gpu.device.createCommandEncoder();
-  const pass = enc.beginComputePass();
-  for (const pp of planned.passes) pp.encodeInto(pass);
-  pass.end();
-  const bytes = keys * ks * 4;
-  const read = gpu.device.createBuffer({
-    size: bytes,
-    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-  });
-  enc.copyBufferToBuffer(dev.o, 0, read, 0, bytes);
-  gpu.device.queue.submit([enc.finish()]);
-  await read.mapAsync(GPUMapMode.READ);
-  const h = new Float32Array(read.getMappedRange().slice(0));
-  read.unmap();
-  read.destroy();
-  for (const pp of planned.passes) pp.destroy();
-  const items = planned.list.items;
-  const [b, kvh] = [items[0]!, items[1]!];
-  const [t0, , , nOld] = [items[4]!, items[5]!, items[6]!, items[7]!];
-  const old = p.cacheLens[b]!;
-  const qStart = p.qStarts[b]!;
-  const isOld = t0 < nOld;
-  const base = isOld ? t0 * keys : old + (t0 - nOld) * keys;
-  const kPages = inputs.kPages.data as Uint16Array;
-  const kNew = inputs.kNew.data as Uint16Array;
-  const bt = inputs.blockTable.data as Int32Array;
-  const keyRow = (k: number): number[] | null => {
-    const pos = base + k;
-    if (isOld && pos >= old) return null;
-    const off = isOld
-      ? ((bt[b * p.maxPagesPerReq + Math.floor(pos / p.pageSize)]! * p.pageSize +
-            (pos % p.pageSize)) * p.numKvHeads + kvh) * D
-      : ((qStart + pos - old) * p.numKvHeads + kvh) * D;
-    const src = isOld ? kPages : kNew;
-    if (!isOld && qStart + pos - old >= p.totalQ) return null;
-    return Array.from({ length: D }, (_, d) => f16BitsToNumber(src[off + d]!));
-  };
-  const want = Array.from({ length: keys + 2 }, (_, k) => keyRow(k));
+  const tile = _firstTile(inputs, dev.problem, items, keys);
+  const want = Array.from({ length: keys + 2 }, (_, k) => tile.keyRow(k));
   const desc: string[] = [];
   let exactRows = 0;
   for (let r = 0; r < keys; r++) {

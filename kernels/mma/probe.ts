@@ -6,6 +6,7 @@
  * @module
  */
 import type { GpuContext } from "../gpu.ts";
+import { runProbeShader } from "./probe_run.ts";
 
 const PROBE_WGSL = `enable f16;
 enable subgroups;
@@ -121,48 +122,9 @@ export async function probeMatrixConventions(gpu: GpuContext): Promise<MatrixPro
     return ((u >>> 16) & 0x8000) | (e << 10) | ((u >> 13) & 0x3ff);
   };
   for (let i = 0; i < 32; i++) words[i] = f16(1 + i / 64) | (f16(-(2 + i / 32)) << 16);
-  const buf = (data: ArrayBufferView<ArrayBuffer>, usage: number) => {
-    const bu = device.createBuffer({
-      size: data.byteLength,
-      usage: usage | GPUBufferUsage.COPY_DST,
-    });
-    device.queue.writeBuffer(bu, 0, data);
-    return bu;
-  };
-  const abBuf = buf(abData, GPUBufferUsage.STORAGE);
-  const wBuf = buf(words, GPUBufferUsage.STORAGE);
-  const outBuf = device.createBuffer({
-    size: 2400 * 4,
-    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
-  });
-  const readBuf = device.createBuffer({
-    size: 2400 * 4,
-    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-  });
-  device.pushErrorScope("validation");
-  const module = device.createShaderModule({ label: "mma-probe", code: PROBE_WGSL });
-  const pipeline = await device.createComputePipelineAsync({
-    layout: "auto",
-    compute: { module, entryPoint: "main" },
-  });
-  const err = await device.popErrorScope();
-  if (err) throw new Error(`mma probe: ${err.message}`);
-  const group = device.createBindGroup({
-    layout: pipeline.getBindGroupLayout(0),
-    entries: [abBuf, wBuf, outBuf].map((buffer, binding) => ({ binding, resource: { buffer } })),
-  });
-  const enc = device.createCommandEncoder();
-  const pass = enc.beginComputePass();
-  pass.setPipeline(pipeline);
-  pass.setBindGroup(0, group);
-  pass.dispatchWorkgroups(1);
-  pass.end();
-  enc.copyBufferToBuffer(outBuf, 0, readBuf, 0, 2400 * 4);
-  device.queue.submit([enc.finish()]);
-  await readBuf.mapAsync(GPUMapMode.READ);
-  const out = new Float32Array(readBuf.getMappedRange().slice(0));
-  readBuf.unmap();
-  for (const b of [abBuf, wBuf, outBuf, readBuf]) b.destroy();
+  const out = new Float32Array(
+    await runProbeShader(device, "mma probe", PROBE_WGSL, [abData, words], 2400 * 4),
+  );
   const at = _t(a), bt = _t(b);
   const cands: Record<string, Float64Array> = {
     "AB": _mul(a, b),

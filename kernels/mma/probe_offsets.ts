@@ -8,6 +8,7 @@
  * @module
  */
 import type { GpuContext } from "../gpu.ts";
+import { runProbeShader } from "./probe_run.ts";
 
 /** One load or store case. */
 export interface OffsetCase {
@@ -124,44 +125,15 @@ export async function probeOffsets(
   // Multiples of 1/64 in [-4, 4): exact in f16, distinct enough to recognise misplaced blocks.
   for (let i = 0; i < N_H; i++) src[i] = (((i * 37 + 11) % 512) - 256) / 64;
   for (let i = 0; i < N_F; i++) src[N_H + i] = (((i * 53 + 7) % 1024) - 512) / 64;
-  const srcBuf = device.createBuffer({
-    size: src.byteLength,
-    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
-  });
-  device.queue.writeBuffer(srcBuf, 0, src);
-  const outBytes = cases.length * 256 * 4;
-  const outBuf = device.createBuffer({
-    size: outBytes,
-    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
-  });
-  const readBuf = device.createBuffer({
-    size: outBytes,
-    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-  });
-  device.pushErrorScope("validation");
-  const module = device.createShaderModule({ label: "mma-probe-offsets", code: _wgsl(cases) });
-  const pipeline = await device.createComputePipelineAsync({
-    layout: "auto",
-    compute: { module, entryPoint: "main" },
-  });
-  const err = await device.popErrorScope();
-  if (err) throw new Error(`mma offset probe: ${err.message}`);
-  const group = device.createBindGroup({
-    layout: pipeline.getBindGroupLayout(0),
-    entries: [srcBuf, outBuf].map((buffer, binding) => ({ binding, resource: { buffer } })),
-  });
-  const enc = device.createCommandEncoder();
-  const pass = enc.beginComputePass();
-  pass.setPipeline(pipeline);
-  pass.setBindGroup(0, group);
-  pass.dispatchWorkgroups(1);
-  pass.end();
-  enc.copyBufferToBuffer(outBuf, 0, readBuf, 0, outBytes);
-  device.queue.submit([enc.finish()]);
-  await readBuf.mapAsync(GPUMapMode.READ);
-  const out = new Float32Array(readBuf.getMappedRange().slice(0));
-  readBuf.unmap();
-  for (const b of [srcBuf, outBuf, readBuf]) b.destroy();
+  const out = new Float32Array(
+    await runProbeShader(
+      device,
+      "mma offset probe",
+      _wgsl(cases),
+      [src],
+      cases.length * 256 * 4,
+    ),
+  );
   const h = src.subarray(0, N_H);
   const f = src.subarray(N_H);
   return cases.map((c, i) => {
@@ -312,7 +284,9 @@ fn main(@builtin(local_invocation_index) lid: u32) {
 }
 `;
     try {
-      const got = await _runOne(device, code, src, 256);
+      const got = new Float32Array(
+        await runProbeShader(device, "mma loop probe", code, [src], 1024),
+      );
       const many = name.includes("eight");
       let bad = 0;
       for (let r = 0; r < 16; r++) {
@@ -331,53 +305,4 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     }
   }
   return results;
-}
-
-async function _runOne(
-  device: GPUDevice,
-  code: string,
-  src: Float32Array<ArrayBuffer>,
-  outFloats: number,
-): Promise<Float32Array> {
-  const srcBuf = device.createBuffer({
-    size: src.byteLength,
-    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
-  });
-  device.queue.writeBuffer(srcBuf, 0, src);
-  const outBuf = device.createBuffer({
-    size: outFloats * 4,
-    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
-  });
-  const readBuf = device.createBuffer({
-    size: outFloats * 4,
-    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-  });
-  try {
-    device.pushErrorScope("validation");
-    const module = device.createShaderModule({ label: "mma-probe-loop", code });
-    const pipeline = await device.createComputePipelineAsync({
-      layout: "auto",
-      compute: { module, entryPoint: "main" },
-    });
-    const err = await device.popErrorScope();
-    if (err) throw new Error(err.message);
-    const group = device.createBindGroup({
-      layout: pipeline.getBindGroupLayout(0),
-      entries: [srcBuf, outBuf].map((buffer, binding) => ({ binding, resource: { buffer } })),
-    });
-    const enc = device.createCommandEncoder();
-    const pass = enc.beginComputePass();
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, group);
-    pass.dispatchWorkgroups(1);
-    pass.end();
-    enc.copyBufferToBuffer(outBuf, 0, readBuf, 0, outFloats * 4);
-    device.queue.submit([enc.finish()]);
-    await readBuf.mapAsync(GPUMapMode.READ);
-    const out = new Float32Array(readBuf.getMappedRange().slice(0));
-    readBuf.unmap();
-    return out;
-  } finally {
-    for (const b of [srcBuf, outBuf, readBuf]) b.destroy();
-  }
 }

@@ -7,6 +7,7 @@
  * @module
  */
 import type { GpuContext } from "../gpu.ts";
+import { runProbeShader } from "./probe_run.ts";
 
 const D = 128;
 const KS = D + 8;
@@ -182,43 +183,10 @@ export async function probeQk(gpu: GpuContext): Promise<Record<string, string>> 
     ]
   ) {
     const code = _wgsl(v);
-    const srcBuf = device.createBuffer({
-      size: src.byteLength,
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
-    });
-    device.queue.writeBuffer(srcBuf, 0, src);
-    const outBuf = device.createBuffer({
-      size: 1024,
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
-    });
-    const readBuf = device.createBuffer({
-      size: 1024,
-      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-    });
     try {
-      device.pushErrorScope("validation");
-      const module = device.createShaderModule({ label: `mma-probe-qk ${name}`, code });
-      const pipeline = await device.createComputePipelineAsync({
-        layout: "auto",
-        compute: { module, entryPoint: "main" },
-      });
-      const err = await device.popErrorScope();
-      if (err) throw new Error(err.message);
-      const group = device.createBindGroup({
-        layout: pipeline.getBindGroupLayout(0),
-        entries: [srcBuf, outBuf].map((buffer, binding) => ({ binding, resource: { buffer } })),
-      });
-      const enc = device.createCommandEncoder();
-      const pass = enc.beginComputePass();
-      pass.setPipeline(pipeline);
-      pass.setBindGroup(0, group);
-      pass.dispatchWorkgroups(1);
-      pass.end();
-      enc.copyBufferToBuffer(outBuf, 0, readBuf, 0, 1024);
-      device.queue.submit([enc.finish()]);
-      await readBuf.mapAsync(GPUMapMode.READ);
-      const got = new Float32Array(readBuf.getMappedRange().slice(0));
-      readBuf.unmap();
+      const got = new Float32Array(
+        await runProbeShader(device, `mma-probe-qk ${name}`, code, [src], 1024),
+      );
       const tr = v.transposed === true;
       let bad = 0, shifted = 0;
       for (let r = 0; r < 16; r++) {
@@ -233,8 +201,6 @@ export async function probeQk(gpu: GpuContext): Promise<Record<string, string>> 
       out[name] = bad === 0 ? "ok" : `BAD ${bad}/256 (${shifted} look like the next key)`;
     } catch (e) {
       out[name] = `ERROR ${(e as Error).message.slice(0, 400)}`;
-    } finally {
-      for (const b of [srcBuf, outBuf, readBuf]) b.destroy();
     }
   }
   return out;

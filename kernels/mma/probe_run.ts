@@ -27,19 +27,23 @@ export async function runProbeShader(
     });
     const out = make(outBytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
     const read = make(outBytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
+    // The scope is popped on failure too: the validation message says more than the pipeline
+    // error.
     device.pushErrorScope("validation");
-    let pipeline: GPUComputePipeline;
+    let pipeline: GPUComputePipeline | undefined;
+    let failure: unknown;
     try {
       const module = device.createShaderModule({ label, code });
       pipeline = await device.createComputePipelineAsync({
         layout: "auto",
         compute: { module, entryPoint: "main" },
       });
-    } finally {
-      // Popped on failure too; the validation message says more than the pipeline error.
-      const err = await device.popErrorScope();
-      if (err) throw new Error(`${label}: ${err.message}`);
+    } catch (e) {
+      failure = e;
     }
+    const err = await device.popErrorScope();
+    if (err) throw new Error(`${label}: ${err.message}`);
+    if (!pipeline) throw failure;
     const group = device.createBindGroup({
       layout: pipeline.getBindGroupLayout(0),
       entries: [...bound, out].map((buffer, binding) => ({ binding, resource: { buffer } })),

@@ -11,6 +11,14 @@
  * @module
  */
 import type { Problem } from "../../op/types.ts";
+import {
+  packLongestFirst,
+  rowTilesOf,
+  splitRange,
+  splitsOf,
+  unitsPerItem,
+  unitsVisited,
+} from "../work_split.ts";
 import type { WorkList } from "../flash/work_list.ts";
 
 /** Options of `buildDecodeWorkList()`. */
@@ -53,42 +61,23 @@ export function buildDecodeWorkList(
 ): WorkList {
   const target = options.targetItems ?? 4096;
   const minSplit = Math.max(1, options.minSplitSteps ?? 8);
-  const G = problem.numHeads / problem.numKvHeads;
   const H = problem.numKvHeads;
-  interface RowTile {
-    b: number;
-    f0: number;
-    kend: number;
-    steps: number;
-  }
   // Row tiles by request; a request's tiles are consecutive.
-  const byRequest: RowTile[][] = [];
-  for (let b = 0; b < problem.batch; b++) {
-    const qlen = problem.qLens[b]!;
-    const old = problem.cacheLens[b]!;
-    const nrows = qlen * G;
-    const tiles: RowTile[] = [];
-    for (let f0 = 0; f0 < nrows; f0 += rows) {
-      const last = Math.min(f0 + rows, nrows) - 1;
-      const kend = problem.isCausal ? old + Math.floor(last / G) + 1 : old + qlen;
-      tiles.push({ b, f0, kend, steps: Math.ceil(kend / stepKeys) });
-    }
-    byRequest.push(tiles);
-  }
-  const all = byRequest.flat();
-  const base = all.length * H;
-  const work = all.reduce((s, t) => s + t.steps, 0) * H;
-  let perItem = Infinity;
-  if (target > 0 && base < target) perItem = Math.max(minSplit, Math.ceil(work / target));
-  const splitsOf = (t: RowTile) => Math.max(1, Math.ceil(t.steps / perItem));
-  const split = all.some((t) => splitsOf(t) > 1);
+  const all = rowTilesOf(problem, rows).map((t) => ({
+    ...t,
+    steps: Math.ceil(t.kend / stepKeys),
+  }));
+  const byRequest = Array.from({ length: problem.batch }, (_, b) => all.filter((t) => t.b === b));
+  const perItem = unitsPerItem(all.map((t) => t.steps), H, target, minSplit);
+  const nsOf = (t: { steps: number }) => splitsOf(t.steps, perItem);
+  const split = all.some((t) => nsOf(t) > 1);
 
   // Slots: contiguous per (request, row tile, kv head), as the combine pass reads them.
   const slotOf = new Map<string, number>();
   const comb: number[] = [];
   let slot = 0;
   for (const t of all) {
-    const ns = splitsOf(t);
+    const ns = nsOf(t);
     for (let g = 0; g < H; g++) {
       if (split) comb.push(t.b, g, t.f0, slot, ns, 0, 0, 0);
       slotOf.set(`${t.b}/${t.f0}/${g}`, slot);
@@ -96,37 +85,24 @@ export function buildDecodeWorkList(
     }
   }
 
-  interface Item {
-    b: number;
-    g: number;
-    f0: number;
-    slot: number;
-    s0: number;
-    s1: number;
-    kend: number;
-  }
-  const out: Item[] = [];
+  // A request's row tiles side by side in the dispatch for each (split, kv head): the tiles of
+  // 16 rows read the same K/V back to back, the second from L2.
+  const out: number[][] = [];
   for (const tiles of byRequest) {
-    const maxSplits = Math.max(0, ...tiles.map(splitsOf));
+    const maxSplits = Math.max(0, ...tiles.map(nsOf));
     for (let s = 0; s < maxSplits; s++) {
       for (let g = 0; g < H; g++) {
         for (const t of tiles) {
-          const ns = splitsOf(t);
+          const ns = nsOf(t);
           if (s >= ns) continue;
-          const s0 = Math.floor((s * t.steps) / ns);
-          const s1 = Math.floor(((s + 1) * t.steps) / ns);
+          const [s0, s1] = splitRange(t.steps, ns, s);
           const first = slotOf.get(`${t.b}/${t.f0}/${g}`)!;
-          out.push({ b: t.b, g, f0: t.f0, slot: split ? first + s : 0, s0, s1, kend: t.kend });
+          out.push([t.b, g, t.f0, split ? first + s : 0, s0, s1, t.kend, 0]);
         }
       }
     }
   }
-  // Longest first (stable: equal lengths keep the order above).
-  out.sort((a, b) => (b.s1 - b.s0) - (a.s1 - a.s0));
-  const items = new Uint32Array(out.length * 8);
-  out.forEach((it, i) => {
-    items.set([it.b, it.g, it.f0, it.slot, it.s0, it.s1, it.kend, 0], i * 8);
-  });
+  const items = packLongestFirst(out);
   return {
     items,
     count: out.length,
@@ -134,6 +110,6 @@ export function buildDecodeWorkList(
     slots: split ? slot : 0,
     combine: new Uint32Array(comb),
     combineCount: comb.length / 8,
-    tiles: out.reduce((s, it) => s + it.s1 - it.s0, 0),
+    tiles: unitsVisited(out),
   };
 }

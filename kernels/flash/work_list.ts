@@ -6,6 +6,14 @@
  * @module
  */
 import type { Problem } from "../../op/types.ts";
+import {
+  packLongestFirst,
+  rowTilesOf,
+  splitRange,
+  splitsOf,
+  unitsPerItem,
+  unitsVisited,
+} from "../work_split.ts";
 
 /** Options of `buildWorkList()`. */
 export interface WorkListOptions {
@@ -63,44 +71,15 @@ export function buildWorkList(
 ): WorkList {
   const target = options.targetItems ?? 1024;
   const minSplit = options.minSplitTiles ?? 8;
-  const G = problem.numHeads / problem.numKvHeads;
-  interface RowTile {
-    b: number;
-    f0: number;
-    kend: number;
-    tiles: number;
-  }
-  const rowTiles: RowTile[] = [];
-  for (let b = 0; b < problem.batch; b++) {
-    const qlen = problem.qLens[b]!;
-    const old = problem.cacheLens[b]!;
-    const nrows = qlen * G;
-    for (let f0 = 0; f0 < nrows; f0 += rows) {
-      const last = Math.min(f0 + rows, nrows) - 1;
-      const kend = problem.isCausal ? old + Math.floor(last / G) + 1 : old + qlen;
-      rowTiles.push({ b, f0, kend, tiles: Math.ceil(kend / keys) });
-    }
-  }
   const H = problem.numKvHeads;
-  const base = rowTiles.length * H;
-  const work = rowTiles.reduce((s, t) => s + t.tiles, 0) * H;
-  let perItem = Infinity;
-  if (target > 0 && base < target) {
-    perItem = Math.max(minSplit, Math.ceil(work / target));
-  }
-  const splits = rowTiles.map((t) => Math.max(1, Math.ceil(t.tiles / perItem)));
+  const rowTiles = rowTilesOf(problem, rows).map((t) => ({
+    ...t,
+    tiles: Math.ceil(t.kend / keys),
+  }));
+  const perItem = unitsPerItem(rowTiles.map((t) => t.tiles), H, target, minSplit);
+  const splits = rowTiles.map((t) => splitsOf(t.tiles, perItem));
   const split = splits.some((n) => n > 1);
-
-  interface Item {
-    b: number;
-    g: number;
-    f0: number;
-    slot: number;
-    t0: number;
-    t1: number;
-    kend: number;
-  }
-  const out: Item[] = [];
+  const out: number[][] = [];
   const comb: number[] = [];
   let slot = 0;
   rowTiles.forEach((t, i) => {
@@ -108,19 +87,13 @@ export function buildWorkList(
     for (let g = 0; g < H; g++) {
       if (split) comb.push(t.b, g, t.f0, slot, ns, 0, 0, 0);
       for (let s = 0; s < ns; s++) {
-        const t0 = Math.floor((s * t.tiles) / ns);
-        const t1 = Math.floor(((s + 1) * t.tiles) / ns);
-        out.push({ b: t.b, g, f0: t.f0, slot: split ? slot : 0, t0, t1, kend: t.kend });
+        const [t0, t1] = splitRange(t.tiles, ns, s);
+        out.push([t.b, g, t.f0, split ? slot : 0, t0, t1, t.kend, 0]);
         if (split) slot++;
       }
     }
   });
-  // Longest first: the tail of the launch is made of short items.
-  out.sort((a, b) => (b.t1 - b.t0) - (a.t1 - a.t0));
-  const items = new Uint32Array(out.length * 8);
-  out.forEach((it, i) => {
-    items.set([it.b, it.g, it.f0, it.slot, it.t0, it.t1, it.kend, 0], i * 8);
-  });
+  const items = packLongestFirst(out);
   return {
     items,
     count: out.length,
@@ -128,6 +101,6 @@ export function buildWorkList(
     slots: slot,
     combine: new Uint32Array(comb),
     combineCount: comb.length / 8,
-    tiles: out.reduce((s, it) => s + it.t1 - it.t0, 0),
+    tiles: unitsVisited(out),
   };
 }

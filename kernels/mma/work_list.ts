@@ -7,6 +7,14 @@
  * @module
  */
 import type { Problem } from "../../op/types.ts";
+import {
+  packLongestFirst,
+  rowTilesOf,
+  splitRange,
+  splitsOf,
+  unitsPerItem,
+  unitsVisited,
+} from "../work_split.ts";
 
 /** Options of `buildMmaWorkList()`. */
 export interface MmaWorkListOptions {
@@ -63,32 +71,15 @@ export function buildMmaWorkList(
 ): MmaWorkList {
   const target = options.targetItems ?? 264;
   const minSplit = options.minSplitTiles ?? 8;
-  const G = problem.numHeads / problem.numKvHeads;
-  interface RowTile {
-    b: number;
-    f0: number;
-    kend: number;
-    nOld: number;
-    tiles: number;
-  }
-  const rowTiles: RowTile[] = [];
-  for (let b = 0; b < problem.batch; b++) {
-    const qlen = problem.qLens[b]!;
-    const old = problem.cacheLens[b]!;
-    const nrows = qlen * G;
-    const nOld = Math.ceil(old / keys);
-    for (let f0 = 0; f0 < nrows; f0 += rows) {
-      const last = Math.min(f0 + rows, nrows) - 1;
-      const kend = problem.isCausal ? old + Math.floor(last / G) + 1 : old + qlen;
-      rowTiles.push({ b, f0, kend, nOld, tiles: nOld + Math.ceil((kend - old) / keys) });
-    }
-  }
   const H = problem.numKvHeads;
-  const base = rowTiles.length * H;
-  const work = rowTiles.reduce((s, t) => s + t.tiles, 0) * H;
-  let perItem = Infinity;
-  if (target > 0 && base < target) perItem = Math.max(minSplit, Math.ceil(work / target));
-  const splits = rowTiles.map((t) => Math.max(1, Math.ceil(t.tiles / perItem)));
+  // Old tiles first, then the chunk's own up to the tile's key end; a tile never mixes them.
+  const rowTiles = rowTilesOf(problem, rows).map((t) => {
+    const old = problem.cacheLens[t.b]!;
+    const nOld = Math.ceil(old / keys);
+    return { ...t, nOld, tiles: nOld + Math.ceil((t.kend - old) / keys) };
+  });
+  const perItem = unitsPerItem(rowTiles.map((t) => t.tiles), H, target, minSplit);
+  const splits = rowTiles.map((t) => splitsOf(t.tiles, perItem));
   const split = splits.some((n) => n > 1);
   const out: number[][] = [];
   const comb: number[] = [];
@@ -98,17 +89,13 @@ export function buildMmaWorkList(
     for (let g = 0; g < H; g++) {
       if (split) comb.push(t.b, g, t.f0, slot, ns, 0, 0, 0);
       for (let s = 0; s < ns; s++) {
-        const t0 = Math.floor((s * t.tiles) / ns);
-        const t1 = Math.floor(((s + 1) * t.tiles) / ns);
+        const [t0, t1] = splitRange(t.tiles, ns, s);
         out.push([t.b, g, t.f0, split ? slot : 0, t0, t1, t.kend, t.nOld]);
         if (split) slot++;
       }
     }
   });
-  // Longest first: the tail of the launch is made of short items.
-  out.sort((a, b) => (b[5]! - b[4]!) - (a[5]! - a[4]!));
-  const items = new Uint32Array(out.length * 8);
-  out.forEach((it, i) => items.set(it, i * 8));
+  const items = packLongestFirst(out);
   return {
     items,
     count: out.length,
@@ -116,6 +103,6 @@ export function buildMmaWorkList(
     slots: slot,
     combine: new Uint32Array(comb),
     combineCount: comb.length / 8,
-    tiles: out.reduce((s, it) => s + it[5]! - it[4]!, 0),
+    tiles: unitsVisited(out),
   };
 }

@@ -1,0 +1,74 @@
+/**
+ * What the flash, mma and decode work lists share: the row tiles of a problem (per request, a
+ * tile of (query, head) rows of one KV head's group and the key end its last row sees), how
+ * many key units one split-KV item takes, and the items' GPU packing.
+ * @module
+ */
+import type { Problem } from "../op/types.ts";
+
+/** A tile of `rows` flat (query, head) rows of request `b`, from flat row `f0`. */
+export interface RowTile {
+  b: number;
+  f0: number;
+  /** Keys the tile's last row sees (old keys, then the chunk's own up to the causal limit). */
+  kend: number;
+}
+
+/** The row tiles of every request, in request order; a request's tiles are consecutive. */
+export function rowTilesOf(problem: Problem, rows: number): RowTile[] {
+  const G = problem.numHeads / problem.numKvHeads;
+  const tiles: RowTile[] = [];
+  for (let b = 0; b < problem.batch; b++) {
+    const qlen = problem.qLens[b]!;
+    const old = problem.cacheLens[b]!;
+    const nrows = qlen * G;
+    for (let f0 = 0; f0 < nrows; f0 += rows) {
+      const last = Math.min(f0 + rows, nrows) - 1;
+      const kend = problem.isCausal ? old + Math.floor(last / G) + 1 : old + qlen;
+      tiles.push({ b, f0, kend });
+    }
+  }
+  return tiles;
+}
+
+/**
+ * Key units (tiles or steps) per split-KV item: unbounded when the row tiles alone give at
+ * least `target` workgroups (or `target` is 0), else enough to reach `target` items over all
+ * `units` (one count per row tile, times `kvHeads`), but never fewer than `minSplit`.
+ */
+export function unitsPerItem(
+  units: readonly number[],
+  kvHeads: number,
+  target: number,
+  minSplit: number,
+): number {
+  if (target <= 0 || units.length * kvHeads >= target) return Infinity;
+  const work = units.reduce((s, n) => s + n, 0) * kvHeads;
+  return Math.max(minSplit, Math.ceil(work / target));
+}
+
+/** Splits of a row tile of `units` key units when an item takes at most `perItem`. */
+export function splitsOf(units: number, perItem: number): number {
+  return Math.max(1, Math.ceil(units / perItem));
+}
+
+/** Key units [begin, end) of split `s` of `ns` over `units`. */
+export function splitRange(units: number, ns: number, s: number): [number, number] {
+  return [Math.floor((s * units) / ns), Math.floor(((s + 1) * units) / ns)];
+}
+
+/**
+ * Packs items of 8 u32 (request, kv head, first row, slot, unit begin, unit end, key end, x)
+ * longest first, stably: the tail of the launch is made of short items.
+ */
+export function packLongestFirst(items: number[][]): Uint32Array<ArrayBuffer> {
+  const sorted = [...items].sort((a, b) => (b[5]! - b[4]!) - (a[5]! - a[4]!));
+  const out = new Uint32Array(sorted.length * 8);
+  sorted.forEach((it, i) => out.set(it, i * 8));
+  return out;
+}
+
+/** Key units visited by packed items (for the perf logs). */
+export function unitsVisited(items: readonly number[][]): number {
+  return items.reduce((s, it) => s + it[5]! - it[4]!, 0);
+}

@@ -1,0 +1,68 @@
+import assert from "node:assert/strict";
+import type { Problem } from "../op/types.ts";
+import {
+  packLongestFirst,
+  rowTilesOf,
+  splitRange,
+  splitsOf,
+  unitsPerItem,
+  unitsVisited,
+} from "./work_split.ts";
+
+const problem = (over: Partial<Problem>): Problem => ({
+  qDtype: "f16",
+  cacheDtype: "f16",
+  batch: 2,
+  totalQ: 7,
+  numHeads: 4,
+  numKvHeads: 2,
+  headDim: 16,
+  pageSize: 16,
+  numPages: 8,
+  poolTokens: 128,
+  maxPagesPerReq: 4,
+  isCausal: true,
+  smScale: 0.25,
+  softcap: 0,
+  qLens: [5, 2],
+  qStarts: [0, 5],
+  cacheLens: [30, 0],
+  ...over,
+});
+
+Deno.test("rowTilesOf() tiles each request's (query, head) rows and gives each tile's key end", () => {
+  // group 2: request 0 has 10 rows (tiles of 4: 0-3, 4-7, 8-9), request 1 has 4.
+  assert.deepEqual(rowTilesOf(problem({}), 4), [
+    { b: 0, f0: 0, kend: 32 }, // last row 3 = query 1 sees keys 0..31
+    { b: 0, f0: 4, kend: 34 },
+    { b: 0, f0: 8, kend: 35 },
+    { b: 1, f0: 0, kend: 2 },
+  ]);
+  const full = rowTilesOf(problem({ isCausal: false }), 4);
+  assert.deepEqual(full.map((t) => t.kend), [35, 35, 35, 2]);
+  assert.deepEqual(rowTilesOf(problem({ qLens: [0, 0], totalQ: 0 }), 4), []);
+});
+
+Deno.test("unitsPerItem() splits only when the row tiles give too few workgroups", () => {
+  assert.equal(unitsPerItem([10, 10], 2, 4, 1), Infinity); // 4 row tiles x heads already
+  assert.equal(unitsPerItem([10, 10], 2, 0, 1), Infinity); // splitting off
+  assert.equal(unitsPerItem([10, 10], 2, 8, 1), 5); // 40 units over 8 items
+  assert.equal(unitsPerItem([10, 10], 2, 8, 7), 7); // but never under minSplit
+  assert.equal(splitsOf(10, Infinity), 1);
+  assert.equal(splitsOf(10, 4), 3);
+  assert.equal(splitsOf(0, 4), 1);
+  assert.deepEqual([0, 1, 2].map((s) => splitRange(10, 3, s)), [[0, 3], [3, 6], [6, 10]]);
+});
+
+Deno.test("packLongestFirst() orders items by key units, stably, 8 u32 each", () => {
+  const items = [
+    [0, 0, 0, 0, 0, 2, 9, 0],
+    [1, 0, 0, 1, 0, 5, 9, 0],
+    [2, 0, 0, 2, 3, 5, 9, 0],
+  ];
+  assert.deepEqual(
+    Array.from(packLongestFirst(items)),
+    [...items[1]!, ...items[0]!, ...items[2]!],
+  );
+  assert.equal(unitsVisited(items), 9);
+});

@@ -24,7 +24,7 @@ import { acquireGpu } from "../gpu.ts";
 import { validateProblem } from "../../op/validate.ts";
 import { readOutputs, uploadInputs } from "../device_inputs.ts";
 import { referenceAttention, sampleReferenceRows } from "../../reference/attention.ts";
-import { bf16BitsToNumber, f16BitsToNumber } from "../../reference/codecs.ts";
+import { compareOutput, describeOutputCheck } from "../../reference/check.ts";
 import { adHocCase, expandCases, loadManifest, type WorkloadCase } from "../../workloads/loader.ts";
 import { generateCase } from "../../workloads/generate.ts";
 import { rooflineCosts } from "../../reports/roofline.ts";
@@ -265,24 +265,8 @@ async function verifyConfig(
     const err = await gpu.device.popErrorScope();
     if (err) throw new Error(`validation: ${err.message}`);
     const out = await readOutputs(gpu, vdev, inputs);
-    const [atol, rtol] = problem.qDtype === "f16" ? [2e-3, 2e-3] : [1.6e-2, 1.6e-2];
-    const dec = problem.qDtype === "f16" ? f16BitsToNumber : bf16BitsToNumber;
-    const HD = problem.numHeads * problem.headDim;
-    let bad = 0, maxAbs = 0, num = 0, den = 0;
-    ref.rows.forEach((row, ri) => {
-      for (let e = 0; e < HD; e++) {
-        const want = ref.o[ri * HD + e]!;
-        const got = dec((out.o.data as Uint16Array)[row.token * HD + e]!);
-        const d = Math.abs(got - want);
-        if (!(d <= atol + rtol * Math.abs(want))) bad++;
-        maxAbs = Math.max(maxAbs, Number.isNaN(d) ? Infinity : d);
-        num += d * d;
-        den += want * want;
-      }
-    });
-    return `${bad === 0 ? "PASS" : `FAIL(${bad})`} rows=${ref.rows.length} maxabs=${
-      maxAbs.toExponential(2)
-    } rel_l2=${Math.sqrt(num / den).toExponential(2)}`;
+    const check = compareOutput(out.o, ref, problem);
+    return `${check.ok ? "PASS" : "FAIL"} ${describeOutputCheck(check)}`;
   } finally {
     vplan.destroy();
     vdev.destroy();

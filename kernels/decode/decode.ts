@@ -7,7 +7,7 @@
  *   the tile share every K/V load (16 rows: two tiles; more than 16 are left to flash); the keys
  *   are split (split-KV) until the launch has ~4096 workgroups (at least 8 steps each), and the
  *   partials (m, l, unnormalised O) go through the flash kernel's combine pass
- *   (`planCombinePass`, same partials layout). The chunk's own keys (k_new/v_new) go through a
+ *   (`planSplitAttention`, same partials layout). The chunk's own keys (k_new/v_new) go through a
  *   second, plain loop of the item whose range reaches them, with the causal mask.
  * - Lanes own dims, not keys: `D / 8` lanes read one key row (D = 128, f16: 16 lanes x 16 B =
  *   one coalesced 256-byte row), each with the matching 8 dims of every q row in registers.
@@ -48,17 +48,9 @@
 import type { GpuContext } from "../gpu.ts";
 import type { DeviceProblem, KernelPlan, KernelVariant } from "../variant.ts";
 import type { Problem } from "../../op/types.ts";
-import {
-  bindAll,
-  cachedPipeline,
-  combinePasses,
-  createUniform,
-  dispatchGrid,
-  type PassPlan,
-  scaleCount,
-} from "../_shared.ts";
+import { combinePasses, type PassPlan } from "../_shared.ts";
 import { planAppend } from "../append/append.ts";
-import { planCombinePass } from "../flash/flash.ts";
+import { planSplitAttention } from "../flash/flash.ts";
 import type { WorkList } from "../flash/work_list.ts";
 import {
   chooseDecodeSpec,
@@ -140,87 +132,13 @@ export async function planDecodeAttention(
   const list = buildDecodeWorkList(p, chosen.rows, geo0.stepKeys, options);
   const spec: DecodeSpec = { ...chosen, split: list.split };
   const key = decodeKey(spec);
-  if (list.count === 0) return { passes: [], key, spec, list };
-  const device = gpu.device;
-  const code = decodeWgsl(spec);
-  const { pipeline, layout } = await cachedPipeline(gpu, key, code, DECODE_BINDINGS);
-  const buffers: GPUBuffer[] = [];
-  const items = device.createBuffer({
-    label: `${key}.items`,
-    size: Math.max(16, list.items.byteLength),
-    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
-  });
-  device.queue.writeBuffer(items, 0, list.items);
-  buffers.push(items);
-  const [gx, gy] = dispatchGrid(gpu, list.count, 1);
-  const d4 = p.headDim / 4;
-  const mlBase = list.slots * spec.rows * d4;
-  let part: GPUBuffer | null = null;
-  if (list.split) {
-    part = device.createBuffer({
-      label: `${key}.partials`,
-      size: Math.max(16, (mlBase + list.slots * spec.rows) * 16),
-      usage: GPUBufferUsage.STORAGE,
-    });
-    buffers.push(part);
-  }
-  const cap = p.softcap;
-  const uniform = createUniform(device, `${key}.params`, [
-    ["u32", p.batch],
-    ["u32", p.numHeads],
-    ["u32", p.numKvHeads],
-    ["u32", p.numHeads / p.numKvHeads],
-    ["u32", p.maxPagesPerReq],
-    ["u32", Math.log2(p.pageSize)],
-    ["u32", list.count],
-    ["u32", gx],
-    ["u32", scaleCount(p)],
-    ["u32", mlBase],
-    ["f32", cap > 0 ? p.smScale / cap : p.smScale * Math.LOG2E],
-    ["f32", cap > 0 ? cap * Math.LOG2E : 0],
-  ]);
-  buffers.push(uniform);
-  const bindGroup = bindAll(device, key, layout, [
-    uniform,
-    dev.q,
-    dev.kNew,
-    dev.vNew,
-    dev.kPages,
-    dev.vPages,
-    dev.scales,
-    dev.cuSeqlensQ,
-    dev.cacheSeqlens,
-    dev.blockTable,
-    items,
-    part ?? dev.o,
-  ]);
-  const passes: PassPlan[] = [{
+  const passes = await planSplitAttention(gpu, dev, {
     key,
-    code,
-    encodeInto(pass) {
-      pass.setPipeline(pipeline);
-      pass.setBindGroup(0, bindGroup);
-      pass.dispatchWorkgroups(gx, gy);
-    },
-    destroy() {},
-  }];
-  if (list.split && part) {
-    passes.push(
-      await planCombinePass(gpu, dev, {
-        rows: spec.rows,
-        items: list.combine,
-        count: list.combineCount,
-        part,
-        mlBase,
-      }, buffers),
-    );
-  }
-  passes[passes.length - 1] = {
-    ...passes[passes.length - 1]!,
-    destroy() {
-      for (const b of buffers) b.destroy();
-    },
-  };
+    code: decodeWgsl(spec),
+    bindings: DECODE_BINDINGS,
+    rows: spec.rows,
+    list,
+  });
   return { passes, key, spec, list };
 }
 

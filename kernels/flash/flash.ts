@@ -8,6 +8,7 @@ import type { DeviceProblem, KernelPlan, KernelVariant } from "../variant.ts";
 import type { Problem } from "../../op/types.ts";
 import {
   bindAll,
+  type BindingKind,
   cachedPipeline,
   combinePasses,
   createUniform,
@@ -19,7 +20,6 @@ import { planAppend } from "../append/append.ts";
 import {
   chooseFlashTile,
   choosePipelinedTile,
-  flashGeometry,
   flashKey,
   type FlashLimits,
   flashSpecFor,
@@ -113,37 +113,77 @@ export async function planFlashAttention(
   const spec = flashSpecFor(p, tile, list.split);
   const why = flashSpecProblem(spec);
   if (why) throw new RangeError(`Cannot plan flash attention: ${why}`);
-  const geo = flashGeometry(spec);
   const key = flashKey(spec);
-  if (list.count === 0) return { passes: [], key, list };
-  const device = gpu.device;
   const code = flashWgsl(spec);
-  const { pipeline, layout } = await cachedPipeline(gpu, key, code, FLASH_BINDINGS);
+  const passes = await planSplitAttention(gpu, dev, {
+    key,
+    code,
+    bindings: FLASH_BINDINGS,
+    rows: spec.rows,
+    list,
+  });
+  return { passes, key, list };
+}
+
+/** The work-list fields the attention and combine passes read (flash, mma and decode lists). */
+export interface SplitWorkList {
+  items: Uint32Array<ArrayBuffer>;
+  count: number;
+  split: boolean;
+  slots: number;
+  combine: Uint32Array<ArrayBuffer>;
+  combineCount: number;
+}
+
+/** What `planSplitAttention()` needs besides the uploaded problem. */
+export interface SplitAttentionArgs {
+  /** Pipeline key (spells the specialisation) and its WGSL. */
+  key: string;
+  code: string;
+  /** Binding kinds of `code`: the 12 of every attention pass (params ... o/partials), then `extra`. */
+  bindings: readonly BindingKind[];
+  /** Buffers bound after the 12 common ones (e.g. mma's f16 views of the pools). */
+  extra?: readonly GPUBuffer[];
+  /** Query rows per work item. */
+  rows: number;
+  list: SplitWorkList;
+}
+
+/**
+ * Plans an attention pass over a host-built work list, with the bindings and uniforms every
+ * paged attention kernel here shares (flash, mma, decode: params, q, k_new, v_new, pools,
+ * scales, cu_seqlens, cache_seqlens, block_table, items, o or partials), and flash's combine
+ * pass when the list splits the keys. The last pass destroys the buffers made here.
+ */
+export async function planSplitAttention(
+  gpu: GpuContext,
+  dev: DeviceProblem,
+  args: SplitAttentionArgs,
+): Promise<PassPlan[]> {
+  const { key, code, rows, list } = args;
+  if (list.count === 0) return [];
+  const p = dev.problem;
+  const device = gpu.device;
+  const { pipeline, layout } = await cachedPipeline(gpu, key, code, args.bindings);
   const buffers: GPUBuffer[] = [];
-  const storage = (label: string, data: Uint32Array<ArrayBuffer>) => {
-    const buffer = device.createBuffer({
-      label,
-      size: Math.max(16, data.byteLength),
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
-    });
-    device.queue.writeBuffer(buffer, 0, data);
-    buffers.push(buffer);
-    return buffer;
-  };
-  const items = storage(`${key}.items`, list.items);
+  const items = device.createBuffer({
+    label: `${key}.items`,
+    size: Math.max(16, list.items.byteLength),
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+  });
+  device.queue.writeBuffer(items, 0, list.items);
+  buffers.push(items);
   const [gx, gy] = dispatchGrid(gpu, list.count, 1);
-  const slotVec4 = list.slots * spec.rows * geo.d4;
-  const mlBase = slotVec4;
+  const mlBase = list.slots * rows * (p.headDim / 4);
   let part: GPUBuffer | null = null;
   if (list.split) {
     part = device.createBuffer({
       label: `${key}.partials`,
-      size: Math.max(16, (slotVec4 + list.slots * spec.rows) * 16),
+      size: Math.max(16, (mlBase + list.slots * rows) * 16),
       usage: GPUBufferUsage.STORAGE,
     });
     buffers.push(part);
   }
-  const LOG2E = Math.LOG2E;
   const cap = p.softcap;
   const uniform = createUniform(device, `${key}.params`, [
     ["u32", p.batch],
@@ -156,8 +196,8 @@ export async function planFlashAttention(
     ["u32", gx],
     ["u32", scaleCount(p)],
     ["u32", mlBase],
-    ["f32", cap > 0 ? p.smScale / cap : p.smScale * LOG2E],
-    ["f32", cap > 0 ? cap * LOG2E : 0],
+    ["f32", cap > 0 ? p.smScale / cap : p.smScale * Math.LOG2E],
+    ["f32", cap > 0 ? cap * Math.LOG2E : 0],
   ]);
   buffers.push(uniform);
   const bindGroup = bindAll(device, key, layout, [
@@ -173,6 +213,7 @@ export async function planFlashAttention(
     dev.blockTable,
     items,
     part ?? dev.o,
+    ...(args.extra ?? []),
   ]);
   const passes: PassPlan[] = [{
     key,
@@ -187,7 +228,7 @@ export async function planFlashAttention(
   if (list.split && part) {
     passes.push(
       await planCombinePass(gpu, dev, {
-        rows: spec.rows,
+        rows,
         items: list.combine,
         count: list.combineCount,
         part,
@@ -201,7 +242,7 @@ export async function planFlashAttention(
       for (const b of buffers) b.destroy();
     },
   };
-  return { passes, key, list };
+  return passes;
 }
 
 /** What the split-KV combine pass needs: the work list's combine items and the partials. */
@@ -219,7 +260,7 @@ export interface CombinePassArgs {
 
 /**
  * Plans the pass that merges each split's partial (m, l, o) into o. Shared by every kernel that
- * splits the keys (flash, mma); the buffers it makes are pushed onto `buffers` for the caller to
+ * splits the keys (through `planSplitAttention()`); the buffers it makes are pushed onto `buffers` for the caller to
  * destroy with its plan.
  */
 export async function planCombinePass(

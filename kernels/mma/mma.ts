@@ -7,22 +7,13 @@
 import { type GpuContext, readEnv } from "../gpu.ts";
 import type { DeviceProblem, KernelPlan, KernelVariant } from "../variant.ts";
 import type { Problem } from "../../op/types.ts";
-import {
-  bindAll,
-  cachedPipeline,
-  combinePasses,
-  createUniform,
-  dispatchGrid,
-  type PassPlan,
-  scaleCount,
-} from "../_shared.ts";
+import { combinePasses, type PassPlan } from "../_shared.ts";
 import { planAppend } from "../append/append.ts";
-import { planCombinePass } from "../flash/flash.ts";
+import { planSplitAttention } from "../flash/flash.ts";
 import {
   chooseMmaTile,
   fixedSubgroupSize,
   hasF16MatrixConfig,
-  mmaGeometry,
   mmaKey,
   type MmaLimits,
   mmaLimits,
@@ -196,95 +187,17 @@ export async function planMmaAttention(
   const spec = mmaSpecFor(p, tile, limits.sg, list.split, emulate, extra);
   const bad = mmaSpecProblem(spec);
   if (bad) throw new RangeError(`Cannot plan the mma kernel: ${bad}`);
-  const geo = mmaGeometry(spec);
   const key = mmaKey(spec);
   const code = mmaWgsl(spec);
-  if (list.count === 0) return { passes: [], key, list, code, directKVRefused };
-  const device = gpu.device;
-  const { pipeline, layout } = await cachedPipeline(gpu, key, code, mmaBindings(spec));
-  const buffers: GPUBuffer[] = [];
-  const storage = (label: string, data: Uint32Array<ArrayBuffer>) => {
-    const buffer = device.createBuffer({
-      label,
-      size: Math.max(16, data.byteLength),
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
-    });
-    device.queue.writeBuffer(buffer, 0, data);
-    buffers.push(buffer);
-    return buffer;
-  };
-  const items = storage(`${key}.items`, list.items);
-  const [gx, gy] = dispatchGrid(gpu, list.count, 1);
-  const d4 = p.headDim / 4;
-  const mlBase = list.slots * geo.rows * d4;
-  let part: GPUBuffer | null = null;
-  if (list.split) {
-    part = device.createBuffer({
-      label: `${key}.partials`,
-      size: Math.max(16, (mlBase + list.slots * geo.rows) * 16),
-      usage: GPUBufferUsage.STORAGE,
-    });
-    buffers.push(part);
-  }
-  const cap = p.softcap;
-  const uniform = createUniform(device, `${key}.params`, [
-    ["u32", p.batch],
-    ["u32", p.numHeads],
-    ["u32", p.numKvHeads],
-    ["u32", p.numHeads / p.numKvHeads],
-    ["u32", p.maxPagesPerReq],
-    ["u32", Math.log2(p.pageSize)],
-    ["u32", list.count],
-    ["u32", gx],
-    ["u32", scaleCount(p)],
-    ["u32", mlBase],
-    ["f32", cap > 0 ? p.smScale / cap : p.smScale * Math.LOG2E],
-    ["f32", cap > 0 ? cap * Math.LOG2E : 0],
-  ]);
-  buffers.push(uniform);
-  const bindGroup = bindAll(device, key, layout, [
-    uniform,
-    dev.q,
-    dev.kNew,
-    dev.vNew,
-    dev.kPages,
-    dev.vPages,
-    dev.scales,
-    dev.cuSeqlensQ,
-    dev.cacheSeqlens,
-    dev.blockTable,
-    items,
-    part ?? dev.o,
-    // directKV: the pools again, read as f16 by the subgroup matrix loads.
-    ...(spec.directKV ? [dev.kPages, dev.vPages] : []),
-  ]);
-  const passes: PassPlan[] = [{
+  const passes = await planSplitAttention(gpu, dev, {
     key,
     code,
-    encodeInto(pass) {
-      pass.setPipeline(pipeline);
-      pass.setBindGroup(0, bindGroup);
-      pass.dispatchWorkgroups(gx, gy);
-    },
-    destroy() {},
-  }];
-  if (list.split && part) {
-    passes.push(
-      await planCombinePass(gpu, dev, {
-        rows,
-        items: list.combine,
-        count: list.combineCount,
-        part,
-        mlBase,
-      }, buffers),
-    );
-  }
-  passes[passes.length - 1] = {
-    ...passes[passes.length - 1]!,
-    destroy() {
-      for (const b of buffers) b.destroy();
-    },
-  };
+    bindings: mmaBindings(spec),
+    // directKV: the pools again, read as f16 by the subgroup matrix loads.
+    extra: spec.directKV ? [dev.kPages, dev.vPages] : [],
+    rows,
+    list,
+  });
   return { passes, key, list, code, directKVRefused };
 }
 

@@ -259,9 +259,9 @@ export interface CombinePassArgs {
 }
 
 /**
- * Plans the pass that merges each split's partial (m, l, o) into o. Shared by every kernel that
- * splits the keys (through `planSplitAttention()`); the buffers it makes are pushed onto `buffers` for the caller to
- * destroy with its plan.
+ * Plans the pass that merges each split's partial (m, l, o) into o, for every kernel that
+ * splits the keys (through `planSplitAttention()`); the buffers it makes are pushed onto
+ * `buffers` for the caller to destroy with its plan.
  */
 export async function planCombinePass(
   gpu: GpuContext,

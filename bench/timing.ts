@@ -33,6 +33,12 @@ export interface TimingStats {
   itersPerSample?: number;
   /** Timestamp mode: iterations recorded into one command buffer per submit (absent: 1). */
   itersPerSubmit?: number;
+  /**
+   * Leading samples dropped because the GPU was still raising its clock (a run of samples
+   * slower than {@linkcode RAMP_FACTOR} x the steady median; see {@linkcode trimClockRamp});
+   * absent when none were.
+   */
+  discarded?: number;
 }
 
 /** Records one iteration into `encoder`; must write `ts.beginIndex`/`ts.endIndex` when given. */
@@ -68,6 +74,36 @@ export interface TimeGpuOptions {
 
 /** Query slots per query set (WebGPU caps a set at 4096 queries). */
 const MAX_BATCH = 1024;
+
+/** A leading sample this much slower than the steady median counts as clock ramp. */
+export const RAMP_FACTOR = 1.15;
+
+/** Rounds of re-timing after a ramp was trimmed, before the samples are taken as they are. */
+const MAX_RAMP_ROUNDS = 4;
+
+/**
+ * The samples from the end of the GPU's clock ramp on: drops the leading run of samples slower
+ * than `RAMP_FACTOR` x the median of the last third. A GPU leaves its idle clock only after
+ * some 100 ms of sustained load (H200: 345 MHz to full in ~200 ms, in steps), so the first
+ * samples of a case can be 2-5x slower than the rest whatever the warm-up before (docs/PERF_LOG.md,
+ * measurement fix 4). Only a prefix is dropped: a slow sample after a steady one is noise and
+ * stays.
+ *
+ * @example
+ * ```ts
+ * import { trimClockRamp } from "./timing.ts";
+ * const { kept, dropped } = trimClockRamp([3.3, 3.3, 1.0, 0.67, 0.67, 0.68, 0.67, 0.9, 0.67]);
+ * console.log(dropped, kept.length); // 3 6
+ * ```
+ */
+export function trimClockRamp(samples: readonly number[]): { kept: number[]; dropped: number } {
+  if (samples.length < 3) return { kept: [...samples], dropped: 0 };
+  const tail = [...samples.slice(Math.floor((2 * samples.length) / 3))].sort((a, b) => a - b);
+  const limit = RAMP_FACTOR * _quantile(tail, 0.5);
+  let k = 0;
+  while (k < samples.length && samples[k]! > limit) k++;
+  return { kept: samples.slice(k), dropped: k };
+}
 /** Wall mode: each sample lasts at least this many completion round trips. */
 const WALL_ROUND_TRIPS_PER_SAMPLE = 20;
 /** Wall mode: cap on iterations per sample. */
@@ -234,21 +270,35 @@ async function _timeWithTimestamps(
   });
   const buffers = { querySet, resolve, readback };
   try {
-    const samples: number[] = [];
+    let samples: number[] = [];
     let total = 0;
-    while (samples.length < iters || (total < minTimeMs && samples.length < maxIters)) {
-      const want = samples.length < iters
-        ? iters - samples.length
-        : Math.max(1, Math.ceil((minTimeMs - total) / Math.max(total / samples.length, 1e-6)));
-      const n = Math.max(1, Math.min(batchCap, want, Math.max(iters, maxIters) - samples.length));
-      const batch = await _timestampBatch(gpu, encode, n, bracket, buffers, perSubmit);
-      for (const s of batch) {
-        samples.push(s);
-        total += s;
+    let discarded = 0;
+    for (let round = 0;; round++) {
+      while (samples.length < iters || (total < minTimeMs && samples.length < maxIters)) {
+        const want = samples.length < iters
+          ? iters - samples.length
+          : Math.max(1, Math.ceil((minTimeMs - total) / Math.max(total / samples.length, 1e-6)));
+        const n = Math.max(1, Math.min(batchCap, want, Math.max(iters, maxIters) - samples.length));
+        const batch = await _timestampBatch(gpu, encode, n, bracket, buffers, perSubmit);
+        for (const s of batch) {
+          samples.push(s);
+          total += s;
+        }
       }
+      // Timing for a minimum time is the hardware mode: there the clock may still be rising.
+      if (minTimeMs <= 0 || round >= MAX_RAMP_ROUNDS) break;
+      const { kept, dropped } = trimClockRamp(samples);
+      if (dropped === 0) break;
+      discarded += dropped;
+      samples = kept;
+      total = kept.reduce((a, b) => a + b, 0);
     }
     const stats = summarizeSamples(samples, "timestamp");
-    return perSubmit > 1 ? { ...stats, itersPerSubmit: perSubmit } : stats;
+    return {
+      ...stats,
+      ...(perSubmit > 1 ? { itersPerSubmit: perSubmit } : {}),
+      ...(discarded > 0 ? { discarded } : {}),
+    };
   } finally {
     querySet.destroy();
     resolve.destroy();

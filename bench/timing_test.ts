@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { acquireGpu, type GpuContext } from "../kernels/gpu.ts";
-import { summarizeSamples, timeGpu } from "./timing.ts";
+import { RAMP_FACTOR, summarizeSamples, timeGpu, trimClockRamp } from "./timing.ts";
 
 Deno.test("summarizeSamples() gives interpolated percentiles and keeps samples in order", () => {
   const s = summarizeSamples([5, 1, 4, 2, 3], "timestamp");
@@ -59,6 +59,31 @@ function _smallPass(gpu: GpuContext, words: number) {
     },
   };
 }
+
+Deno.test("trimClockRamp() drops the slow prefix of a clock ramp, in every step, and nothing else", () => {
+  // H200 under Dawn (docs/perf): idle clock, an intermediate step, then full clock.
+  const ramp = [1.52, 1.53, 1.51, 1.0, 1.01, 0.99, 0.82, 0.83, 0.81, 0.82, 0.82, 0.83];
+  const r = trimClockRamp(ramp);
+  assert.equal(r.dropped, 6);
+  assert.deepEqual(r.kept, ramp.slice(6));
+  // A steady run with one slow sample in the middle and a slow last one keeps them all.
+  const steady = [0.67, 0.68, 0.67, 3.3, 0.67, 0.67, 0.68, 0.67, 0.9];
+  assert.deepEqual(trimClockRamp(steady), { kept: steady, dropped: 0 });
+  // Just inside the factor is not ramp; just outside is.
+  const median = 2;
+  const edge = [median * RAMP_FACTOR, median, median, median, median, median];
+  assert.equal(trimClockRamp(edge).dropped, 0);
+  assert.equal(trimClockRamp([median * RAMP_FACTOR * 1.01, ...edge.slice(1)]).dropped, 1);
+  // Too few samples to tell: kept as they are.
+  assert.deepEqual(trimClockRamp([5, 1]), { kept: [5, 1], dropped: 0 });
+  // Random steady noise within +-10% never loses a sample.
+  let seed = 12345;
+  const rand = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+  for (let trial = 0; trial < 200; trial++) {
+    const xs = Array.from({ length: 30 }, () => 1 + 0.2 * (rand() - 0.5));
+    assert.equal(trimClockRamp(xs).dropped, 0, xs.join(" "));
+  }
+});
 
 Deno.test("timeGpu() times a pass with GPU timestamps written by the callback", async () => {
   const gpu = await acquireGpu();

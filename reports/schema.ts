@@ -214,6 +214,7 @@ export const TimingStatsSchema: z.ZodType<TimingStats> = z.object({
   samples: z.array(nonNegative),
   itersPerSample: count.optional(),
   itersPerSubmit: count.optional(),
+  discarded: count.optional(),
 });
 
 const CeilingFormSchema: z.ZodType<CeilingForm> = z.object({

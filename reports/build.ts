@@ -92,6 +92,9 @@ export function describeEnvironment(
     runtime: describeRuntime(),
     backend: gpu.backend,
     ...(typeof extra.apiBackend === "string" ? { apiBackend: extra.apiBackend } : {}),
+    ...(gpu.implementationOptions.length > 0
+      ? { backendOptions: [...gpu.implementationOptions] }
+      : {}),
     adapter: { name: gpu.adapterName, info: { ...gpu.adapterInfo } },
     features: [...gpu.features].sort(),
     limits: { ...gpu.limits },

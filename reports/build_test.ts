@@ -1,9 +1,12 @@
 import assert from "node:assert/strict";
 import { summarizeSamples } from "../bench/timing.ts";
-import { buildResult, describeRuntime } from "./build.ts";
+import { buildResult, describeEnvironment, describeRuntime } from "./build.ts";
 import { datasheetFor } from "./ceilings.ts";
-import { _syntheticCeilings } from "./_test_fixtures.ts";
-import type { CaseShape } from "./schema.ts";
+import { _syntheticCeilings, _syntheticReport } from "./_test_fixtures.ts";
+import { type CaseShape, parseReport, serializeReport } from "./schema.ts";
+import { renderMarkdown } from "./render_markdown.ts";
+import { renderHtml } from "./render_html.ts";
+import type { GpuContext } from "../kernels/gpu.ts";
 
 const LLAMA: CaseShape = {
   batch: 1,
@@ -108,4 +111,41 @@ Deno.test("describeRuntime() names Deno with its version and platform", () => {
   assert.equal(rt.version, Deno.version.deno);
   assert.equal(rt.os, Deno.build.os);
   assert.equal(rt.arch, Deno.build.arch);
+});
+
+/** The parts of a GpuContext describeEnvironment() reads. */
+function fakeGpu(implementationOptions: string[]): GpuContext {
+  return {
+    backend: "dawn",
+    apiBackend: "vulkan",
+    adapterName: "nvidia-h200",
+    adapterInfo: { vendor: "nvidia" },
+    features: new Set(["shader-f16"]),
+    limits: { maxComputeWorkgroupStorageSize: 49152 },
+    implementationOptions,
+  } as unknown as GpuContext;
+}
+
+Deno.test("describeEnvironment() records Dawn's create() options, and reports keep and show them", () => {
+  const opts = ["backend=vulkan", "enable-dawn-features=allow_unsafe_apis,disable_robustness"];
+  const env = describeEnvironment(fakeGpu(opts), null);
+  assert.deepEqual(env.backendOptions, opts);
+  assert.equal(env.apiBackend, "vulkan");
+  const report = { ..._syntheticReport(), environment: env };
+  assert.deepEqual(
+    parseReport(JSON.parse(serializeReport(report))).environment.backendOptions,
+    opts,
+  );
+  assert.match(
+    renderMarkdown(report),
+    /Backend options:\*\* `backend=vulkan .*disable_robustness`/,
+  );
+  assert.match(renderHtml(report), /Backend options.*disable_robustness/s);
+  // Deno's wgpu takes no options: the field is left out, and so is the line.
+  const plain = describeEnvironment(fakeGpu([]), null);
+  assert.equal("backendOptions" in plain, false);
+  assert.doesNotMatch(
+    renderMarkdown({ ..._syntheticReport(), environment: plain }),
+    /Backend options/,
+  );
 });

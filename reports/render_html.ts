@@ -336,6 +336,9 @@ export function renderHtml(report: BenchReport, options: RenderHtmlOptions = {})
       `${env.runtime.name} ${env.runtime.version}, ${env.runtime.os}/${env.runtime.arch}`,
     ],
     ["Features", env.features.length > 0 ? env.features.join(", ") : "none"],
+    ...(env.backendOptions
+      ? [["Backend options", env.backendOptions.join(" ")] as [string, string]]
+      : []),
     ["Created", report.createdAt],
   ];
   if (report.command.length > 0) envRows.push(["Command", report.command.join(" ")]);

@@ -85,6 +85,9 @@ export function renderMarkdown(report: BenchReport, options: RenderMarkdownOptio
     `- **Features:** ${env.features.length > 0 ? env.features.join(", ") : "none"}`,
     `- **Created:** ${report.createdAt}`,
   );
+  if (env.backendOptions) {
+    out.push(`- **Backend options:** \`${env.backendOptions.join(" ")}\``);
+  }
   if (report.command.length > 0) out.push(`- **Command:** \`${report.command.join(" ")}\``);
   if (report.results.length > 0) out.push(`- **Timing:** ${_timingMethods(report.results)}`);
   out.push("", "## Ceilings", "");

@@ -62,6 +62,8 @@ export interface ReportEnvironment {
   backend: string;
   /** Native API under it ("vulkan", "metal", ...), when known. */
   apiBackend?: string;
+  /** Options the implementation was created with (Dawn's toggles); absent when none. */
+  backendOptions?: string[];
   adapter: ReportAdapter;
   /** Features enabled on the device. */
   features: string[];
@@ -360,6 +362,7 @@ export const BenchReportSchema: z.ZodType<BenchReport> = z.object({
     }),
     backend: z.string(),
     apiBackend: z.string().optional(),
+    backendOptions: z.array(z.string()).optional(),
     adapter: z.object({ name: z.string(), info: z.record(z.string(), infoValue) }),
     features: z.array(z.string()),
     limits: z.record(z.string(), z.number()),

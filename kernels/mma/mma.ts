@@ -22,13 +22,17 @@ import {
   mmaSpecProblem,
   type MmaTile,
   mmaTileFits,
+  parseMmaTile,
 } from "./spec.ts";
 import { MMA_BINDINGS, MMA_DIRECT_BINDINGS, mmaBindings, mmaWgsl } from "./template.ts";
 import { buildMmaWorkList, type MmaWorkListOptions } from "./work_list.ts";
 
 /** Options of `planMma()`. */
 export interface MmaOptions extends MmaWorkListOptions {
-  /** Tile shape; must fit the device. @default the first of `mmaTileCandidates(D)` that fits */
+  /**
+   * Tile shape; must fit the device. @default `PAGED_PREFILL_MMA_TILE` when set (see
+   * `parseMmaTile`), else the first of `mmaTileCandidates(D)` that fits
+   */
   tile?: MmaTile;
   /**
    * Test hook: run the emulated kernel (plain WGSL instead of subgroup matrices; needs only
@@ -176,7 +180,9 @@ export async function planMmaAttention(
     ...(options.dumpTile ? { dumpTile: true } : {}),
     ...(wantDirect && directKVRefused === null ? { directKV: wantDirect } : {}),
   };
-  const tile = options.tile ?? chooseMmaTile(p, limits, emulate, extra);
+  const forced = readEnv("PAGED_PREFILL_MMA_TILE");
+  const tile = options.tile ?? (forced ? parseMmaTile(forced) : null) ??
+    chooseMmaTile(p, limits, emulate, extra);
   if (!tile || !mmaTileFits(p, tile, limits, emulate, extra)) {
     throw new RangeError(
       `Cannot plan the mma kernel: tile ${JSON.stringify(tile)} does not fit the adapter`,

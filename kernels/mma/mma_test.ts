@@ -20,7 +20,14 @@ import {
 } from "./mma.ts";
 import { mmaWgsl } from "./template.ts";
 import { buildMmaWorkList } from "./work_list.ts";
-import { mmaGeometry, type MmaSpec, mmaSpecProblem } from "./spec.ts";
+import {
+  chooseMmaTile,
+  mmaGeometry,
+  type MmaSpec,
+  mmaSpecFor,
+  mmaSpecProblem,
+  parseMmaTile,
+} from "./spec.ts";
 import type { Problem } from "../../op/types.ts";
 
 let _gpu: Promise<GpuContext> | null = null;
@@ -252,6 +259,65 @@ Deno.test("emulated mma matches the reference: O rescaled on every tile, scores 
   });
 });
 
+Deno.test("mma picks 8x2x32 for D 128 where 48 KiB of workgroup memory allow it, else an older tile", () => {
+  const h200 = { workgroupBytes: 49152, invocations: 1024, sg: 32 };
+  const tile = (p: Problem, limits = h200, emulate = false) =>
+    JSON.stringify(chooseMmaTile(p, limits, emulate));
+  const t = (rowBlocks: number, colWarps: number, keys: number) =>
+    JSON.stringify({ rowBlocks, colWarps, keys });
+  assert(tile(problem()) === t(8, 2, 32), `D128 on the H200: ${tile(problem())}`);
+  // Fewer invocations (256): 4x2x64; 16 KiB of workgroup memory: a 32-row tile.
+  const small = { ...h200, invocations: 256 };
+  assert(tile(problem(), small) === t(4, 2, 64), `256 invocations: ${tile(problem(), small)}`);
+  const tiny = { ...h200, workgroupBytes: 16384 };
+  assert(tile(problem(), tiny) === t(2, 1, 16), `16 KiB: ${tile(problem(), tiny)}`);
+  // D 96 and 64 keep the tiles they were verified with on the H200.
+  const d96 = problem({ headDim: 96, smScale: 1 / Math.sqrt(96) });
+  assert(tile(d96) === t(4, 1, 64), `D96: ${tile(d96)}`);
+  // The emulation's extra arrays (75 KiB at 8x2x32) push it to a smaller tile.
+  assert(
+    tile(problem(), h200, true) !== t(8, 2, 32),
+    "emulated D128 does not fit 48 KiB at 8x2x32",
+  );
+  // The chosen spec is valid (its workgroup variables are checked in the 16-byte test below).
+  assert(
+    mmaSpecProblem(mmaSpecFor(problem(), chooseMmaTile(problem(), h200)!, 32, true)) === null,
+    "8x2x32 spec is valid",
+  );
+});
+
+Deno.test("PAGED_PREFILL_MMA_TILE picks the tile, and a malformed one is refused naming it", async () => {
+  assert(
+    JSON.stringify(parseMmaTile("4x2x64")) === '{"rowBlocks":4,"colWarps":2,"keys":64}',
+    "4x2x64 parses",
+  );
+  for (const bad of ["4x2", "0x1x64", "4x2x48", "axbxc", "4x1x8"]) {
+    let msg = "";
+    try {
+      parseMmaTile(bad);
+    } catch (e) {
+      msg = (e as Error).message;
+    }
+    assert(msg.includes(`"${bad}"`) && msg.includes("ROWBLOCKSxCOLWARPSxKEYS"), `${bad}: ${msg}`);
+  }
+  Deno.env.set("PAGED_PREFILL_MMA_TILE", "2x1x16");
+  try {
+    const key = await checkEmulated({
+      qDtype: "f16",
+      qLens: [6],
+      cacheLens: [20],
+      heads: 2,
+      kvHeads: 1,
+      headDim: 32,
+      pageSize: 8,
+      seed: 19,
+    }, { targetItems: 0 });
+    assert(key.includes("_r32_k16_w2x1_"), `tile from the environment: ${key}`);
+  } finally {
+    Deno.env.delete("PAGED_PREFILL_MMA_TILE");
+  }
+});
+
 Deno.test("mma WGSL declares only workgroup variables of whole 16-byte units (NVIDIA layout bug)", () => {
   const bytesOf = (type: string): number => {
     const scalar: Record<string, number> = { f16: 2, f32: 4, u32: 4, i32: 4 };
@@ -278,6 +344,7 @@ Deno.test("mma WGSL declares only workgroup variables of whole 16-byte units (NV
     { ...base, cacheDtype: "int8", qReload: true, headDim: 64, keys: 32 },
     { ...base, headDim: 256, colWarps: 2, keys: 32, smemReduce: true },
     { ...base, rowBlocks: 1, keys: 16, emulate: true },
+    { ...base, rowBlocks: 8, colWarps: 2, keys: 32, transposedScores: true, split: true },
     { ...base, directKV: true },
     { ...base, directKV: true, transposedScores: true, split: true, emulate: true },
   ];

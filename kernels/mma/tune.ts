@@ -5,7 +5,8 @@
  * several tile configs (and the flash FMA kernel for comparison) with GPU timestamps.
  * Prints a short table last; writes everything as JSON (and failing WGSL) under $OUT.
  *
- * Usage: deno run -A kernels/mma/tune.ts [--only SUBSTR] [--quick] [--flash] [--perf-only]
+ * Usage: deno run -A kernels/mma/tune.ts [--only SUBSTR] [--config NAME]... [--quick] [--flash]
+ *   [--perf-only [--verify]]
  *   [--warm-ms MS] [--diag..6] [--dump] [--probe2] [--probe3] [--probe4]
  * @module
  */
@@ -29,7 +30,7 @@ import { planFlash } from "../flash/flash.ts";
 import { type MmaOptions, mmaSupport, planMma } from "./mma.ts";
 import { mmaWgsl } from "./template.ts";
 import { type MatrixProbe, probeMatrixConventions } from "./probe.ts";
-import { mmaSpecFor, type MmaTile } from "./spec.ts";
+import { chooseMmaTile, mmaLimits, mmaSpecFor, type MmaTile } from "./spec.ts";
 import { dumpFirstScores, dumpFirstTile } from "./diag.ts";
 import { probeQk } from "./probe_qk.ts";
 import { type LoopResult, type OffsetResult, probeLoops, probeOffsets } from "./probe_offsets.ts";
@@ -42,6 +43,8 @@ const value = (name: string) => {
 };
 const only = value("--only");
 const quick = flag("--quick");
+/** `--config NAME` (repeatable): run only configs whose name is one of these. */
+const onlyConfigs = args.flatMap((a, i) => (a === "--config" && args[i + 1] ? [args[i + 1]!] : []));
 const warmMs = Number(value("--warm-ms") ?? 1000);
 const outDir = Deno.env.get("OUT") ?? ".";
 
@@ -112,7 +115,12 @@ const d256 = adHocCase({
   pageSize: 64,
   label: "adhoc-d256-q1k-old8k",
 });
-const T = (name: string, options: MmaOptions): Config => ({ name, options });
+/** A timed config; with `--verify`, also checked (ablated ones are wrong by design, never). */
+const T = (name: string, options: MmaOptions): Config => ({
+  name,
+  options,
+  verify: flag("--verify") && options.ablate === undefined,
+});
 const diag = ["--diag", "--diag2", "--diag3", "--diag4", "--diag5", "--diag6"].some(flag);
 const V = (name: string, options: MmaOptions): Config => ({
   name,
@@ -170,25 +178,24 @@ const jobs: Job[] = diag
   ]
   : perfOnly
   ? [
+    // directKV is left out: run 18 timed it 15x slower than staging (docs/PERF_LOG_MMA.md).
     {
       c: byId(`${seed}/f16`),
       configs: [
         T("default", {}),
-        T("direct KV", { directKV: true, transposedScores: false }),
-        T("direct KV, transposed", { directKV: true, transposedScores: true }),
-        T("direct K, transposed", { directKV: "k", transposedScores: true }),
-        T("direct KV r32 k64", { directKV: true, tile: t(2, 1, 64) }),
-        T("transposed", { transposedScores: true }),
+        T("row-major S", { transposedScores: false }),
         T("r32 k64", { tile: t(2, 1, 64) }),
         T("r64 k32", { tile: t(4, 1, 32) }),
         T("r128 k32", { tile: t(8, 1, 32) }),
         T("r64 k64 wc2", { tile: t(4, 2, 64) }),
+        T("r128 k32 wc2", { tile: t(8, 2, 32) }),
+        T("r32 k64 wc2", { tile: t(2, 2, 64) }),
         T("no-split", { targetItems: 0 }),
-        T("ablate softmax", { ablate: "softmax" }),
         T("ablate load", { ablate: "load" }),
+        T("ablate softmax", { ablate: "softmax" }),
+        T("ablate qk", { ablate: "qk" }),
+        T("ablate pv", { ablate: "pv" }),
         T("default again", {}),
-        T("direct KV again", { directKV: true, transposedScores: false }),
-        T("transposed again", { transposedScores: true }),
         ...flash,
       ],
     },
@@ -196,14 +203,16 @@ const jobs: Job[] = diag
       c: byId("llama-8b-prefill-paged-b8-prefix4k-chunk512-p64/f16"),
       configs: [
         T("default", {}),
-        T("direct KV", { directKV: true, transposedScores: false }),
-        T("direct KV, transposed", { directKV: true, transposedScores: true }),
-        T("direct K, transposed", { directKV: "k", transposedScores: true }),
-        T("transposed", { transposedScores: true }),
+        T("row-major S", { transposedScores: false }),
+        T("r128 k32", { tile: t(8, 1, 32) }),
+        T("r64 k64 wc2", { tile: t(4, 2, 64) }),
+        T("r128 k32 wc2", { tile: t(8, 2, 32) }),
+        T("ablate load", { ablate: "load" }),
+        T("ablate softmax", { ablate: "softmax" }),
+        T("default again", {}),
         ...flash,
       ],
     },
-    { c: d256, configs: [T("default", {}), T("transposed", { transposedScores: true })] },
   ]
   : [
     { c: byId(`${seed}/f16`), configs: both },
@@ -330,6 +339,7 @@ for (const job of jobs) {
   try {
     for (const [ci, cfg] of job.configs.entries()) {
       if (quick && ci > 1 && cfg.options !== "flash") continue;
+      if (onlyConfigs.length > 0 && !onlyConfigs.includes(cfg.name)) continue;
       let plan: KernelPlan;
       let verify: string | undefined;
       try {
@@ -359,7 +369,8 @@ for (const job of jobs) {
         const msg = (e as Error).message;
         console.error(`  ${cfg.name}: ERROR ${msg.slice(0, 1500)}`);
         if (cfg.options !== "flash") {
-          const tile = cfg.options.tile ?? { rowBlocks: 4, colWarps: 1, keys: 64 };
+          const tile = cfg.options.tile ?? chooseMmaTile(problem, mmaLimits(gpu));
+          if (!tile) continue;
           if (Object.keys(failures).length > 2) continue;
           try {
             failures[`${c.id} ${cfg.name}`] = msg + "\n\n" +
@@ -414,7 +425,9 @@ for (const job of jobs) {
       console.error(
         `  ${cfg.name}: ${stats.median.toFixed(3)} ms (p10 ${stats.p10.toFixed(3)} p90 ${
           stats.p90.toFixed(3)
-        }, ${stats.method}) ${row.tflops.toFixed(1)} TFLOP/s ${verify ?? ""}`,
+        }, ${stats.method}${stats.discarded ? `, ${stats.discarded} ramp samples dropped` : ""}) ${
+          row.tflops.toFixed(1)
+        } TFLOP/s ${verify ?? ""}`,
       );
       plan.destroy();
     }

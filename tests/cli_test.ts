@@ -292,3 +292,94 @@ ops:
   assert.deepEqual(names.sort(), ["m.yaml", "v.json"]);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("verify --resume goes on after the cases an earlier --json run finished, keeping its results", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(
+    `${dir}/m.yaml`,
+    `version: 1
+ops:
+  - op: paged_prefill_gqa
+    description: resume
+    workloads:
+      - { label: first, dtypes: [f16], batch: 1, q_lens: 3, cache_lens: 9, heads: 2, heads_kv: 1,
+          head_dim: 16, page_size: 4, max_pages_per_req: 4 }
+      - { label: second, dtypes: [f16], batch: 2, q_lens: [2, 5], cache_lens: [7, 0], heads: 4,
+          heads_kv: 2, head_dim: 16, page_size: 8, max_pages_per_req: 2 }
+`,
+  );
+  const json = `${dir}/v.json`;
+  const args = ["verify", "--manifest", `${dir}/m.yaml`, "--all", "--kernel", "simple"];
+  const full = await runCli(...args, "--json", json);
+  assert.equal(full.code, 0, full.stdout + full.stderr);
+  const whole = JSON.parse(await Deno.readTextFile(json));
+  assert.deepEqual(whole.results.map((r: { id: string }) => r.id), ["first/f16", "second/f16"]);
+  // A run cut short after its first case: what the per-case rewrite leaves behind.
+  const cut = { ...whole, complete: false, results: whole.results.slice(0, 1) };
+  await Deno.writeTextFile(json, JSON.stringify(cut));
+  const resumed = await runCli(...args, "--json", json, "--resume");
+  assert.equal(resumed.code, 0, resumed.stdout + resumed.stderr);
+  assert.match(resumed.stderr, /1 case\(s\) already done, 1 to go/);
+  const after = JSON.parse(await Deno.readTextFile(json));
+  assert.equal(after.complete, true);
+  assert.deepEqual(after.results.map((r: { id: string }) => r.id), ["first/f16", "second/f16"]);
+  // The first case was not run again: its record (seed included) is the earlier one.
+  assert.deepEqual(after.results[0], whole.results[0]);
+  assert.match(resumed.stdout, /2 passed, 0 failed/);
+  // No file yet: --resume starts from nothing.
+  await Deno.remove(json);
+  const fresh = await runCli(...args, "--json", json, "--resume");
+  assert.equal(fresh.code, 0, fresh.stdout + fresh.stderr);
+  assert.equal(JSON.parse(await Deno.readTextFile(json)).results.length, 2);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("verify --resume refuses a missing --json, another adapter's file and a non-verify file, touching nothing", async () => {
+  const dir = await Deno.makeTempDir();
+  const args = ["verify", "--batch", "1", "--q-len", "3", "--cache-len", "5", "--heads", "2"];
+  const noJson = await runCli(...args, "--heads-kv", "1", "--head-dim", "16", "--resume");
+  assert.equal(noJson.code, 2, noJson.stdout + noJson.stderr);
+  assert.deepEqual(errorLines(noJson), [
+    "error: Cannot resume: expected --json FILE and manifest cases, got no --json",
+  ]);
+  const other = JSON.stringify({
+    adapter: "NVIDIA H200",
+    backend: "dawn",
+    complete: false,
+    results: [{ id: "x/f16", kernel: "mma", ok: true }],
+    skipped: [],
+  });
+  const cases: [string, RegExp][] = [
+    [
+      other,
+      /^error: Cannot resume from .*o\.json: expected a run on .*, got one on NVIDIA H200 \(dawn\)$/,
+    ],
+    [
+      '{"results": 3}',
+      /^error: Cannot resume from .*o\.json: expected verify --json output, got adapter: /,
+    ],
+    [
+      "not json",
+      /^error: Cannot resume from .*o\.json: expected verify --json output, got no JSON$/,
+    ],
+  ];
+  for (const [text, line] of cases) {
+    await Deno.writeTextFile(`${dir}/o.json`, text);
+    const r = await runCli(
+      ...args,
+      "--heads-kv",
+      "1",
+      "--head-dim",
+      "16",
+      "--json",
+      `${dir}/o.json`,
+      "--resume",
+    );
+    assert.equal(r.code, 2, r.stdout + r.stderr);
+    const lines = errorLines(r);
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(lines[0]!, line);
+    assert.equal(await Deno.readTextFile(`${dir}/o.json`), text, "the file is left as it was");
+  }
+  await Deno.remove(dir, { recursive: true });
+});

@@ -22,10 +22,11 @@ import type { PagedPrefillInputs, PagedPrefillParams } from "../../op/types.ts";
 import { addWorkloadOptions, selectCases, type WorkloadFlags } from "../workload_options.ts";
 import { addBackendOption, describeGpu, gpuFromFlags } from "../gpu_options.ts";
 import { addKernelOptions, variantsFor } from "../kernel_options.ts";
-import { ExitCode } from "../errors.ts";
+import { ExitCode, UsageError } from "../errors.ts";
 import { err, out, progressBar, useColor } from "../output.ts";
 import { writeFileAtomic } from "../../io/atomic_write.ts";
 import { intFlag } from "../parse.ts";
+import { checkResumeTarget, readVerifyResume } from "../verify_resume.ts";
 
 /** Flags of `verify`. */
 export interface VerifyFlags extends WorkloadFlags {
@@ -36,6 +37,7 @@ export interface VerifyFlags extends WorkloadFlags {
   seed?: number;
   rows?: number;
   json?: string;
+  resume?: boolean;
 }
 
 /** One verified (case, kernel variant), as printed and written by `--json`. */
@@ -173,16 +175,44 @@ export function verifyCommand(setExit: (code: number) => void) {
         "query rows checked per request (default: all, sampled when large)",
         intFlag("--rows", 2),
       )
-      .option("--json <file>", "write the results as JSON"),
+      .option("--json <file>", "write the results as JSON")
+      .option(
+        "--resume",
+        "go on from the --json file of an earlier run cut short: keep its results and leave out the cases it finished",
+      ),
   )));
   return command.action(async (flags) => {
     const f = flags as unknown as VerifyFlags;
     let cases: WorkloadCase[] = [];
     if (!f.case) cases = selectCases(f, "default");
+    if (f.resume && (!f.json || f.case)) {
+      throw new UsageError(
+        `Cannot resume: expected --json FILE and manifest cases, got ${
+          f.case ? `--case ${f.case}` : "no --json"
+        }`,
+      );
+    }
+    // Read before any GPU work: a file that is not verify output is refused untouched.
+    const earlier = f.resume ? await readVerifyResume<VerifyRecord>(f.json!) : null;
     const gpu = await gpuFromFlags(f);
+    if (earlier) {
+      try {
+        checkResumeTarget(f.json!, earlier, { adapter: gpu.adapterName, backend: gpu.backend });
+      } catch (e) {
+        gpu.destroy();
+        throw e;
+      }
+      const before = cases.length;
+      cases = cases.filter((c) => !earlier.done.has(c.id));
+      err(
+        `resuming ${f.json}: ${
+          before - cases.length
+        } case(s) already done, ${cases.length} to go\n`,
+      );
+    }
     err(`verify on ${describeGpu(gpu)}\n`);
-    const records: VerifyRecord[] = [];
-    const skipped: { id: string; reason: string }[] = [];
+    const records: VerifyRecord[] = earlier ? [...earlier.results] : [];
+    const skipped: { id: string; reason: string }[] = earlier ? [...earlier.skipped] : [];
     // Rewritten after every case (complete: false until the end), so a run cut short by a
     // time limit keeps what it verified.
     const writeJson = async (complete: boolean) => {

@@ -1,0 +1,74 @@
+/**
+ * `verify --resume`: reads the `--json` file of an earlier run that was cut short (a device
+ * time limit), so the run goes on after the cases it already verified instead of starting over.
+ * @module
+ */
+import { z } from "zod";
+import { UsageError } from "./errors.ts";
+
+/** What an earlier `verify --json` file holds that a resumed run keeps. */
+export interface VerifyResumeState<R> {
+  adapter: string;
+  backend: string;
+  /** Every record of the earlier run, passed or failed, in its order. */
+  results: R[];
+  skipped: { id: string; reason: string }[];
+  /** Case ids the earlier run finished (verified or skipped): the resumed run leaves them out. */
+  done: Set<string>;
+}
+
+const ResumeFileSchema = z.object({
+  adapter: z.string(),
+  backend: z.string(),
+  complete: z.boolean(),
+  results: z.array(z.looseObject({ id: z.string(), kernel: z.string(), ok: z.boolean() })),
+  skipped: z.array(z.object({ id: z.string(), reason: z.string() })),
+});
+
+/**
+ * The state of an earlier run from `file`, or null when there is no such file (a first run).
+ * Throws a `UsageError` naming the file when it is not a `verify --json` output.
+ */
+export async function readVerifyResume<R extends { id: string }>(
+  file: string,
+): Promise<VerifyResumeState<R> | null> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return null;
+    throw new UsageError(`Cannot resume from ${file}: ${(e as Error).message}`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new UsageError(`Cannot resume from ${file}: expected verify --json output, got no JSON`);
+  }
+  const parsed = ResumeFileSchema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new UsageError(
+      `Cannot resume from ${file}: expected verify --json output, got ${
+        issue.path.join(".") || "the top level"
+      }: ${issue.message}`,
+    );
+  }
+  const { adapter, backend, results, skipped } = parsed.data;
+  // The file is rewritten after each whole case, so every id in it was finished.
+  const done = new Set([...results.map((r) => r.id), ...skipped.map((s) => s.id)]);
+  return { adapter, backend, results: results as unknown as R[], skipped, done };
+}
+
+/** Throws when the earlier run was made on another adapter or backend than this one. */
+export function checkResumeTarget(
+  file: string,
+  earlier: { adapter: string; backend: string },
+  now: { adapter: string; backend: string },
+): void {
+  if (earlier.adapter !== now.adapter || earlier.backend !== now.backend) {
+    throw new UsageError(
+      `Cannot resume from ${file}: expected a run on ${now.adapter} (${now.backend}), got one on ${earlier.adapter} (${earlier.backend})`,
+    );
+  }
+}

@@ -98,7 +98,7 @@ const MAX_RAMP_ROUNDS = 4;
  */
 export function trimClockRamp(samples: readonly number[]): { kept: number[]; dropped: number } {
   if (samples.length < 3) return { kept: [...samples], dropped: 0 };
-  const tail = [...samples.slice(Math.floor((2 * samples.length) / 3))].sort((a, b) => a - b);
+  const tail = samples.slice(Math.floor((2 * samples.length) / 3)).sort((a, b) => a - b);
   const limit = RAMP_FACTOR * _quantile(tail, 0.5);
   let k = 0;
   while (k < samples.length && samples[k]! > limit) k++;

@@ -195,21 +195,6 @@ export function verifyCommand(setExit: (code: number) => void) {
     // Read before any GPU work: a file that is not verify output is refused untouched.
     const earlier = f.resume ? await readVerifyResume<VerifyRecord>(f.json!) : null;
     const gpu = await gpuFromFlags(f);
-    if (earlier) {
-      try {
-        checkResumeTarget(f.json!, earlier, { adapter: gpu.adapterName, backend: gpu.backend });
-      } catch (e) {
-        gpu.destroy();
-        throw e;
-      }
-      const before = cases.length;
-      cases = cases.filter((c) => !earlier.done.has(c.id));
-      err(
-        `resuming ${f.json}: ${
-          before - cases.length
-        } case(s) already done, ${cases.length} to go\n`,
-      );
-    }
     err(`verify on ${describeGpu(gpu)}\n`);
     const records: VerifyRecord[] = earlier ? [...earlier.results] : [];
     const skipped: { id: string; reason: string }[] = earlier ? [...earlier.skipped] : [];
@@ -226,6 +211,17 @@ export function verifyCommand(setExit: (code: number) => void) {
       );
     };
     try {
+      if (earlier) {
+        // Another adapter's file is refused before anything is written over it.
+        checkResumeTarget(f.json!, earlier, { adapter: gpu.adapterName, backend: gpu.backend });
+        const before = cases.length;
+        cases = cases.filter((c) => !earlier.done.has(c.id));
+        err(
+          `resuming ${f.json}: ${
+            before - cases.length
+          } case(s) already done, ${cases.length} to go\n`,
+        );
+      }
       if (f.case) {
         const file = await readCase(f.case);
         records.push(

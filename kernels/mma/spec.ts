@@ -289,23 +289,14 @@ export function mmaTileCandidates(headDim: number): MmaTile[] {
     colWarps,
     keys,
   });
-  if (headDim <= 64) return [t(4, 1, 64), t(4, 1, 32), t(2, 1, 32), t(2, 1, 16), t(1, 1, 16)];
+  // One warp per row block, 64 keys first: the tiles D up to 128 were first verified with.
+  const oneWarp = [t(4, 1, 64), t(4, 1, 32), t(2, 1, 32), t(2, 1, 16), t(1, 1, 16)];
   // D 128: 128 rows x 32 keys with two warps per row block first. On the H200 it took the seed
   // workload from 0.669 ms (4x1x64) to 0.449 ms and b8 x (4k + 512) from 4.40 to 2.20 ms
   // (docs/PERF_LOG_MMA.md, run 20): twice the warps per K/V tile hide the staging latency.
   // (8x2x32 stages a K tile in exactly one 16-byte unit per thread only at D 128.)
-  if (headDim === 128) {
-    return [
-      t(8, 2, 32),
-      t(4, 2, 64),
-      t(4, 1, 64),
-      t(4, 1, 32),
-      t(2, 1, 32),
-      t(2, 1, 16),
-      t(1, 1, 16),
-    ];
-  }
-  if (headDim <= 128) return [t(4, 1, 64), t(4, 1, 32), t(2, 1, 32), t(2, 1, 16), t(1, 1, 16)];
+  if (headDim === 128) return [t(8, 2, 32), t(4, 2, 64), ...oneWarp];
+  if (headDim <= 128) return oneWarp;
   return [t(4, 2, 32), t(2, 2, 32), t(2, 1, 16), t(1, 1, 16)];
 }
 

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { acquireGpu, type GpuContext } from "./gpu.ts";
 import { pagedPrefill, planPagedPrefill } from "./op.ts";
 import { planPoolLayout, readOutputs, uploadInputs } from "./device_inputs.ts";
-import { KERNEL_VARIANTS, selectVariant } from "./registry.ts";
+import { declinedVariants, KERNEL_VARIANTS, selectVariant } from "./registry.ts";
 import { validateProblem } from "../op/validate.ts";
 import { cloneInputs, makeTestCase, verifyOutputs } from "./_testing.ts";
 import { generateCase } from "../workloads/generate.ts";
@@ -80,6 +80,21 @@ Deno.test("selectVariant() takes the first supporting variant and honours a name
   const names = KERNEL_VARIANTS.map((v) => v.name);
   assert.ok(names.includes("simple") && names.includes("dequant"));
   assert.match(KERNEL_VARIANTS.find((v) => v.name === "dequant")!.supports(pf16, gpu)!, /f16/);
+});
+
+Deno.test("declinedVariants() lists the preferred variants that refuse a problem, leaving out specialists", () => {
+  const bf16 = makeTestCase({ ...BASE, qDtype: "bf16", seed: SEED + 4 });
+  const problem = validateProblem(bf16.inputs, bf16.params);
+  // mma on a hand-built problem (no range scan) declines; decode is a specialist: left out.
+  const unscanned = { ...problem, bf16OutsideF16: undefined };
+  const declined = declinedVariants(unscanned, gpu, "simple");
+  const expected = KERNEL_VARIANTS.slice(0, KERNEL_VARIANTS.findIndex((v) => v.name === "simple"))
+    .filter((v) => !v.specialist && v.supports(unscanned, gpu) !== null)
+    .map((v) => ({ name: v.name, reason: v.supports(unscanned, gpu)! }));
+  assert.deepEqual(declined, expected);
+  assert.ok(declined.some((d) => d.name === "mma" && d.reason.includes("not checked")));
+  assert.ok(!declined.some((d) => d.name === "decode"));
+  assert.deepEqual(declinedVariants(problem, gpu, KERNEL_VARIANTS[0]!.name), []);
 });
 
 Deno.test("pagedPrefill() compacts pools over the binding limit to the referenced pages", async () => {

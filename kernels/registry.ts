@@ -31,6 +31,31 @@ export const KERNEL_VARIANTS: KernelVariant[] = [
 ];
 
 /**
+ * The variants preferred to `chosen` (before it in `KERNEL_VARIANTS`, specialists left out)
+ * that decline `problem` on `gpu`, with their reasons: what a report says when, say, `mma`
+ * passes over a bf16 problem whose values exceed f16's range and `flash` runs it.
+ *
+ * @example
+ * ```ts ignore
+ * declinedVariants(problem, gpu, "flash"); // [{ name: "mma", reason: "q is bf16 and ..." }]
+ * ```
+ */
+export function declinedVariants(
+  problem: Problem,
+  gpu: GpuContext,
+  chosen: string,
+): Array<{ name: string; reason: string }> {
+  const out: Array<{ name: string; reason: string }> = [];
+  for (const variant of KERNEL_VARIANTS) {
+    if (variant.name === chosen) break;
+    if (variant.specialist) continue;
+    const reason = variant.supports(problem, gpu);
+    if (reason !== null) out.push({ name: variant.name, reason });
+  }
+  return out;
+}
+
+/**
  * The variant that runs `problem` on `gpu`: the one named `name` (a `RangeError` says why it
  * cannot, or lists the known names), else the first of `KERNEL_VARIANTS` that supports it.
  *

@@ -61,6 +61,11 @@ export interface KernelVariant {
   description: string;
   /** Null when the variant can run `problem` on `gpu`, else the reason it cannot. */
   supports(problem: Problem, gpu: GpuContext): string | null;
+  /**
+   * True for a variant built for one class of shapes (decode): its refusals of other shapes are
+   * by design, so reports leave them out of `declinedVariants()`.
+   */
+  specialist?: boolean;
   /** Builds pipelines and dispatch state over uploaded inputs. May be async (pipeline creation). */
   plan(gpu: GpuContext, inputs: DeviceProblem): Promise<KernelPlan>;
 }

@@ -124,4 +124,10 @@ export interface Problem {
   qStarts: readonly number[];
   /** old[b] = cache_seqlens[b] */
   cacheLens: readonly number[];
+  /**
+   * bf16 q only (set by `validateProblem`): where the first value a kernel reads lies outside
+   * f16's range (see `bf16OutsideF16`), or null when all fit, so f16 operands may stand in.
+   * Absent for f16 q and for problems built by hand (kernels that need it then decline).
+   */
+  bf16OutsideF16?: string | null;
 }

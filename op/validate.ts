@@ -7,6 +7,7 @@
  * each with a one-line message naming the input, the expected and the actual value.
  * @module
  */
+import { bf16OutsideF16 } from "./bf16_range.ts";
 import type {
   CacheDtype,
   PagedPrefillInputs,
@@ -372,6 +373,23 @@ export function validateProblem(inputs: PagedPrefillInputs, params: PagedPrefill
 
   _checkAliasing(bt, maxPagesPerReq, pageSize, cacheLens, qLens);
 
+  const bf16Range = qDtype !== "bf16" ? {} : {
+    bf16OutsideF16: bf16OutsideF16({
+      q: q.data as Uint16Array,
+      kNew: kNew.data as Uint16Array,
+      vNew: vNew.data as Uint16Array,
+      kPages: cacheDtype === "bf16" ? kPages.data as Uint16Array : null,
+      vPages: cacheDtype === "bf16" ? vPages.data as Uint16Array : null,
+    }, {
+      qWidth: numHeads * headDim,
+      kvWidth: numKvHeads * headDim,
+      pageSize,
+      maxPagesPerReq,
+      cacheLens,
+      blockTable: bt,
+    }),
+  };
+
   return {
     qDtype,
     cacheDtype,
@@ -390,6 +408,7 @@ export function validateProblem(inputs: PagedPrefillInputs, params: PagedPrefill
     qLens,
     qStarts,
     cacheLens,
+    ...bf16Range,
   };
 }
 

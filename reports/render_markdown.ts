@@ -175,6 +175,14 @@ export function renderMarkdown(report: BenchReport, options: RenderMarkdownOptio
       ["workload", "kernel", "shape", "dtypes", "bound", "check"].includes(h) ? "left" : "right"
     ) as Array<"left" | "right">;
     out.push(markdownTable(headers, rows, align).trimEnd());
+    const declined = report.results.flatMap((r) =>
+      (r.kernel.declined ?? []).map((d) =>
+        `- ${escapeMarkdownCell(r.workload.label)} [${r.kernel.name}]: **${d.name}** declined: ${
+          escapeMarkdownCell(d.reason)
+        }`
+      )
+    );
+    if (declined.length > 0) out.push("", "## Kernels that declined a row", "", ...declined);
     out.push("", "## Correctness", "");
     for (const r of report.results) {
       const status = _check(r.correctness);

@@ -83,6 +83,13 @@ Deno.test("renderMarkdown() writes environment, ceilings with every form, result
   );
   assert.equal(resultRows.length, 3);
   assert.match(md, /- \*\*FAIL\*\* gqa-softcap50-b4 & fp8 .* — request 2 head 3/);
+  assert.doesNotMatch(md, /declined/);
+  const report = _syntheticReport();
+  report.results[0]!.kernel.declined = [{ name: "mma", reason: "q is bf16 and q[0][1] is 65536" }];
+  assert.match(
+    renderMarkdown(report),
+    /## Kernels that declined a row\n\n- .* \[.*\]: \*\*mma\*\* declined: q is bf16 and q\[0\]\[1\] is 65536\n/,
+  );
   assert.equal(
     markdownTable(["a|b"], [["x|y\nz"]]),
     "| a\\|b |\n| :-- |\n| x\\|y z |\n",

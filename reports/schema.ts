@@ -106,6 +106,8 @@ export interface ReportKernel {
   key: string;
   /** How the variant splits the work, when it says. */
   strategy?: string;
+  /** Preferred variants that declined this problem, with why (see `declinedVariants`). */
+  declined?: Array<{ name: string; reason: string }>;
 }
 
 /** Achieved rate as a percentage of each ceiling (100 = on the ceiling). */
@@ -320,7 +322,12 @@ export const CorrectnessSchema: z.ZodType<Correctness> = z.object({
 export const BenchResultSchema: z.ZodType<BenchResult> = z.object({
   workload: z.object({ id: z.string(), label: z.string(), notes: z.string().optional() }),
   case: CaseShapeSchema,
-  kernel: z.object({ name: z.string(), key: z.string(), strategy: z.string().optional() }),
+  kernel: z.object({
+    name: z.string(),
+    key: z.string(),
+    strategy: z.string().optional(),
+    declined: z.array(z.object({ name: z.string(), reason: z.string() })).optional(),
+  }),
   flops: nonNegative,
   bytes: nonNegative,
   arithmeticIntensity: nonNegative,

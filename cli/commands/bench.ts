@@ -24,6 +24,7 @@ import { addWorkloadOptions, selectCases, type WorkloadFlags } from "../workload
 import { addBackendOption, describeGpu, gpuFromFlags } from "../gpu_options.ts";
 import { addKernelOptions, variantsFor } from "../kernel_options.ts";
 import { ExitCode } from "../errors.ts";
+import { declinedVariants } from "../../kernels/registry.ts";
 import { err, out, progressBar, useColor } from "../output.ts";
 import { args as runtimeArgs, writeTextFile } from "../runtime.ts";
 import { choiceFlag, intFlag } from "../parse.ts";
@@ -233,10 +234,15 @@ async function benchOnBackend(
           err(`SKIP ${c.id} [${variant.name}]: ${e.message}\n`);
           continue;
         }
+        const declined = declinedVariants(problem, gpu, r.variant);
         results.push(buildResult({
           workload: { id: c.id, label: c.label, ...(c.notes ? { notes: c.notes } : {}) },
           case: caseShapeOf(c, problem, seed),
-          kernel: { name: r.variant, key: r.kernelKey },
+          kernel: {
+            name: r.variant,
+            key: r.kernelKey,
+            ...(declined.length > 0 ? { declined } : {}),
+          },
           timing: r.timing,
           correctness: r.correctness,
         }, environment.ceilings));

@@ -173,5 +173,6 @@ export const decodeVariant: KernelVariant = {
   description:
     "bandwidth-bound decode: lanes own head dims, all rows of a KV head's group share each coalesced K/V row, split-KV with combine",
   supports: decodeSupport,
+  specialist: true,
   plan: (gpu, dev) => planDecode(gpu, dev),
 };

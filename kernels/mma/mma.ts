@@ -68,6 +68,8 @@ export interface MmaOptions extends MmaWorkListOptions {
    * apply. @default MMA_DIRECT_KV
    */
   directKV?: boolean | "k";
+  /** K/V staged in 4-byte units (see `MmaSpec.narrowStaging`). @default MMA_NARROW_STAGING */
+  narrowStaging?: boolean;
 }
 
 /** Default of `MmaOptions.directKV`: off until timed on a matrix adapter. */
@@ -95,6 +97,13 @@ export function mmaDirectKVProblem(problem: Problem, gpu: GpuContext): string | 
 /** Default of `MmaOptions.transposedScores`. */
 export const MMA_TRANSPOSED_SCORES = true;
 
+/**
+ * Default of `MmaOptions.narrowStaging`: off. On the H200 it made every row slower (seed 0.449
+ * -> 0.533 ms, b8 2.21 -> 2.97 ms; docs/PERF_LOG_MMA.md, run 23): four times the global loads
+ * and block-table lookups cost more than the bank conflicts it removes.
+ */
+export const MMA_NARROW_STAGING = false;
+
 /** Why the adapter cannot run any mma kernel, or null (independent of the problem). */
 export function mmaAdapterProblem(gpu: GpuContext): string | null {
   if (!gpu.hasSubgroupMatrix) {
@@ -118,8 +127,16 @@ export function mmaAdapterProblem(gpu: GpuContext): string | null {
 
 /** Why the mma kernel cannot run `problem` on `gpu` (emulated when asked), or null. */
 export function mmaSupport(problem: Problem, gpu: GpuContext, emulate = false): string | null {
-  if (problem.qDtype !== "f16") {
-    return "q is bf16: its values need not fit f16 (range 3.4e38), and the matrices take f16 operands; the FMA kernels run bf16";
+  if (problem.qDtype === "bf16") {
+    // The matrices take f16 operands: bf16 values are rounded to f16 while staged, which is
+    // only safe when none exceeds f16's range (validateProblem scans them).
+    const where = problem.bf16OutsideF16;
+    if (where === undefined) {
+      return "q is bf16 and its values were not checked against f16's range (the problem did not come from validateProblem); the FMA kernels run bf16";
+    }
+    if (where !== null) {
+      return `q is bf16 and ${where}, outside f16's range (|x| <= 65504) that the matrices' f16 operands hold; the FMA kernels run bf16`;
+    }
   }
   if (problem.headDim % 16 !== 0 || problem.headDim > 256) {
     return `head_dim ${problem.headDim} is not a multiple of 16 up to 256`;
@@ -168,6 +185,7 @@ export async function planMmaAttention(
   const directKVRefused = wantDirect ? mmaDirectKVProblem(p, gpu) : null;
   const extra = {
     transposedScores: options.transposedScores ?? MMA_TRANSPOSED_SCORES,
+    ...((options.narrowStaging ?? MMA_NARROW_STAGING) ? { narrowStaging: true } : {}),
     ...(options.ablate ? { ablate: options.ablate } : {}),
     ...(options.newSyntax ? { newSyntax: true } : {}),
     ...(options.smemReduce ? { smemReduce: true } : {}),
@@ -244,7 +262,8 @@ export const MMA_VERIFIED = true;
  * (Dawn's chromium-experimental-subgroup-matrix): QK^T and PV as 16x16x16 f16 -> f32 tiles,
  * K/V tiles gathered from the pages (fp8/int8 codes kept exact in f16, scales applied outside
  * the matrices), online softmax in f32 on threads through workgroup memory with a lazy row
- * max, GQA heads sharing each K/V tile, split-KV for few rows. f16 q only.
+ * max, GQA heads sharing each K/V tile, split-KV for few rows. bf16 q (and cache) only when every
+ * value fits f16's range, rounded to f16 while staged; o is written in q's dtype.
  *
  * @example
  * ```ts ignore
@@ -255,7 +274,7 @@ export const MMA_VERIFIED = true;
 export const mmaVariant: KernelVariant = {
   name: "mma",
   description:
-    "subgroup-matrix (tensor core) flash prefill: 16x16x16 f16->f32 QK^T and PV, paged K/V tiles in workgroup memory, f32 softmax with lazy rescaling, GQA-shared tiles, split-KV; f16 q, Dawn adapters with f16 subgroup matrices",
+    "subgroup-matrix (tensor core) flash prefill: 16x16x16 f16->f32 QK^T and PV, paged K/V tiles in workgroup memory, f32 softmax with lazy rescaling, GQA-shared tiles, split-KV; f16 q (bf16 q when its values fit f16), Dawn adapters with f16 subgroup matrices",
   supports: (problem, gpu) =>
     mmaSupport(problem, gpu) ??
       (mmaEnabled() ? null : "the mma kernel is turned off (PAGED_PREFILL_MMA=0)"),

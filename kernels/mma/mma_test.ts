@@ -99,10 +99,65 @@ Deno.test("mma supports() names the missing subgroup matrices on an adapter with
   assert(why !== null && why.includes("subgroup matri"), `unexpected reason: ${why}`);
 });
 
-Deno.test("mma supports() declines bf16 q, saying the FMA kernels run it", async () => {
+Deno.test("mma supports() declines a bf16 problem whose range was never checked, saying the FMA kernels run it", async () => {
   const why = mmaSupport(problem({ qDtype: "bf16", cacheDtype: "bf16" }), await gpu(), true);
-  assert(why !== null && why.includes("bf16") && why.includes("FMA"), `unexpected: ${why}`);
+  assert(why !== null && why.includes("not checked") && why.includes("FMA"), `unexpected: ${why}`);
 });
+
+for (const tensor of ["q", "vNew", "kPages"] as const) {
+  Deno.test(`mma supports() declines bf16 q when ${tensor} holds a value beyond f16's range, naming it`, async () => {
+    const { inputs, params } = makeTestCase({
+      qDtype: "bf16",
+      qLens: [6],
+      cacheLens: [20],
+      heads: 2,
+      kvHeads: 1,
+      headDim: 32,
+      pageSize: 8,
+      seed: 41,
+    });
+    const fits = validateProblem(inputs, params);
+    assert(fits.bf16OutsideF16 === null, `random normal values: ${fits.bf16OutsideF16}`);
+    assert(mmaSupport(fits, await gpu(), true) === null, "in range: mma must accept bf16");
+    const data = inputs[tensor].data as Uint16Array;
+    // Element 40 of the tensor; for kPages the first slot of request 0's first page.
+    const at = tensor === "kPages" ? inputs.blockTable.data[0]! * 8 * 32 + 40 : 40;
+    data[at] = 0x4780; // 65536
+    const why = mmaSupport(validateProblem(inputs, params), await gpu(), true);
+    const name = { q: "q", vNew: "v_new", kPages: "k_pages" }[tensor];
+    assert(
+      why !== null && why.includes(`${name}[`) && why.includes("65536") && why.includes("FMA"),
+      `unexpected: ${why}`,
+    );
+  });
+}
+
+for (
+  const [cacheDtype, split, seed] of [
+    ["bf16", false, 51],
+    ["bf16", true, 52],
+    ["fp8_e4m3", true, 53],
+    ["int8", false, 54],
+  ] as const
+) {
+  Deno.test(`emulated mma matches the reference: bf16 q, ${cacheDtype} cache${split ? ", split-KV" : ""}`, async () => {
+    const key = await checkEmulated({
+      qDtype: "bf16",
+      cacheDtype,
+      qLens: [9, 17],
+      cacheLens: [40, 23],
+      heads: 4,
+      kvHeads: 2,
+      headDim: 32,
+      pageSize: 8,
+      seed,
+    }, {
+      tile: { rowBlocks: 2, colWarps: 1, keys: 16 },
+      ...(split ? { targetItems: 64, minSplitTiles: 1 } : { targetItems: 0 }),
+    });
+    assert(key.includes("q-bf16"), `key ${key}`);
+  });
+}
 
 Deno.test("mma WGSL uses the subgroup matrix builtins with padded strides", () => {
   const spec: MmaSpec = {
@@ -125,7 +180,7 @@ Deno.test("mma WGSL uses the subgroup matrix builtins with padded strides", () =
       "subgroupMatrixMultiplyAccumulate(pf, vf, o0)",
       "subgroupMatrixStore(&s_s,",
       "@workgroup_size(128)",
-      "decode_e4m3",
+      "fn byte_pair(t: u32) -> vec2<f16>",
     ]
   ) assert(code.includes(s), `missing ${s}`);
   const geo = mmaGeometry(spec);
@@ -226,6 +281,29 @@ Deno.test("emulated mma matches the reference: non-causal softcap, two column wa
     seed: 14,
   }, { tile: { rowBlocks: 2, colWarps: 2, keys: 32 }, targetItems: 0 });
 });
+
+for (
+  const [cacheDtype, headDim, seed] of [
+    ["f16", 96, 31],
+    ["fp8_e4m3", 32, 32],
+    ["int8", 64, 33],
+  ] as const
+) {
+  Deno.test(`emulated mma matches the reference: K/V staged in 4-byte units, ${cacheDtype} cache, D ${headDim}`, async () => {
+    const key = await checkEmulated({
+      qDtype: "f16",
+      cacheDtype,
+      qLens: [13, 2],
+      cacheLens: [37, 70],
+      heads: 4,
+      kvHeads: 2,
+      headDim,
+      pageSize: 8,
+      seed,
+    }, { tile: { rowBlocks: 2, colWarps: 1, keys: 16 }, targetItems: 24, narrowStaging: true });
+    assert(key.includes("_nw"), `narrow staging not applied: ${key}`);
+  });
+}
 
 Deno.test("emulated mma matches the reference: Q fragments reloaded per product, int8 cache", async () => {
   await checkEmulated({

@@ -4,7 +4,7 @@
  * @module
  */
 import type { GpuContext } from "../gpu.ts";
-import type { CacheDtype, Problem } from "../../op/types.ts";
+import type { CacheDtype, Problem, QDtype } from "../../op/types.ts";
 import { DTYPE_KEY } from "../_shared.ts";
 
 /** Side of the square f16 x f16 -> f32 subgroup matrix tiles the kernel uses. */
@@ -12,8 +12,13 @@ export const MMA_TILE = 16;
 
 /** Everything that changes the generated attention WGSL. */
 export interface MmaSpec {
-  /** Cache dtype (q, k_new, v_new are f16). */
+  /**
+   * Cache dtype (a 16-bit cache has q's dtype). bf16 values are rounded to f16 while staged:
+   * the host only plans that when they all fit f16's range (`Problem.bf16OutsideF16`).
+   */
   cacheDtype: CacheDtype;
+  /** dtype of q, k_new, v_new and o. @default "f16" */
+  qDtype?: QDtype;
   /** D: a multiple of 16, at most 256. */
   headDim: number;
   /** Row blocks: the workgroup owns 16 * rowBlocks (query, head) rows. */
@@ -76,6 +81,12 @@ export interface MmaSpec {
    * still staged. `"k"`: only K is loaded directly, V is staged as before. @default false
    */
   directKV?: boolean | "k";
+  /**
+   * Stage K/V in 4-byte units (one u32 of the cache per load: 2 f16 or 4 codes) so the lanes
+   * of a warp store consecutive words of workgroup memory (no bank conflicts), instead of
+   * 16-byte units whose scalar f16 stores conflict 4 ways. @default false
+   */
+  narrowStaging?: boolean;
 }
 
 /** The optional spec fields a caller may set (diagnostics and layout choices). */
@@ -93,6 +104,7 @@ export type MmaExtra = Pick<
   | "dumpTile"
   | "qReload"
   | "directKV"
+  | "narrowStaging"
 >;
 
 /** Geometry derived from a spec; every field is a compile-time constant of the WGSL. */
@@ -202,7 +214,6 @@ export function mmaGeometry(spec: MmaSpec): MmaGeometry {
     pElems * 2 + // P, f16
     rows * 8 + // row alpha, row sum / max
     16 + // rescale flag (a vec4: see the template)
-    (spec.cacheDtype === "fp8_e4m3" ? 1024 : 0) + // e4m3 decode table
     (qRes ? ((spec.cacheDtype === "int8" ? 2 : 1) * rows * ks + ks) * 2 : 0) + // resident Q
     (spec.emulate || spec.emulateStage ? warps * 512 * 4 : 0) + // emulation scratch
     (spec.emulate || spec.smemReduce ? threads * 4 : 0); // row reduction scratch
@@ -247,7 +258,7 @@ export function mmaGeometry(spec: MmaSpec): MmaGeometry {
 export function mmaKey(spec: MmaSpec): string {
   return [
     "paged_prefill_mma",
-    "q-f16",
+    `q-${DTYPE_KEY[spec.qDtype ?? "f16"]}`,
     `kv-${DTYPE_KEY[spec.cacheDtype]}`,
     `d${spec.headDim}`,
     `r${MMA_TILE * spec.rowBlocks}`,
@@ -264,6 +275,7 @@ export function mmaKey(spec: MmaSpec): string {
     ...(spec.qResident ? ["qr"] : []),
     ...(spec.qReload ? ["ql"] : []),
     ...(spec.directKV ? [spec.directKV === "k" ? "dk" : "dkv"] : []),
+    ...(spec.narrowStaging ? ["nw"] : []),
     ...(spec.ablate ? [`no-${spec.ablate}`] : []),
     ...(spec.emulate ? ["emulated"] : []),
     ...(spec.emulateStage ? [`emu-${spec.emulateStage}`] : []),
@@ -341,6 +353,7 @@ export function mmaSpecFor(
   return {
     ...extra,
     cacheDtype: problem.cacheDtype,
+    ...(problem.qDtype === "bf16" ? { qDtype: "bf16" as const } : {}),
     headDim: problem.headDim,
     ...tile,
     sg,

@@ -28,7 +28,7 @@
  * @module
  */
 import { wgslCodecs } from "../wgsl/codecs.ts";
-import { wgslQPack } from "../_shared.ts";
+import { wgslQPack, wgslQPackCodec } from "../_shared.ts";
 import { MMA_TILE, mmaGeometry, mmaKey, type MmaSpec } from "./spec.ts";
 
 /** Bindings of the attention pass, in binding order (all in group 0). */
@@ -117,7 +117,6 @@ export function mmaWgsl(spec: MmaSpec): string {
   const TPR = g.tpr;
   const { ks: KS, ss: SS, ps: PS, dBlocks: DB, dBlocksPerWarp: DBW } = g;
   const { kBlocksPerWarp: KBW, kBlocks: KB, roundBlocks: JR, rounds: NRO } = g;
-  const U = g.unitsPerThread;
   const QPR = g.qPassRows;
   const TR = spec.transposedScores === true;
   const QTS = g.qts;
@@ -130,6 +129,9 @@ export function mmaWgsl(spec: MmaSpec): string {
   const fp8 = spec.cacheDtype === "fp8_e4m3";
   const int8 = spec.cacheDtype === "int8";
   const byteCache = fp8 || int8;
+  // bf16 q (and k_new, v_new, a bf16 cache): 16-bit words are rounded to f16 while staged.
+  const bf16 = spec.qDtype === "bf16";
+  const IN = bf16 ? "bh2" : "h2";
   const hasVs = byteCache;
   const SPR = BC / TPR; // scores per thread per tile
   // Full old tiles read K and V as subgroup matrices straight from the f16 pools.
@@ -302,24 +304,35 @@ fn emu_mma(a: array<f32, 8>, b: array<f32, 8>, c: array<f32, 8>, warp: u32, lane
 }
 `;
 
-  // -- K/V tile: raw 8-element units into registers, decoded into h_s later ---------------
-  const poolUnit = byteCache ? "vec2<u32>" : "vec4<u32>";
+  // -- K/V tile: raw units into registers, decoded into h_s later ----------------------------
+  // A unit is 8 elements (16 bytes of f16, 8 of codes), or with `narrowStaging` one u32 of the
+  // cache (2 f16 or 4 codes): then the lanes of a warp store consecutive words of h_s, instead
+  // of 16-byte units whose scalar f16 stores hit 8 of the 32 banks (4-way conflicts).
+  const narrow = spec.narrowStaging === true;
+  const SU = narrow ? (byteCache ? 4 : 2) : 8; // elements per unit
+  const DU = D / SU; // units per row
+  const UN = (BC * D) / SU / T; // units per thread
+  const poolUnit = narrow ? "u32" : byteCache ? "vec2<u32>" : "vec4<u32>";
+  const newUnit = narrow ? (byteCache ? "vec2<u32>" : "u32") : "vec4<u32>";
+  const rawType = narrow ? newUnit : "vec4<u32>";
+  const oldRaw = (w: string) =>
+    !byteCache ? w : narrow ? `vec2<u32>(${w}, 0u)` : `vec4<u32>(${w}, 0u, 0u)`;
   const loadRaw = (which: "k" | "v") =>
-    _lines(U, (i) =>
+    _lines(UN, (i) =>
       `  {
     let c = lid + ${T * i}u;
-    let kk = c / ${D8}u;
-    let du = c % ${D8}u;
-    rw${i} = vec4<u32>(0u);
+    let kk = c / ${DU}u;
+    let du = c % ${DU}u;
+    rw${i} = ${rawType}(0u);
     if (kk < cnt) {
       if (is_old) {
         let pos = base + kk;
         let slot = (u32(block_table[bt_base + (pos >> params.page_shift)]) << params.page_shift) | (pos & page_mask);
-        let w = ${which}_pages[(slot * params.num_kv_heads + kvh) * ${D8}u + du];
-        rw${i} = ${byteCache ? "vec4<u32>(w, 0u, 0u)" : "w"};
+        let w = ${which}_pages[(slot * params.num_kv_heads + kvh) * ${DU}u + du];
+        rw${i} = ${oldRaw("w")};
       } else {
         let tok = q_start + base + kk - old;
-        rw${i} = ${which}_new[(tok * params.num_kv_heads + kvh) * ${D8}u + du];
+        rw${i} = ${which}_new[(tok * params.num_kv_heads + kvh) * ${DU}u + du];
       }
     }
   }`);
@@ -328,27 +341,33 @@ fn emu_mma(a: array<f32, 8>, b: array<f32, 8>, c: array<f32, 8>, warp: u32, lane
   const half8 = (w: string) =>
     [0, 1, 2, 3].flatMap((k) => {
       const c = "xyzw"[k];
-      return [`h2(${w}.${c}).x`, `h2(${w}.${c}).y`];
+      return [`${IN}(${w}.${c}).x`, `${IN}(${w}.${c}).y`];
     });
-  const byte8 = (w: string) =>
-    [0, 1].flatMap((k) => {
-      const c = "xy"[k];
-      return [0, 8, 16, 24].map((sh) => {
-        const b = sh === 24 ? `(${w}.${c} >> 24u)` : `((${w}.${c} >> ${sh}u) & 0xffu)`;
-        return fp8 ? `f16(lut[${b}])` : `f16(decode_int8(${b}))`;
-      });
-    });
-  const storeRaw = _lines(U, (i) => {
+  // Two codes in the low bytes of `t`'s halves -> their f16 values (`mmaBytePairWgsl`).
+  const byte4 = (c: string) => {
+    const lo = `((${c} & 0xffu) | ((${c} & 0xff00u) << 8u))`;
+    const hi = `(((${c} >> 16u) & 0xffu) | ((${c} >> 8u) & 0xff0000u))`;
+    return [lo, hi].flatMap((t) => [`byte_pair(${t}).x`, `byte_pair(${t}).y`]);
+  };
+  const byte8 = (w: string) => [...byte4(`${w}.x`), ...byte4(`${w}.y`)];
+  const unitValues = (w: string, old: boolean): string[] => {
+    if (old && byteCache) return narrow ? byte4(`${w}.x`) : byte8(w);
+    if (!narrow) return half8(w);
+    return byteCache
+      ? [`${IN}(${w}.x).x`, `${IN}(${w}.x).y`, `${IN}(${w}.y).x`, `${IN}(${w}.y).y`]
+      : [`${IN}(${w}).x`, `${IN}(${w}).y`];
+  };
+  const storeRaw = _lines(UN, (i) => {
     const body = byteCache
       ? `if (is_old) {
-      ${put8("dst", byte8(`rw${i}`))}
+      ${put8("dst", unitValues(`rw${i}`, true))}
     } else {
-      ${put8("dst", half8(`rw${i}`))}
+      ${put8("dst", unitValues(`rw${i}`, false))}
     }`
-      : put8("dst", half8(`rw${i}`));
+      : put8("dst", unitValues(`rw${i}`, false));
     return `  {
     let c = lid + ${T * i}u;
-    let dst = (c / ${D8}u) * ${KS}u + (c % ${D8}u) * 8u;
+    let dst = (c / ${DU}u) * ${KS}u + (c % ${DU}u) * ${SU}u;
     ${body}
   }`;
   });
@@ -364,7 +383,13 @@ fn emu_mma(a: array<f32, 8>, b: array<f32, 8>, c: array<f32, 8>, warp: u32, lane
       const pass = Math.floor(pc / comps.length);
       const comp = comps[pc % comps.length]!;
       const frag = comp === 0 ? "qf" : "ql";
-      const scaled = (e: number) => `f32(${half8("w")[e]}) * (scales[sb + ${e}u] * kinv)`;
+      // q element e as f32 (a bf16 one exactly, before any f16 rounding).
+      const q32 = (e: number) => {
+        const c = `w.${"xyzw"[e >> 1]}`;
+        if (!bf16) return `f32(${half8("w")[e]})`;
+        return e % 2 === 0 ? `bitcast<f32>(${c} << 16u)` : `bitcast<f32>(${c} & 0xffff0000u)`;
+      };
+      const scaled = (e: number) => `${q32(e)} * (scales[sb + ${e}u] * kinv)`;
       const qe = (e: number) => TR ? `${e * QTS}u` : `${e}u`;
       const qput = (vals: string[]) =>
         vals.map((v, e) => `${QA}[dst + ${qe(e)}] = ${v};`).join(" ");
@@ -487,6 +512,21 @@ ${
     const vis = spec.causal ? `${kk} < cnt && (is_old || base + ${kk} <= lim)` : `${kk} < cnt`;
     return `    let x${j} = select(${MASKED}, ${scaled}, ${vis});`;
   };
+  // P in pairs: one pack2x16float converts two scores (one f32 -> f16 conversion each costs a
+  // quarter-rate instruction on NVIDIA, like the exp2), and the row sum adds the f32 values
+  // (no conversion back; they differ from the f16 ones by a rounding, < 2^-11 relative).
+  const pAt = (j: number) => `p_s[srow * ${PS}u + ${j * TPR}u + rpart]`;
+  const softmaxP = _lines(Math.ceil(SPR / 2), (i) => {
+    const j = 2 * i;
+    if (j + 1 === SPR) {
+      return `    { let e = exp2(x${j} - m_run); ${pAt(j)} = f16(e); lsum = lsum + e; }`;
+    }
+    return `    { let e = vec2<f32>(exp2(x${j} - m_run), exp2(x${
+      j + 1
+    } - m_run)); let h = h2(pack2x16float(e)); ${pAt(j)} = h.x; ${
+      pAt(j + 1)
+    } = h.y; lsum = lsum + e.x + e.y; }`;
+  });
   const softmax = `  {
 ${_lines(SPR, scoreOf)}
     var mx = ${Array.from({ length: SPR }, (_, j) => `x${j}`).reduce((a, b) => `max(${a}, ${b})`)};
@@ -501,12 +541,7 @@ ${_lines(SPR, scoreOf)}
       m_run = m_new;
     }
     var lsum = 0.0;
-${
-    _lines(SPR, (j) =>
-      `    { let p = f16(exp2(x${j} - m_run)); p_s[srow * ${PS}u + ${
-        j * TPR
-      }u + rpart] = p; lsum = lsum + f32(p); }`)
-  }
+${softmaxP}
     l_run = l_run * alpha + lsum;
     if (rpart == 0u) {
       row_a[srow] = alpha;
@@ -704,8 +739,8 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> q: array<vec4<u32>>;
-@group(0) @binding(2) var<storage, read> k_new: array<vec4<u32>>;
-@group(0) @binding(3) var<storage, read> v_new: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> k_new: array<${newUnit}>;
+@group(0) @binding(3) var<storage, read> v_new: array<${newUnit}>;
 @group(0) @binding(4) var<storage, read> k_pages: array<${poolUnit}>;
 @group(0) @binding(5) var<storage, read> v_pages: array<${poolUnit}>;
 @group(0) @binding(6) var<storage, read> scales: array<f32>;
@@ -740,19 +775,25 @@ var<workgroup> row_l: array<f32, ${BR}>;
 // (580, through Dawn) loads subgroup matrices from the f16 arrays one row too far
 // (docs/PERF_LOG_MMA.md, run 9). Every workgroup variable here is a multiple of 16 bytes.
 var<workgroup> flag: vec4<u32>;
-${fp8 ? "var<workgroup> lut: array<f32, 256>;" : ""}
 ${emulation}
 ${emu || spec.smemReduce ? `var<workgroup> red: array<f32, ${T}>;` : ""}
 // Two f16 elements of a u32 word (low half first).
 fn h2(w: u32) -> vec2<f16> {
   return ${emu || spec.unpackH2 ? "vec2<f16>(unpack2x16float(w))" : "bitcast<vec2<f16>>(w)"};
 }
-${spec.split ? "" : wgslQPack("f16")}
+${byteCache ? mmaBytePairWgsl(fp8 ? "fp8_e4m3" : "int8") : ""}
+${
+    bf16
+      ? `// Two bf16 elements of a u32 word (low half first), rounded to f16.
+fn bh2(w: u32) -> vec2<f16> {
+  return vec2<f16>(vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u)));
+}`
+      : ""
+  }
+${spec.split ? "" : wgslQPack(bf16 ? "bf16" : "f16")}
 ${
     wgslCodecs(
-      ...(spec.split ? [] : ["f32_to_f16_bits" as const]),
-      ...(fp8 ? ["decode_e4m3" as const] : []),
-      ...(int8 ? ["decode_int8" as const] : []),
+      ...(spec.split ? [] : [wgslQPackCodec(bf16 ? "bf16" : "f16")]),
     )
   }
 
@@ -787,7 +828,6 @@ fn main(
   let srow = lid / ${TPR}u;
   let rpart = lid % ${TPR}u;
   let lim = old + (f0 + srow) / params.group;
-${fp8 ? `  for (var e = lid; e < 256u; e = e + ${T}u) {\n    lut[e] = decode_e4m3(e);\n  }` : ""}
 ${
     int8
       ? `  var kmax = 0.0;
@@ -812,7 +852,7 @@ ${_lines(DBW, (jj) => `  ${decl("a", `o${jj}`, "pv")}`)}
   ${decl("r", "vf", "pv")}
   ${decl("l", "pf", "pv")}
 ${_lines(DBW, (jj) => `  ${zero(`o${jj}`, "pv")}`)}
-${_lines(U, (i) => `  var rw${i}: vec4<u32>;`)}
+${_lines(UN, (i) => `  var rw${i}: ${rawType};`)}
 ${
     DKV
       ? `  // directKV: pool row stride (elements between consecutive slots) and block offsets.
@@ -915,4 +955,27 @@ ${
 /** Workgroup rows of a spec (16 per row block), for the host. */
 export function mmaRows(spec: MmaSpec): number {
   return MMA_TILE * spec.rowBlocks;
+}
+
+/**
+ * WGSL `fn byte_pair(t: u32) -> vec2<f16>`: the exact values of two fp8 e4m3 or int8 codes held
+ * in the low bytes of `t`'s 16-bit halves, with integer ops on the word and one f16 vector op
+ * (needs the module's `h2`). A 256-entry table did the same with one workgroup load per code,
+ * but random codes made those loads conflict on memory banks (docs/PERF_LOG_MMA.md, run 22).
+ * - e4m3: sign to bit 15 and the 7 exponent/mantissa bits to bits 7..13 make the f16 of the
+ *   value x 2^-8, exactly (subnormals too); x 256 restores it. The NaN code (field 0x7f) gets
+ *   exponent 31 first: (field + 1) & 0x80 is set for that field only.
+ * - int8: 0x6400 | (code ^ 0x80) is the f16 1024 + code + 128; minus 1152 leaves the code.
+ */
+export function mmaBytePairWgsl(dtype: "fp8_e4m3" | "int8"): string {
+  const body = dtype === "fp8_e4m3"
+    ? `let f = t & 0x007f007fu;
+  let nan = ((f + 0x00010001u) & 0x00800080u) * 0xf8u;
+  return h2(((t & 0x00800080u) << 8u) | (f << 7u) | nan) * vec2<f16>(256.0);`
+    : `return h2(0x64006400u | (t ^ 0x00800080u)) - vec2<f16>(1152.0);`;
+  return `// Two ${dtype} codes (low bytes of each 16-bit half) -> f16, exact.
+fn byte_pair(t: u32) -> vec2<f16> {
+  ${body}
+}
+`;
 }

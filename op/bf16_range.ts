@@ -6,6 +6,7 @@
  * output tolerance (SPEC §4); larger ones would become infinities.
  * @module
  */
+import { bf16BitsToNumber } from "../reference/codecs.ts";
 
 /** bf16 bits (sign cleared) of 65280, the largest bf16 value not above f16's 65504. */
 const BF16_F16_MAX_BITS = 0x477f;
@@ -21,7 +22,7 @@ function firstOutside(bits: Uint16Array, from: number, to: number): number {
 }
 
 function describe(name: string, bits: Uint16Array, i: number, width: number, rows: string) {
-  const value = new Float32Array(new Uint32Array([bits[i]! << 16]).buffer)[0]!;
+  const value = bf16BitsToNumber(bits[i]!);
   const row = Math.floor(i / width);
   return `${name}[${row}][${i % width}] (${rows} ${row}) is ${value}`;
 }

@@ -28,7 +28,7 @@
  * @module
  */
 import { wgslCodecs } from "../wgsl/codecs.ts";
-import { wgslQPack, wgslQPackCodec } from "../_shared.ts";
+import { wgslQPack, wgslQPackCodec, wgslQUnpack } from "../_shared.ts";
 import { MMA_TILE, mmaGeometry, mmaKey, type MmaSpec } from "./spec.ts";
 
 /** Bindings of the attention pass, in binding order (all in group 0). */
@@ -384,11 +384,8 @@ fn emu_mma(a: array<f32, 8>, b: array<f32, 8>, c: array<f32, 8>, warp: u32, lane
       const comp = comps[pc % comps.length]!;
       const frag = comp === 0 ? "qf" : "ql";
       // q element e as f32 (a bf16 one exactly, before any f16 rounding).
-      const q32 = (e: number) => {
-        const c = `w.${"xyzw"[e >> 1]}`;
-        if (!bf16) return `f32(${half8("w")[e]})`;
-        return e % 2 === 0 ? `bitcast<f32>(${c} << 16u)` : `bitcast<f32>(${c} & 0xffff0000u)`;
-      };
+      const q32 = (e: number) =>
+        bf16 ? `unpack_q2(w.${"xyzw"[e >> 1]}).${"xy"[e % 2]}` : `f32(${half8("w")[e]})`;
       const scaled = (e: number) => `${q32(e)} * (scales[sb + ${e}u] * kinv)`;
       const qe = (e: number) => TR ? `${e * QTS}u` : `${e}u`;
       const qput = (vals: string[]) =>
@@ -784,9 +781,9 @@ fn h2(w: u32) -> vec2<f16> {
 ${byteCache ? mmaBytePairWgsl(fp8 ? "fp8_e4m3" : "int8") : ""}
 ${
     bf16
-      ? `// Two bf16 elements of a u32 word (low half first), rounded to f16.
+      ? `${wgslQUnpack("bf16")}// Two bf16 elements of a u32 word (low half first), rounded to f16.
 fn bh2(w: u32) -> vec2<f16> {
-  return vec2<f16>(vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u)));
+  return vec2<f16>(unpack_q2(w));
 }`
       : ""
   }

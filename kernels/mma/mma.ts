@@ -6,7 +6,7 @@
  */
 import { type GpuContext, readEnv } from "../gpu.ts";
 import type { DeviceProblem, KernelPlan, KernelVariant } from "../variant.ts";
-import type { Problem } from "../../op/types.ts";
+import type { CacheDtype, Problem } from "../../op/types.ts";
 import { combinePasses, type PassPlan } from "../_shared.ts";
 import { planAppend } from "../append/append.ts";
 import { planSplitAttention } from "../flash/flash.ts";
@@ -70,6 +70,13 @@ export interface MmaOptions extends MmaWorkListOptions {
   directKV?: boolean | "k";
   /** K/V staged in 4-byte units (see `MmaSpec.narrowStaging`). @default MMA_NARROW_STAGING */
   narrowStaging?: boolean;
+  /**
+   * Software-pipelined key loop (see `MmaSpec.pipelined`); applied where the tile still fits
+   * the workgroup memory with K and V in separate halves, and not with `directKV` or
+   * `dumpScores`. @default `PAGED_PREFILL_MMA_PIPELINED` (0 or 1) when set, else whether
+   * the cache dtype is in MMA_PIPELINED_CACHES
+   */
+  pipelined?: boolean;
 }
 
 /** Default of `MmaOptions.directKV`: off until timed on a matrix adapter. */
@@ -103,6 +110,28 @@ export const MMA_TRANSPOSED_SCORES = true;
  * and block-table lookups cost more than the bank conflicts it removes.
  */
 export const MMA_NARROW_STAGING = false;
+
+/**
+ * Cache dtypes whose default is the pipelined key loop (`MmaOptions.pipelined`). On the H200
+ * it took int8 from 0.606 to 0.570 ms (seed) and 3.27 to 2.93 ms (b8 x (4k + 512)): int8 runs
+ * two Q K^T products per block on old tiles, and that longer chain now overlaps P V. f16 and
+ * fp8 measured the same or slower (docs/PERF_LOG_MMA.md, runs 25-26), so they keep the
+ * classic loop.
+ */
+export const MMA_PIPELINED_CACHES: readonly CacheDtype[] = ["int8"];
+
+/**
+ * `PAGED_PREFILL_MMA_PIPELINED` as a boolean, or undefined when unset. Throws naming the value
+ * when it is neither 0 nor 1.
+ */
+export function mmaPipelinedFromEnv(): boolean | undefined {
+  const env = readEnv("PAGED_PREFILL_MMA_PIPELINED");
+  if (env === undefined || env === "") return undefined;
+  if (env === "0" || env === "1") return env === "1";
+  throw new RangeError(
+    `Cannot read PAGED_PREFILL_MMA_PIPELINED: expected 0 or 1, got "${env}"`,
+  );
+}
 
 /** Why the adapter cannot run any mma kernel, or null (independent of the problem). */
 export function mmaAdapterProblem(gpu: GpuContext): string | null {
@@ -208,7 +237,12 @@ export async function planMmaAttention(
   }
   const rows = 16 * tile.rowBlocks;
   const list = buildMmaWorkList(p, rows, tile.keys, options);
-  const spec = mmaSpecFor(p, tile, limits.sg, list.split, emulate, extra);
+  const piped = { ...extra, pipelined: true };
+  const pipelined = (options.pipelined ?? mmaPipelinedFromEnv() ??
+    MMA_PIPELINED_CACHES.includes(p.cacheDtype)) &&
+    mmaSpecProblem(mmaSpecFor(p, tile, limits.sg, list.split, emulate, piped)) === null &&
+    mmaTileFits(p, tile, limits, emulate, piped);
+  const spec = mmaSpecFor(p, tile, limits.sg, list.split, emulate, pipelined ? piped : extra);
   const bad = mmaSpecProblem(spec);
   if (bad) throw new RangeError(`Cannot plan the mma kernel: ${bad}`);
   const key = mmaKey(spec);

@@ -11,6 +11,7 @@ import {
 } from "../../reference/check.ts";
 import {
   MMA_DIRECT_KV,
+  MMA_PIPELINED_CACHES,
   mmaDirectKVProblem,
   type MmaOptions,
   mmaSupport,
@@ -26,6 +27,7 @@ import {
   type MmaSpec,
   mmaSpecFor,
   mmaSpecProblem,
+  mmaTileFits,
   parseMmaTile,
 } from "./spec.ts";
 import type { Problem } from "../../op/types.ts";
@@ -425,6 +427,8 @@ Deno.test("mma WGSL declares only workgroup variables of whole 16-byte units (NV
     { ...base, rowBlocks: 8, colWarps: 2, keys: 32, transposedScores: true, split: true },
     { ...base, directKV: true },
     { ...base, directKV: true, transposedScores: true, split: true, emulate: true },
+    { ...base, rowBlocks: 8, colWarps: 2, keys: 32, transposedScores: true, pipelined: true },
+    { ...base, cacheDtype: "int8", keys: 32, pipelined: true, emulate: true },
   ];
   for (const spec of specs) {
     const decls = [...mmaWgsl(spec).matchAll(/var<workgroup> (\w+): ([^;]+);/g)];
@@ -641,5 +645,205 @@ Deno.test("mma directKV is ignored with a reason for page size 8 and for an fp8 
     }
     const key = await checkEmulated(o, options);
     assert(!key.includes("_dkv"), `directKV applied: ${key}`);
+  }
+});
+
+// -- the pipelined key loop (MmaSpec.pipelined) ----------------------------------------------
+
+/** checkEmulated with `pipelined: true`; fails when the plan did not apply it. */
+async function checkPipelined(o: TestCaseOptions, options: MmaOptions): Promise<void> {
+  const key = await checkEmulated(o, { ...options, pipelined: true });
+  assert(key.includes("_pl"), `pipelined loop not applied: ${key}`);
+}
+
+Deno.test("emulated pipelined mma matches the reference: f16, GQA, causal, varlen with an empty request", async () => {
+  await checkPipelined({
+    qDtype: "f16",
+    qLens: [5, 0, 21],
+    cacheLens: [20, 7, 35],
+    heads: 4,
+    kvHeads: 2,
+    headDim: 32,
+    pageSize: 16,
+    seed: 41,
+  }, { tile: { rowBlocks: 2, colWarps: 1, keys: 16 }, targetItems: 0 });
+});
+
+Deno.test("emulated pipelined mma matches the reference: fp8 cache, MQA, split-KV, page size 4", async () => {
+  await checkPipelined({
+    qDtype: "f16",
+    cacheDtype: "fp8_e4m3",
+    qLens: [3, 12],
+    cacheLens: [70, 5],
+    heads: 4,
+    kvHeads: 1,
+    headDim: 32,
+    pageSize: 4,
+    seed: 42,
+  }, { tile: { rowBlocks: 2, colWarps: 1, keys: 16 }, targetItems: 64, minSplitTiles: 1 });
+});
+
+Deno.test("emulated pipelined mma matches the reference: int8 cache, sharp scores, Q restaged before the first new tile", async () => {
+  // Old lengths 16 and 90 with 16-key tiles: one request leaves its only old tile at t0 + 1.
+  await checkPipelined({
+    qDtype: "f16",
+    cacheDtype: "int8",
+    qLens: [20, 9],
+    cacheLens: [90, 16],
+    heads: 2,
+    kvHeads: 1,
+    headDim: 32,
+    pageSize: 16,
+    smScale: 3,
+    seed: 43,
+  }, { tile: { rowBlocks: 2, colWarps: 1, keys: 16 }, targetItems: 0 });
+});
+
+Deno.test("emulated pipelined mma matches the reference: int8 cache, split-KV, Q fragments reloaded per product", async () => {
+  await checkPipelined({
+    qDtype: "f16",
+    cacheDtype: "int8",
+    qLens: [11, 3],
+    cacheLens: [40, 66],
+    heads: 4,
+    kvHeads: 2,
+    headDim: 32,
+    pageSize: 16,
+    seed: 44,
+  }, {
+    tile: { rowBlocks: 2, colWarps: 1, keys: 16 },
+    targetItems: 48,
+    minSplitTiles: 1,
+    qReload: true,
+  });
+});
+
+Deno.test("emulated pipelined mma matches the reference: non-causal softcap, two column warps, scores not transposed", async () => {
+  await checkPipelined({
+    qDtype: "f16",
+    qLens: [9, 30],
+    cacheLens: [50, 17],
+    heads: 6,
+    kvHeads: 2,
+    headDim: 64,
+    pageSize: 8,
+    isCausal: false,
+    softcap: 30,
+    seed: 45,
+  }, { tile: { rowBlocks: 2, colWarps: 2, keys: 32 }, targetItems: 0, transposedScores: false });
+});
+
+Deno.test("emulated pipelined mma matches the reference: bf16 q and cache, O rescaled on every tile", async () => {
+  await checkPipelined({
+    qDtype: "bf16",
+    qLens: [7, 18],
+    cacheLens: [45, 3],
+    heads: 4,
+    kvHeads: 2,
+    headDim: 32,
+    pageSize: 8,
+    seed: 46,
+  }, { tile: { rowBlocks: 1, colWarps: 1, keys: 16 }, targetItems: 0, alwaysRescale: true });
+});
+
+Deno.test("pipelined 8x2x32 at D 128 fits 48 KiB of workgroup memory for every cache dtype, scores transposed or not", () => {
+  const h200 = { workgroupBytes: 49152, invocations: 1024, sg: 32 };
+  const tile = { rowBlocks: 8, colWarps: 2, keys: 32 };
+  for (const cacheDtype of ["f16", "fp8_e4m3", "int8"] as const) {
+    for (const transposedScores of [true, false]) {
+      const extra = { transposedScores, pipelined: true };
+      const p = problem({ cacheDtype });
+      const spec = mmaSpecFor(p, tile, 32, true, false, extra);
+      const geo = mmaGeometry(spec);
+      assert(
+        mmaTileFits(p, tile, h200, false, extra),
+        `${cacheDtype}, transposed ${transposedScores}: ${geo.workgroupBytes} bytes`,
+      );
+      // K and V halves do not overlap: V starts past K's padded tile.
+      assert(geo.vHalf >= 32 * geo.ks + geo.ks, `V half at ${geo.vHalf}`);
+      assert(geo.hElems >= 2 * geo.vHalf, `staging ${geo.hElems} < 2 x ${geo.vHalf}`);
+    }
+  }
+});
+
+Deno.test("mma specs refuse a pipelined loop with directKV or dumpScores, naming both", () => {
+  const base = mmaSpecFor(problem(), { rowBlocks: 4, colWarps: 1, keys: 64 }, 32, false);
+  assert(mmaSpecProblem({ ...base, pipelined: true }) === null, "plain pipelined spec is valid");
+  for (const extra of [{ directKV: true }, { dumpScores: true }] as const) {
+    const why = mmaSpecProblem({ ...base, ...extra, pipelined: true });
+    assert(why !== null && why.includes("directKV") && why.includes("dumpScores"), `${why}`);
+  }
+});
+
+Deno.test("PAGED_PREFILL_MMA_PIPELINED turns the pipelined loop on and off, and a malformed value is refused naming it", async () => {
+  const g = await gpu();
+  const { inputs, params } = makeTestCase({
+    qDtype: "f16",
+    qLens: [6],
+    cacheLens: [40],
+    heads: 2,
+    kvHeads: 1,
+    headDim: 32,
+    pageSize: 16,
+    seed: 47,
+  });
+  const p = validateProblem(inputs, params);
+  const dev = uploadInputs(g, inputs, p);
+  const options: MmaOptions = {
+    tile: { rowBlocks: 2, colWarps: 1, keys: 16 },
+    targetItems: 0,
+    emulate: true,
+  };
+  const keyWith = async (env: string | null, extra: MmaOptions = {}) => {
+    if (env === null) Deno.env.delete("PAGED_PREFILL_MMA_PIPELINED");
+    else Deno.env.set("PAGED_PREFILL_MMA_PIPELINED", env);
+    const planned = await planMmaAttention(g, dev, { ...options, ...extra });
+    for (const pass of planned.passes) pass.destroy();
+    return planned.key;
+  };
+  try {
+    assert(!MMA_PIPELINED_CACHES.includes("f16"), "f16 keeps the classic loop by default");
+    assert(!(await keyWith(null)).includes("_pl"), "default for an f16 cache");
+    assert((await keyWith("1")).includes("_pl"), "PAGED_PREFILL_MMA_PIPELINED=1");
+    assert(!(await keyWith("0")).includes("_pl"), "PAGED_PREFILL_MMA_PIPELINED=0");
+    // The option wins over the environment; directKV keeps the classic loop.
+    assert((await keyWith("0", { pipelined: true })).includes("_pl"), "option over env");
+    const direct = await keyWith("1", { directKV: true });
+    assert(direct.includes("_dkv") && !direct.includes("_pl"), `with directKV: ${direct}`);
+    let msg = "";
+    try {
+      await keyWith("yes");
+    } catch (e) {
+      msg = (e as Error).message;
+    }
+    assert(msg.includes("PAGED_PREFILL_MMA_PIPELINED") && msg.includes('"yes"'), msg);
+  } finally {
+    Deno.env.delete("PAGED_PREFILL_MMA_PIPELINED");
+    dev.destroy();
+  }
+});
+
+Deno.test("an int8 cache takes the pipelined loop by default, unless PAGED_PREFILL_MMA_PIPELINED=0", async () => {
+  assert(MMA_PIPELINED_CACHES.includes("int8"), "int8 is a pipelined cache dtype");
+  const o: TestCaseOptions = {
+    qDtype: "f16",
+    cacheDtype: "int8",
+    qLens: [5],
+    cacheLens: [30],
+    heads: 2,
+    kvHeads: 1,
+    headDim: 32,
+    pageSize: 16,
+    seed: 48,
+  };
+  const options: MmaOptions = { tile: { rowBlocks: 2, colWarps: 1, keys: 16 }, targetItems: 0 };
+  const key = await checkEmulated(o, options);
+  assert(key.includes("_pl"), `int8 default: ${key}`);
+  Deno.env.set("PAGED_PREFILL_MMA_PIPELINED", "0");
+  try {
+    const off = await checkEmulated(o, options);
+    assert(!off.includes("_pl"), `int8 with PAGED_PREFILL_MMA_PIPELINED=0: ${off}`);
+  } finally {
+    Deno.env.delete("PAGED_PREFILL_MMA_PIPELINED");
   }
 });

@@ -87,6 +87,13 @@ export interface MmaSpec {
    * 16-byte units whose scalar f16 stores conflict 4 ways. @default false
    */
   narrowStaging?: boolean;
+  /**
+   * Software-pipelined key loop: K and V have their own halves of the staging buffer, so one
+   * phase runs P V of tile t together with Q K^T of tile t + 1, and the next runs tile t + 1's
+   * softmax while storing V(t + 1) and K(t + 2): two workgroup barriers per tile instead of
+   * four. Not with `directKV` or `dumpScores`. @default false
+   */
+  pipelined?: boolean;
 }
 
 /** The optional spec fields a caller may set (diagnostics and layout choices). */
@@ -105,6 +112,7 @@ export type MmaExtra = Pick<
   | "qReload"
   | "directKV"
   | "narrowStaging"
+  | "pipelined"
 >;
 
 /** Geometry derived from a spec; every field is a compile-time constant of the WGSL. */
@@ -145,6 +153,8 @@ export interface MmaGeometry {
   st: number;
   /** f16 elements of the staging buffer. */
   hElems: number;
+  /** Element offset of the V half of the staging buffer (0 unless pipelined). */
+  vHalf: number;
   /** f32 elements of the S / O-round buffer. */
   sElems: number;
   /** f16 elements of the P buffer. */
@@ -174,6 +184,9 @@ export function mmaSpecProblem(spec: MmaSpec): string | null {
   }
   if (((BC * D) / 8) % threads !== 0) return `${BC}x${D} tile not divisible by ${threads} threads`;
   if (((MMA_TILE * D) / 8) % sg !== 0) return `a 16-row Q block is not divisible by ${sg} lanes`;
+  if (spec.pipelined && (spec.directKV || spec.dumpScores)) {
+    return "a pipelined key loop stages every tile (no directKV) and runs past the first (no dumpScores)";
+  }
   if (spec.directKV && spec.cacheDtype !== "f16") {
     return `directKV needs an f16 cache (${spec.cacheDtype} codes must be decoded while staged)`;
   }
@@ -206,7 +219,12 @@ export function mmaGeometry(spec: MmaSpec): MmaGeometry {
   // Dawn's robustness pass predicates subgroup matrix loads/stores on a bound of the form
   // offset + stride * 16, which overshoots the last element by up to a stride (seen on the H200:
   // unpadded tiles read back as zero matrices).
-  const hElems = Math.max(BC * ks, tr ? D * qts : 0) + Math.max(ks, tr ? qts : 0);
+  // Pipelined: K and V each have a padded half; Q is staged before either is in use.
+  const half = BC * ks + ks;
+  const qStage = tr ? D * qts + qts : qRes ? 0 : qPassRows * ks + ks;
+  const hElems = spec.pipelined
+    ? Math.max(2 * half, qStage)
+    : Math.max(BC * ks, tr ? D * qts : 0) + Math.max(ks, tr ? qts : 0);
   const sElems = Math.max(rows * ss, tr ? BC * st : 0) + Math.max(ss, tr ? st : 0);
   const pElems = rows * ps + ps;
   const workgroupBytes = hElems * 2 + // K/V (and Q) staging tile, f16
@@ -236,6 +254,7 @@ export function mmaGeometry(spec: MmaSpec): MmaGeometry {
     qts,
     st,
     hElems,
+    vHalf: spec.pipelined ? half : 0,
     sElems,
     pElems,
     workgroupBytes,
@@ -276,6 +295,7 @@ export function mmaKey(spec: MmaSpec): string {
     ...(spec.qReload ? ["ql"] : []),
     ...(spec.directKV ? [spec.directKV === "k" ? "dk" : "dkv"] : []),
     ...(spec.narrowStaging ? ["nw"] : []),
+    ...(spec.pipelined ? ["pl"] : []),
     ...(spec.ablate ? [`no-${spec.ablate}`] : []),
     ...(spec.emulate ? ["emulated"] : []),
     ...(spec.emulateStage ? [`emu-${spec.emulateStage}`] : []),

@@ -25,6 +25,10 @@
  * slots of one page, H_kv * D elements apart). Each iteration stages into h_s exactly what the
  * next reader of h_s needs: V of tile t only when t is staged, K of tile t + 1 only when t + 1
  * is staged; a direct tile also drops the barrier that only made its staged K tile visible.
+ *
+ * With `pipelined`, K and V have separate halves of the staging buffer and each iteration has
+ * two phases: tile t's softmax (storing V(t) and K(t + 1)), then P V of tile t with Q K^T of
+ * tile t + 1 (loading V(t + 1) and K(t + 2)); two barriers per tile instead of four.
  * @module
  */
 import { wgslCodecs } from "../wgsl/codecs.ts";
@@ -138,6 +142,9 @@ export function mmaWgsl(spec: MmaSpec): string {
   // ("k": only K; V is still staged, since a row-major V block is the awkward global load).
   const DKV = spec.directKV === true || spec.directKV === "k";
   const DV = spec.directKV === true;
+  // Pipelined key loop: V lives in its own half of h_s, from element VH on.
+  const PL = spec.pipelined === true;
+  const VH = g.vHalf;
 
   // -- subgroup matrix emitters (real builtins, or the emulation for tests) ---------------
   // Stage "qk" owns Q, K and S; stage "pv" owns P, V and O (diagnostics emulate one of them).
@@ -317,22 +324,22 @@ fn emu_mma(a: array<f32, 8>, b: array<f32, 8>, c: array<f32, 8>, warp: u32, lane
   const rawType = narrow ? newUnit : "vec4<u32>";
   const oldRaw = (w: string) =>
     !byteCache ? w : narrow ? `vec2<u32>(${w}, 0u)` : `vec4<u32>(${w}, 0u, 0u)`;
-  const loadRaw = (which: "k" | "v") =>
+  const loadRaw = (which: "k" | "v", reg = "rw") =>
     _lines(UN, (i) =>
       `  {
     let c = lid + ${T * i}u;
     let kk = c / ${DU}u;
     let du = c % ${DU}u;
-    rw${i} = ${rawType}(0u);
+    ${reg}${i} = ${rawType}(0u);
     if (kk < cnt) {
       if (is_old) {
         let pos = base + kk;
         let slot = (u32(block_table[bt_base + (pos >> params.page_shift)]) << params.page_shift) | (pos & page_mask);
         let w = ${which}_pages[(slot * params.num_kv_heads + kvh) * ${DU}u + du];
-        rw${i} = ${oldRaw("w")};
+        ${reg}${i} = ${oldRaw("w")};
       } else {
         let tok = q_start + base + kk - old;
-        rw${i} = ${which}_new[(tok * params.num_kv_heads + kvh) * ${DU}u + du];
+        ${reg}${i} = ${which}_new[(tok * params.num_kv_heads + kvh) * ${DU}u + du];
       }
     }
   }`);
@@ -357,20 +364,23 @@ fn emu_mma(a: array<f32, 8>, b: array<f32, 8>, c: array<f32, 8>, warp: u32, lane
       ? [`${IN}(${w}.x).x`, `${IN}(${w}.x).y`, `${IN}(${w}.y).x`, `${IN}(${w}.y).y`]
       : [`${IN}(${w}).x`, `${IN}(${w}).y`];
   };
-  const storeRaw = _lines(UN, (i) => {
-    const body = byteCache
-      ? `if (is_old) {
-      ${put8("dst", unitValues(`rw${i}`, true))}
+  // Registers `reg`0.. into h_s from element `at` on; `oldTile`: the tile holds cache codes.
+  const storeRawOf = (reg: string, at: number, oldTile: string) =>
+    _lines(UN, (i) => {
+      const body = byteCache
+        ? `if (${oldTile}) {
+      ${put8("dst", unitValues(`${reg}${i}`, true))}
     } else {
-      ${put8("dst", unitValues(`rw${i}`, false))}
+      ${put8("dst", unitValues(`${reg}${i}`, false))}
     }`
-      : put8("dst", unitValues(`rw${i}`, false));
-    return `  {
+        : put8("dst", unitValues(`${reg}${i}`, false));
+      return `  {
     let c = lid + ${T * i}u;
-    let dst = (c / ${DU}u) * ${KS}u + (c % ${DU}u) * ${SU}u;
+    let dst = ${at > 0 ? `${at}u + ` : ""}(c / ${DU}u) * ${KS}u + (c % ${DU}u) * ${SU}u;
     ${body}
   }`;
-  });
+    });
+  const storeRaw = storeRawOf("rw", 0, "is_old");
 
   // -- Q staging (through h_s, in passes of QPR rows), fragments into registers -----------
   const qPasses = Math.ceil(BR / QPR);
@@ -623,7 +633,7 @@ ${
               direct ? "v_pages_h" : "h_s",
               direct
                 ? `kvo[${kb}u] + (wc * ${DBW}u + ${jj}u) * 16u`
-                : `${kb * 16 * KS}u + (wc * ${DBW}u + ${jj}u) * 16u`,
+                : `${VH + kb * 16 * KS}u + (wc * ${DBW}u + ${jj}u) * 16u`,
               false,
               direct ? "kv_stride" : KS,
               "pv",
@@ -707,6 +717,147 @@ ${pv}
   const outBinding = spec.split
     ? "@group(0) @binding(11) var<storage, read_write> part: array<vec4<f32>>;"
     : "@group(0) @binding(11) var<storage, read_write> o: array<vec2<u32>>;";
+
+  // -- the key loop ----------------------------------------------------------------------
+  // Classic: per tile, stage K, S = Q K^T, softmax while V is staged, P V; four barriers.
+  const classicLoop = `  // First K tile.
+  var is_old = t0 < n_old;
+  var base = select(old + (t0 - n_old) * ${BC}u, t0 * ${BC}u, is_old);
+  var cnt = select(min(${BC}u, kend - base), min(${BC}u, old - base), is_old);
+${
+    staged(
+      `(${dirOf("t0")})`,
+      `${loadRaw("k")}
+${storeRaw}`,
+    )
+  }
+
+  for (var t = t0; t < t1; t = t + 1u) {
+    is_old = t < n_old;
+    base = select(old + (t - n_old) * ${BC}u, t * ${BC}u, is_old);
+    cnt = select(min(${BC}u, kend - base), min(${BC}u, old - base), is_old);
+    let sa = select(params.scale_a, scale_old, is_old);
+    let trans = ${hasVs ? "t == n_old && t > t0" : "false"};
+${
+    DKV
+      ? `    // Direct tile: K${
+        DV ? " and V come from the pools; h_s is neither written nor read" : " comes from the pool"
+      }.
+    let dir = ${dirOf("t")};`
+      : ""
+  }
+${ab === "load" ? "" : DV ? staged("dir", loadRaw("v")) : loadRaw("v")}
+${
+    DKV
+      ? `    if (!dir) {
+      workgroupBarrier(); // K tile ready (the previous tile's end barrier covers the rest)
+    }`
+      : "    workgroupBarrier(); // K tile ready; last P V done"
+  }
+
+${qkStep}
+    workgroupBarrier(); // S ready; K tile no longer read
+${spec.dumpScores ? dumpScores : ""}
+${ab === "load" ? "" : DV ? staged("dir", storeRaw) : storeRaw}
+${ab === "softmax" ? "" : softmax}
+    let more = t + 1u < t1;
+${DKV ? "    var dir_n = false;" : ""}
+    if (more) {
+      let tn = t + 1u;
+      is_old = tn < n_old;
+      base = select(old + (tn - n_old) * ${BC}u, tn * ${BC}u, is_old);
+      cnt = select(min(${BC}u, kend - base), min(${BC}u, old - base), is_old);
+${DKV ? `      dir_n = ${dirOf("tn")};` : ""}
+${ab === "load" ? "" : staged("dir_n", loadRaw("k"))}
+    }
+    let need = workgroupUniformLoad(&flag).x; // P, alpha and V tile ready
+    if (${spec.alwaysRescale ? "true" : "need != 0u || trans"}) {
+${rescale}
+    }
+
+${pvStep}
+    workgroupBarrier(); // V tile and P no longer read
+    if (lid == 0u) {
+      flag.x = 0u;
+    }
+    if (more) {
+${int8 ? `      if (t + 1u == n_old) {\n${stageQ("false")}\n      }` : ""}
+${ab === "load" ? "" : staged("dir_n", storeRaw)}
+    }
+  }
+
+`;
+
+  // Pipelined (MmaSpec.pipelined): K and V have their own halves of h_s. Phase one of
+  // iteration t: tile t's softmax, storing V(t) and K(t + 1) from registers. Phase two:
+  // P V for tile t and S = Q K^T for tile t + 1 in one stretch of matrix work, while V(t + 1)
+  // and K(t + 2) are loaded from memory. Two barriers per tile.
+  const tileAt = (tile: string) => {
+    const t = `(${tile})`;
+    return `      let is_old = ${t} < n_old;
+      let base = select(old + (${t} - n_old) * ${BC}u, ${t} * ${BC}u, is_old);
+      let cnt = select(min(${BC}u, kend - base), min(${BC}u, old - base), is_old);`;
+  };
+  const noLoad = ab === "load";
+  const pipelinedLoop =
+    `  // Prologue: K(t0) staged and S(t0) computed; V(t0) and K(t0 + 1) wait in registers.
+  var is_old = t0 < n_old;
+  var base = select(old + (t0 - n_old) * ${BC}u, t0 * ${BC}u, is_old);
+  var cnt = select(min(${BC}u, kend - base), min(${BC}u, old - base), is_old);
+${noLoad ? "" : `${loadRaw("k", "rk")}\n${storeRawOf("rk", 0, "is_old")}`}
+  workgroupBarrier(); // K(t0) ready
+${noLoad ? "" : loadRaw("v", "rv")}
+  if (t0 + 1u < t1) {
+${tileAt("t0 + 1u")}
+${noLoad ? "" : loadRaw("k", "rk")}
+  }
+${qk}
+  workgroupBarrier(); // S(t0) ready
+
+  for (var t = t0; t < t1; t = t + 1u) {
+    let more = t + 1u < t1;
+${
+      int8
+        ? `    if (more && t + 1u == n_old) {
+      // Q K^T of the first new tile is next: Q without the K scales (h_s is free here).
+${stageQ("false")}
+    }`
+        : ""
+    }
+    is_old = t < n_old;
+    base = select(old + (t - n_old) * ${BC}u, t * ${BC}u, is_old);
+    cnt = select(min(${BC}u, kend - base), min(${BC}u, old - base), is_old);
+    let sa = select(params.scale_a, scale_old, is_old);
+    let trans = ${hasVs ? "t == n_old && t > t0" : "false"};
+${ab === "softmax" ? "" : softmax}
+${noLoad ? "" : storeRawOf("rv", VH, "is_old")}
+    if (more) {
+${noLoad ? "" : storeRawOf("rk", 0, "t + 1u < n_old")}
+    }
+    let need = workgroupUniformLoad(&flag).x; // P, alpha, V(t) and K(t + 1) ready; S(t) read
+    if (${spec.alwaysRescale ? "true" : "need != 0u || trans"}) {
+${rescale}
+      workgroupBarrier(); // O is back in registers before S(t + 1) reuses the buffer
+    }
+    if (lid == 0u) {
+      flag.x = 0u;
+    }
+    if (more) {
+${tileAt("t + 1u")}
+${noLoad ? "" : loadRaw("v", "rv")}
+    }
+    if (t + 2u < t1) {
+${tileAt("t + 2u")}
+${noLoad ? "" : loadRaw("k", "rk")}
+    }
+    if (more) {
+      is_old = t + 1u < n_old;
+${qk}
+    }
+${pvStep}
+    workgroupBarrier(); // S(t + 1) ready; P, V(t) and K(t + 1) read
+  }
+`;
 
   return `// ${mmaKey(spec)}
 // Paged prefill on subgroup matrices: workgroup = ${BR} (query, head) rows of one KV head's
@@ -849,7 +1000,10 @@ ${_lines(DBW, (jj) => `  ${decl("a", `o${jj}`, "pv")}`)}
   ${decl("r", "vf", "pv")}
   ${decl("l", "pf", "pv")}
 ${_lines(DBW, (jj) => `  ${zero(`o${jj}`, "pv")}`)}
-${_lines(UN, (i) => `  var rw${i}: ${rawType};`)}
+${
+    _lines(UN, (i) =>
+      PL ? `  var rk${i}: ${rawType};\n  var rv${i}: ${rawType};` : `  var rw${i}: ${rawType};`)
+  }
 ${
     DKV
       ? `  // directKV: pool row stride (elements between consecutive slots) and block offsets.
@@ -863,73 +1017,7 @@ ${
   // Q fragments (the int8 K scales folded in while the item is in its old tiles).
 ${stageQ("t0 < n_old")}
 
-  // First K tile.
-  var is_old = t0 < n_old;
-  var base = select(old + (t0 - n_old) * ${BC}u, t0 * ${BC}u, is_old);
-  var cnt = select(min(${BC}u, kend - base), min(${BC}u, old - base), is_old);
-${
-    staged(
-      `(${dirOf("t0")})`,
-      `${loadRaw("k")}
-${storeRaw}`,
-    )
-  }
-
-  for (var t = t0; t < t1; t = t + 1u) {
-    is_old = t < n_old;
-    base = select(old + (t - n_old) * ${BC}u, t * ${BC}u, is_old);
-    cnt = select(min(${BC}u, kend - base), min(${BC}u, old - base), is_old);
-    let sa = select(params.scale_a, scale_old, is_old);
-    let trans = ${hasVs ? "t == n_old && t > t0" : "false"};
-${
-    DKV
-      ? `    // Direct tile: K${
-        DV ? " and V come from the pools; h_s is neither written nor read" : " comes from the pool"
-      }.
-    let dir = ${dirOf("t")};`
-      : ""
-  }
-${ab === "load" ? "" : DV ? staged("dir", loadRaw("v")) : loadRaw("v")}
-${
-    DKV
-      ? `    if (!dir) {
-      workgroupBarrier(); // K tile ready (the previous tile's end barrier covers the rest)
-    }`
-      : "    workgroupBarrier(); // K tile ready; last P V done"
-  }
-
-${qkStep}
-    workgroupBarrier(); // S ready; K tile no longer read
-${spec.dumpScores ? dumpScores : ""}
-${ab === "load" ? "" : DV ? staged("dir", storeRaw) : storeRaw}
-${ab === "softmax" ? "" : softmax}
-    let more = t + 1u < t1;
-${DKV ? "    var dir_n = false;" : ""}
-    if (more) {
-      let tn = t + 1u;
-      is_old = tn < n_old;
-      base = select(old + (tn - n_old) * ${BC}u, tn * ${BC}u, is_old);
-      cnt = select(min(${BC}u, kend - base), min(${BC}u, old - base), is_old);
-${DKV ? `      dir_n = ${dirOf("tn")};` : ""}
-${ab === "load" ? "" : staged("dir_n", loadRaw("k"))}
-    }
-    let need = workgroupUniformLoad(&flag).x; // P, alpha and V tile ready
-    if (${spec.alwaysRescale ? "true" : "need != 0u || trans"}) {
-${rescale}
-    }
-
-${pvStep}
-    workgroupBarrier(); // V tile and P no longer read
-    if (lid == 0u) {
-      flag.x = 0u;
-    }
-    if (more) {
-${int8 ? `      if (t + 1u == n_old) {\n${stageQ("false")}\n      }` : ""}
-${ab === "load" ? "" : staged("dir_n", storeRaw)}
-    }
-  }
-
-  // Row sums of all threads of a row; m for the split partials.
+${PL ? pipelinedLoop : classicLoop}  // Row sums of all threads of a row; m for the split partials.
   ${rowReduce("l_run", "add")}
   if (rpart == 0u) {
     row_l[srow] = l_run;

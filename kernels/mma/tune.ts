@@ -210,6 +210,8 @@ const jobs: Job[] = diag
         T("r96 k32 wc2", { tile: t(6, 2, 32) }),
         T("r64 k32 wc2", { tile: t(4, 2, 32) }),
         T("new syntax", { newSyntax: true }),
+        T("pipelined", { pipelined: true }),
+        T("pipelined, ablate softmax", { pipelined: true, ablate: "softmax" }),
         T("ablate load", { ablate: "load" }),
         T("ablate softmax", { ablate: "softmax" }),
         T("ablate qk", { ablate: "qk" }),

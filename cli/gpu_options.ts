@@ -10,7 +10,9 @@ import {
   type GpuBackend,
   type GpuContext,
 } from "../kernels/gpu.ts";
+import { mmaEnvironmentProblem } from "../kernels/mma/mma.ts";
 import { choiceFlag } from "./parse.ts";
+import { UsageError } from "./errors.ts";
 
 /** Adds `--backend deno|dawn` to `command`. */
 export function addBackendOption<C extends Command<[], Record<string, unknown>>>(command: C) {
@@ -20,9 +22,14 @@ export function addBackendOption<C extends Command<[], Record<string, unknown>>>
   );
 }
 
-/** Acquires the GPU of `--backend` (default: the runtime's built-in WebGPU, else Dawn). */
-export function gpuFromFlags(flags: { backend?: GpuBackend }): Promise<GpuContext> {
-  return acquireGpu({ backend: flags.backend ?? defaultGpuBackend() });
+/**
+ * Acquires the GPU of `--backend` (default: the runtime's built-in WebGPU, else Dawn), after
+ * checking the kernels' environment variables: a malformed one is a usage error (one line).
+ */
+export async function gpuFromFlags(flags: { backend?: GpuBackend }): Promise<GpuContext> {
+  const why = mmaEnvironmentProblem();
+  if (why) throw new UsageError(why);
+  return await acquireGpu({ backend: flags.backend ?? defaultGpuBackend() });
 }
 
 /** A one-line description of a context: implementation, API backend and adapter. */

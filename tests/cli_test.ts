@@ -15,10 +15,19 @@ interface CliRun {
 const MAIN = new URL("../cli/main.ts", import.meta.url).pathname;
 
 /** Runs `paged-prefill ...args` as a child process. */
-async function runCli(...args: string[]): Promise<CliRun> {
+function runCli(...args: string[]): Promise<CliRun> {
+  return runCliWithEnv({}, ...args);
+}
+
+/** Runs `paged-prefill ...args` as a child process with extra environment variables. */
+async function runCliWithEnv(extra: Record<string, string>, ...args: string[]): Promise<CliRun> {
   const command = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", MAIN, ...args],
-    env: { NO_COLOR: "1", XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp" },
+    env: {
+      NO_COLOR: "1",
+      XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp",
+      ...extra,
+    },
     stdout: "piped",
     stderr: "piped",
   });
@@ -380,6 +389,26 @@ Deno.test("verify --resume refuses a missing --json, another adapter's file and 
     assert.equal(lines.length, 1, r.stderr);
     assert.match(lines[0]!, line);
     assert.equal(await Deno.readTextFile(`${dir}/o.json`), text, "the file is left as it was");
+  }
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a malformed PAGED_PREFILL_MMA* variable exits 2 with one line naming it, before any GPU work or output", async () => {
+  const dir = await Deno.makeTempDir();
+  const cases: Array<[Record<string, string>, string[], RegExp]> = [
+    [{ PAGED_PREFILL_MMA_TILE: "8x2" }, ["verify"], /PAGED_PREFILL_MMA_TILE "8x2"/],
+    [{ PAGED_PREFILL_MMA_PIPELINED: "yes" }, ["bench"], /PAGED_PREFILL_MMA_PIPELINED.*"yes"/],
+    [{ PAGED_PREFILL_MMA: "on" }, ["verify"], /PAGED_PREFILL_MMA: expected 0 or 1, got "on"/],
+  ];
+  for (const [env, command, pattern] of cases) {
+    const json = `${dir}/${command[0]}.json`;
+    const r = await runCliWithEnv(env, ...command, "--batch", "1", "--json", json);
+    assert.equal(r.code, 2, r.stderr);
+    const lines = errorLines(r);
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(lines[0]!, pattern);
+    assert.doesNotMatch(r.stderr, / on .*llvmpipe|lavapipe/, "no GPU was opened");
+    await assert.rejects(Deno.stat(json), Deno.errors.NotFound);
   }
   await Deno.remove(dir, { recursive: true });
 });

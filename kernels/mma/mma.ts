@@ -133,6 +133,29 @@ export function mmaPipelinedFromEnv(): boolean | undefined {
   );
 }
 
+/**
+ * What is wrong with the mma kernel's environment variables (`PAGED_PREFILL_MMA`,
+ * `PAGED_PREFILL_MMA_TILE`, `PAGED_PREFILL_MMA_PIPELINED`), as one line naming the variable,
+ * the expected form and the value; null when every one is unset or well formed. The GPU
+ * commands check this before any work, so a typo is not read as a kernel that declined.
+ */
+export function mmaEnvironmentProblem(): string | null {
+  const onOff = readEnv("PAGED_PREFILL_MMA");
+  if (onOff !== undefined && onOff !== "" && onOff !== "0" && onOff !== "1") {
+    return `Cannot read PAGED_PREFILL_MMA: expected 0 or 1, got "${onOff}"`;
+  }
+  try {
+    const tile = readEnv("PAGED_PREFILL_MMA_TILE");
+    if (tile) parseMmaTile(tile);
+    mmaPipelinedFromEnv();
+  } catch (e) {
+    return `${
+      (e as Error).message.replace("Cannot use mma tile", "Cannot use PAGED_PREFILL_MMA_TILE")
+    }`;
+  }
+  return null;
+}
+
 /** Why the adapter cannot run any mma kernel, or null (independent of the problem). */
 export function mmaAdapterProblem(gpu: GpuContext): string | null {
   if (!gpu.hasSubgroupMatrix) {

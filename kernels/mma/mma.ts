@@ -17,6 +17,7 @@ import {
   mmaKey,
   type MmaLimits,
   mmaLimits,
+  mmaPipelinedProblem,
   type MmaSpec,
   mmaSpecFor,
   mmaSpecProblem,
@@ -113,10 +114,10 @@ export const MMA_NARROW_STAGING = false;
 
 /**
  * Cache dtypes whose default is the pipelined key loop (`MmaOptions.pipelined`). On the H200
- * it took int8 from 0.606 to 0.570 ms (seed) and 3.27 to 2.93 ms (b8 x (4k + 512)): int8 runs
- * two Q K^T products per block on old tiles, and that longer chain now overlaps P V. f16 and
- * fp8 measured the same or slower (docs/PERF_LOG_MMA.md, runs 25-26), so they keep the
- * classic loop.
+ * int8 went from 0.588-0.606 to 0.565-0.570 ms (seed) and 3.27 to 2.91-2.93 ms (b8 x (4k + 512);
+ * classic and pipelined timed in different calls): int8 runs two Q K^T products per block on
+ * old tiles, and that longer chain now overlaps P V. f16 and fp8 measured the same or slower
+ * (docs/PERF_LOG_MMA.md, runs 25-27), so they keep the classic loop.
  */
 export const MMA_PIPELINED_CACHES: readonly CacheDtype[] = ["int8"];
 
@@ -144,14 +145,16 @@ export function mmaEnvironmentProblem(): string | null {
   if (onOff !== undefined && onOff !== "" && onOff !== "0" && onOff !== "1") {
     return `Cannot read PAGED_PREFILL_MMA: expected 0 or 1, got "${onOff}"`;
   }
+  const tile = readEnv("PAGED_PREFILL_MMA_TILE");
   try {
-    const tile = readEnv("PAGED_PREFILL_MMA_TILE");
     if (tile) parseMmaTile(tile);
+  } catch (e) {
+    return `PAGED_PREFILL_MMA_TILE: ${(e as Error).message}`;
+  }
+  try {
     mmaPipelinedFromEnv();
   } catch (e) {
-    return `${
-      (e as Error).message.replace("Cannot use mma tile", "Cannot use PAGED_PREFILL_MMA_TILE")
-    }`;
+    return (e as Error).message;
   }
   return null;
 }
@@ -227,6 +230,8 @@ export async function planMmaAttention(
   code: string;
   /** Why `options.directKV` was asked for but not applied (null when applied or not asked). */
   directKVRefused: string | null;
+  /** Why a pipelined loop was asked for (option or environment) but not applied, or null. */
+  pipelinedRefused: string | null;
 }> {
   const p = dev.problem;
   const emulate = options.emulate ?? false;
@@ -261,10 +266,12 @@ export async function planMmaAttention(
   const rows = 16 * tile.rowBlocks;
   const list = buildMmaWorkList(p, rows, tile.keys, options);
   const piped = { ...extra, pipelined: true };
-  const pipelined = (options.pipelined ?? mmaPipelinedFromEnv() ??
-    MMA_PIPELINED_CACHES.includes(p.cacheDtype)) &&
-    mmaSpecProblem(mmaSpecFor(p, tile, limits.sg, list.split, emulate, piped)) === null &&
-    mmaTileFits(p, tile, limits, emulate, piped);
+  const askedPipelined = options.pipelined ?? mmaPipelinedFromEnv();
+  const pipelinedMiss = mmaPipelinedProblem(p, tile, limits, list.split, emulate, extra);
+  const pipelined = (askedPipelined ?? MMA_PIPELINED_CACHES.includes(p.cacheDtype)) &&
+    pipelinedMiss === null;
+  // Said only when asked for explicitly (the int8 default quietly keeps the classic loop).
+  const pipelinedRefused = askedPipelined === true ? pipelinedMiss : null;
   const spec = mmaSpecFor(p, tile, limits.sg, list.split, emulate, pipelined ? piped : extra);
   const bad = mmaSpecProblem(spec);
   if (bad) throw new RangeError(`Cannot plan the mma kernel: ${bad}`);
@@ -279,7 +286,7 @@ export async function planMmaAttention(
     rows,
     list,
   });
-  return { passes, key, list, code, directKVRefused };
+  return { passes, key, list, code, directKVRefused, pipelinedRefused };
 }
 
 /** Plans the whole op (attention, combine when split, append) with the mma kernel. */

@@ -24,6 +24,7 @@ import { buildMmaWorkList } from "./work_list.ts";
 import {
   chooseMmaTile,
   mmaGeometry,
+  mmaPipelinedProblem,
   type MmaSpec,
   mmaSpecFor,
   mmaSpecProblem,
@@ -156,6 +157,7 @@ for (
     }, {
       tile: { rowBlocks: 2, colWarps: 1, keys: 16 },
       ...(split ? { targetItems: 64, minSplitTiles: 1 } : { targetItems: 0 }),
+      pipelined: false, // int8 would default to the pipelined loop, tested below
     });
     assert(key.includes("q-bf16"), `key ${key}`);
   });
@@ -266,7 +268,7 @@ Deno.test("emulated mma matches the reference: int8 cache with sharp scores (laz
     pageSize: 16,
     smScale: 3,
     seed: 13,
-  }, { tile: { rowBlocks: 2, colWarps: 1, keys: 16 }, targetItems: 0 });
+  }, { tile: { rowBlocks: 2, colWarps: 1, keys: 16 }, targetItems: 0, pipelined: false });
 });
 
 Deno.test("emulated mma matches the reference: non-causal softcap, two column warps", async () => {
@@ -302,13 +304,19 @@ for (
       headDim,
       pageSize: 8,
       seed,
-    }, { tile: { rowBlocks: 2, colWarps: 1, keys: 16 }, targetItems: 24, narrowStaging: true });
+    }, {
+      tile: { rowBlocks: 2, colWarps: 1, keys: 16 },
+      targetItems: 24,
+      narrowStaging: true,
+      pipelined: false,
+    });
     assert(key.includes("_nw"), `narrow staging not applied: ${key}`);
   });
 }
 
 Deno.test("emulated mma matches the reference: Q fragments reloaded per product, int8 cache", async () => {
-  await checkEmulated({
+  // Q is only resident with row-major scores (S^T stages Q transposed through h_s).
+  const key = await checkEmulated({
     qDtype: "f16",
     cacheDtype: "int8",
     qLens: [11, 3],
@@ -318,7 +326,14 @@ Deno.test("emulated mma matches the reference: Q fragments reloaded per product,
     headDim: 32,
     pageSize: 16,
     seed: 15,
-  }, { tile: { rowBlocks: 2, colWarps: 1, keys: 16 }, targetItems: 0, qReload: true });
+  }, {
+    tile: { rowBlocks: 2, colWarps: 1, keys: 16 },
+    targetItems: 0,
+    qReload: true,
+    transposedScores: false,
+    pipelined: false,
+  });
+  assert(key.includes("_ql") && !key.includes("_st") && !key.includes("_pl"), key);
 });
 
 Deno.test("emulated mma matches the reference: O rescaled on every tile, scores not transposed", async () => {
@@ -650,8 +665,27 @@ Deno.test("mma directKV is ignored with a reason for page size 8 and for an fp8 
 
 // -- the pipelined key loop (MmaSpec.pipelined) ----------------------------------------------
 
-/** checkEmulated with `pipelined: true`; fails when the plan did not apply it. */
+/**
+ * checkEmulated with `pipelined: true`; fails when the plan did not apply it. A split-KV case
+ * must contain an item that starts after the request's first tile and runs from the old keys
+ * into the new ones, so the loop's middle iterations and the old -> new switch are exercised.
+ */
 async function checkPipelined(o: TestCaseOptions, options: MmaOptions): Promise<void> {
+  if ((options.targetItems ?? 0) > 0) {
+    const { inputs, params } = makeTestCase(o);
+    const list = buildMmaWorkList(
+      validateProblem(inputs, params),
+      16 * options.tile!.rowBlocks,
+      options.tile!.keys,
+      options,
+    );
+    let crossing = false;
+    for (let i = 0; i < list.count; i++) {
+      const [t0, t1, , nOld] = list.items.subarray(8 * i + 4, 8 * i + 8);
+      if (t0! > 0 && t0! < nOld! && t1! > nOld!) crossing = true;
+    }
+    assert(list.split && crossing, "no split item starts mid-request and crosses n_old");
+  }
   const key = await checkEmulated(o, { ...options, pipelined: true });
   assert(key.includes("_pl"), `pipelined loop not applied: ${key}`);
 }
@@ -680,7 +714,7 @@ Deno.test("emulated pipelined mma matches the reference: fp8 cache, MQA, split-K
     headDim: 32,
     pageSize: 4,
     seed: 42,
-  }, { tile: { rowBlocks: 2, colWarps: 1, keys: 16 }, targetItems: 64, minSplitTiles: 1 });
+  }, { tile: { rowBlocks: 2, colWarps: 1, keys: 16 }, targetItems: 6, minSplitTiles: 1 });
 });
 
 Deno.test("emulated pipelined mma matches the reference: int8 cache, sharp scores, Q restaged before the first new tile", async () => {
@@ -699,24 +733,28 @@ Deno.test("emulated pipelined mma matches the reference: int8 cache, sharp score
   }, { tile: { rowBlocks: 2, colWarps: 1, keys: 16 }, targetItems: 0 });
 });
 
-Deno.test("emulated pipelined mma matches the reference: int8 cache, split-KV, Q fragments reloaded per product", async () => {
-  await checkPipelined({
-    qDtype: "f16",
-    cacheDtype: "int8",
-    qLens: [11, 3],
-    cacheLens: [40, 66],
-    heads: 4,
-    kvHeads: 2,
-    headDim: 32,
-    pageSize: 16,
-    seed: 44,
-  }, {
-    tile: { rowBlocks: 2, colWarps: 1, keys: 16 },
-    targetItems: 48,
-    minSplitTiles: 1,
-    qReload: true,
+for (const q of ["qReload", "qResident"] as const) {
+  Deno.test(`emulated pipelined mma matches the reference: int8 cache, split-KV items crossing into the new keys, ${q}, row-major scores`, async () => {
+    // targetItems 8: items of 3 tiles start mid-request and cross n_old (the Q restage into q_s).
+    await checkPipelined({
+      qDtype: "f16",
+      cacheDtype: "int8",
+      qLens: [11, 3],
+      cacheLens: [40, 66],
+      heads: 4,
+      kvHeads: 2,
+      headDim: 32,
+      pageSize: 16,
+      seed: 44,
+    }, {
+      tile: { rowBlocks: 2, colWarps: 1, keys: 16 },
+      targetItems: 8,
+      minSplitTiles: 1,
+      transposedScores: false,
+      [q]: true,
+    });
   });
-});
+}
 
 Deno.test("emulated pipelined mma matches the reference: non-causal softcap, two column warps, scores not transposed", async () => {
   await checkPipelined({
@@ -759,9 +797,11 @@ Deno.test("pipelined 8x2x32 at D 128 fits 48 KiB of workgroup memory for every c
         mmaTileFits(p, tile, h200, false, extra),
         `${cacheDtype}, transposed ${transposedScores}: ${geo.workgroupBytes} bytes`,
       );
-      // K and V halves do not overlap: V starts past K's padded tile.
-      assert(geo.vHalf >= 32 * geo.ks + geo.ks, `V half at ${geo.vHalf}`);
-      assert(geo.hElems >= 2 * geo.vHalf, `staging ${geo.hElems} < 2 x ${geo.vHalf}`);
+      // Dawn predicates a matrix load on offset + stride * 16 <= the array's length: the last
+      // K block must pass that inside the K half, the last V block inside h_s.
+      const lastBlock = (geo.kBlocks - 1) * 16 * geo.ks + (geo.dBlocks - 1) * 16;
+      assert(lastBlock + 16 * geo.ks <= geo.vHalf, `K half ends at ${geo.vHalf}`);
+      assert(geo.vHalf + lastBlock + 16 * geo.ks <= geo.hElems, `h_s has ${geo.hElems}`);
     }
   }
 });
@@ -794,13 +834,16 @@ Deno.test("PAGED_PREFILL_MMA_PIPELINED turns the pipelined loop on and off, and 
     targetItems: 0,
     emulate: true,
   };
+  const before = Deno.env.get("PAGED_PREFILL_MMA_PIPELINED");
   const keyWith = async (env: string | null, extra: MmaOptions = {}) => {
     if (env === null) Deno.env.delete("PAGED_PREFILL_MMA_PIPELINED");
     else Deno.env.set("PAGED_PREFILL_MMA_PIPELINED", env);
     const planned = await planMmaAttention(g, dev, { ...options, ...extra });
     for (const pass of planned.passes) pass.destroy();
+    refused = planned.pipelinedRefused;
     return planned.key;
   };
+  let refused = null as string | null;
   try {
     assert(!MMA_PIPELINED_CACHES.includes("f16"), "f16 keeps the classic loop by default");
     assert(!(await keyWith(null)).includes("_pl"), "default for an f16 cache");
@@ -810,6 +853,9 @@ Deno.test("PAGED_PREFILL_MMA_PIPELINED turns the pipelined loop on and off, and 
     assert((await keyWith("0", { pipelined: true })).includes("_pl"), "option over env");
     const direct = await keyWith("1", { directKV: true });
     assert(direct.includes("_dkv") && !direct.includes("_pl"), `with directKV: ${direct}`);
+    assert(refused !== null && refused.includes("directKV"), `refusal: ${refused}`);
+    await keyWith("1");
+    assert(refused === null, `applied, yet refused: ${refused}`);
     let msg = "";
     try {
       await keyWith("yes");
@@ -818,7 +864,8 @@ Deno.test("PAGED_PREFILL_MMA_PIPELINED turns the pipelined loop on and off, and 
     }
     assert(msg.includes("PAGED_PREFILL_MMA_PIPELINED") && msg.includes('"yes"'), msg);
   } finally {
-    Deno.env.delete("PAGED_PREFILL_MMA_PIPELINED");
+    if (before === undefined) Deno.env.delete("PAGED_PREFILL_MMA_PIPELINED");
+    else Deno.env.set("PAGED_PREFILL_MMA_PIPELINED", before);
     dev.destroy();
   }
 });
@@ -839,11 +886,54 @@ Deno.test("an int8 cache takes the pipelined loop by default, unless PAGED_PREFI
   const options: MmaOptions = { tile: { rowBlocks: 2, colWarps: 1, keys: 16 }, targetItems: 0 };
   const key = await checkEmulated(o, options);
   assert(key.includes("_pl"), `int8 default: ${key}`);
+  const before = Deno.env.get("PAGED_PREFILL_MMA_PIPELINED");
   Deno.env.set("PAGED_PREFILL_MMA_PIPELINED", "0");
   try {
     const off = await checkEmulated(o, options);
     assert(!off.includes("_pl"), `int8 with PAGED_PREFILL_MMA_PIPELINED=0: ${off}`);
   } finally {
-    Deno.env.delete("PAGED_PREFILL_MMA_PIPELINED");
+    if (before === undefined) Deno.env.delete("PAGED_PREFILL_MMA_PIPELINED");
+    else Deno.env.set("PAGED_PREFILL_MMA_PIPELINED", before);
   }
+});
+
+Deno.test("mmaPipelinedProblem names the bytes a pipelined tile needs where it does not fit, and the excluded options", () => {
+  const h200 = { workgroupBytes: 49152, invocations: 1024, sg: 32 };
+  const int8 = (headDim: number) =>
+    problem({ cacheDtype: "int8", headDim, smScale: 1 / Math.sqrt(headDim) });
+  const st = { transposedScores: true };
+  assert(
+    mmaPipelinedProblem(
+      int8(128),
+      { rowBlocks: 8, colWarps: 2, keys: 32 },
+      h200,
+      true,
+      false,
+      st,
+    ) ===
+      null,
+    "8x2x32 at D 128 fits",
+  );
+  for (
+    const [d, tile] of [[96, { rowBlocks: 4, colWarps: 1, keys: 64 }], [256, {
+      rowBlocks: 4,
+      colWarps: 2,
+      keys: 32,
+    }]] as const
+  ) {
+    const why = mmaPipelinedProblem(int8(d), tile, h200, true, false, st);
+    assert(why !== null && why.includes(`D ${d}`) && why.includes("allows 49152"), `${d}: ${why}`);
+    assert(mmaTileFits(int8(d), tile, h200, false, st), `D ${d} fits the classic loop`);
+  }
+  const dkv = mmaPipelinedProblem(
+    problem(),
+    { rowBlocks: 4, colWarps: 1, keys: 64 },
+    h200,
+    false,
+    false,
+    {
+      directKV: true,
+    },
+  );
+  assert(dkv !== null && dkv.includes("directKV"), `${dkv}`);
 });

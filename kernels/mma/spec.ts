@@ -90,8 +90,8 @@ export interface MmaSpec {
   /**
    * Software-pipelined key loop: K and V have their own halves of the staging buffer, so one
    * phase runs P V of tile t together with Q K^T of tile t + 1, and the next runs tile t + 1's
-   * softmax while storing V(t + 1) and K(t + 2): two workgroup barriers per tile instead of
-   * four. Not with `directKV` or `dumpScores`. @default false
+   * softmax while storing V(t + 1) and K(t + 2): three workgroup barriers per tile instead of
+   * five. Not with `directKV` or `dumpScores`. @default false
    */
   pipelined?: boolean;
 }
@@ -219,7 +219,8 @@ export function mmaGeometry(spec: MmaSpec): MmaGeometry {
   // Dawn's robustness pass predicates subgroup matrix loads/stores on a bound of the form
   // offset + stride * 16, which overshoots the last element by up to a stride (seen on the H200:
   // unpadded tiles read back as zero matrices).
-  // Pipelined: K and V each have a padded half; Q is staged before either is in use.
+  // Pipelined: K and V each have a padded half; Q is staged (first, and for int8 again before
+  // the first new tile) only while neither half holds a tile still to be read.
   const half = BC * ks + ks;
   const qStage = tr ? D * qts + qts : qRes ? 0 : qPassRows * ks + ks;
   const hElems = spec.pipelined
@@ -396,6 +397,27 @@ export function mmaTileFits(
   if (mmaSpecProblem(spec)) return false;
   const geo = mmaGeometry(spec);
   return geo.threads <= limits.invocations && geo.workgroupBytes <= limits.workgroupBytes;
+}
+
+/**
+ * Why `tile` cannot run `problem` with the pipelined key loop (`MmaSpec.pipelined`) within
+ * `limits`, or null: an option it excludes, or K and V halves that overflow the workgroup memory.
+ */
+export function mmaPipelinedProblem(
+  problem: Problem,
+  tile: MmaTile,
+  limits: MmaLimits,
+  split: boolean,
+  emulate = false,
+  extra: MmaExtra = {},
+): string | null {
+  const piped = { ...extra, pipelined: true };
+  const why = mmaSpecProblem(mmaSpecFor(problem, tile, limits.sg, split, emulate, piped));
+  if (why) return why;
+  if (mmaTileFits(problem, tile, limits, emulate, piped)) return null;
+  const bytes = mmaGeometry(mmaSpecFor(problem, tile, limits.sg, split, emulate, piped))
+    .workgroupBytes;
+  return `tile ${tile.rowBlocks}x${tile.colWarps}x${tile.keys} at D ${problem.headDim} needs ${bytes} bytes of workgroup memory with separate K and V halves, the adapter allows ${limits.workgroupBytes}`;
 }
 
 /** The first candidate tile for `problem` that is valid and fits `limits`, or null. */

@@ -28,7 +28,7 @@
  *
  * With `pipelined`, K and V have separate halves of the staging buffer and each iteration has
  * two phases: tile t's softmax (storing V(t) and K(t + 1)), then P V of tile t with Q K^T of
- * tile t + 1 (loading V(t + 1) and K(t + 2)); two barriers per tile instead of four.
+ * tile t + 1 (loading V(t + 1) and K(t + 2)); three barriers per tile instead of five.
  * @module
  */
 import { wgslCodecs } from "../wgsl/codecs.ts";
@@ -791,7 +791,11 @@ ${ab === "load" ? "" : staged("dir_n", storeRaw)}
   // Pipelined (MmaSpec.pipelined): K and V have their own halves of h_s. Phase one of
   // iteration t: tile t's softmax, storing V(t) and K(t + 1) from registers. Phase two:
   // P V for tile t and S = Q K^T for tile t + 1 in one stretch of matrix work, while V(t + 1)
-  // and K(t + 2) are loaded from memory. Two barriers per tile.
+  // and K(t + 2) are loaded from memory. Three barriers per tile (the flag's uniform load is
+  // two) instead of five.
+  //
+  // tileAt declares is_old, base and cnt of `tile` in a block, shadowing the loop's own (which
+  // belong to tile t): loadRaw reads them by these names.
   const tileAt = (tile: string) => {
     const t = `(${tile})`;
     return `      let is_old = ${t} < n_old;
@@ -839,6 +843,7 @@ ${noLoad ? "" : storeRawOf("rk", 0, "t + 1u < n_old")}
 ${rescale}
       workgroupBarrier(); // O is back in registers before S(t + 1) reuses the buffer
     }
+    // Safe right away: the uniform load ends with a barrier, so every invocation has read it.
     if (lid == 0u) {
       flag.x = 0u;
     }
@@ -851,6 +856,7 @@ ${tileAt("t + 2u")}
 ${noLoad ? "" : loadRaw("k", "rk")}
     }
     if (more) {
+      // Tile t + 1's: int8 runs the second (lo) product only on old tiles.
       is_old = t + 1u < n_old;
 ${qk}
     }
@@ -905,7 +911,11 @@ ${
 `
       : ""
   }
-// K tile, then V tile (and Q while staging): ${BC} rows x D, f16, row stride ${KS}.
+// ${
+    PL
+      ? `K tile from element 0, V tile from element ${VH} (Q while staging)`
+      : "K tile, then V tile (and Q while staging)"
+  }: ${BC} rows x D, f16, row stride ${KS}.
 var<workgroup> h_s: array<f16, ${g.hElems}>;
 ${
     QR

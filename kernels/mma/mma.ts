@@ -121,17 +121,17 @@ export const MMA_NARROW_STAGING = false;
  */
 export const MMA_PIPELINED_CACHES: readonly CacheDtype[] = ["int8"];
 
-/**
- * `PAGED_PREFILL_MMA_PIPELINED` as a boolean, or undefined when unset. Throws naming the value
- * when it is neither 0 nor 1.
- */
-export function mmaPipelinedFromEnv(): boolean | undefined {
-  const env = readEnv("PAGED_PREFILL_MMA_PIPELINED");
+/** Environment variable `name` as 0 or 1, or undefined when unset. Throws naming any other value. */
+function _envFlag(name: string): boolean | undefined {
+  const env = readEnv(name);
   if (env === undefined || env === "") return undefined;
   if (env === "0" || env === "1") return env === "1";
-  throw new RangeError(
-    `Cannot read PAGED_PREFILL_MMA_PIPELINED: expected 0 or 1, got "${env}"`,
-  );
+  throw new RangeError(`Cannot read ${name}: expected 0 or 1, got "${env}"`);
+}
+
+/** `PAGED_PREFILL_MMA_PIPELINED` as a boolean, or undefined when unset (see `_envFlag`). */
+export function mmaPipelinedFromEnv(): boolean | undefined {
+  return _envFlag("PAGED_PREFILL_MMA_PIPELINED");
 }
 
 /**
@@ -141,20 +141,17 @@ export function mmaPipelinedFromEnv(): boolean | undefined {
  * commands check this before any work, so a typo is not read as a kernel that declined.
  */
 export function mmaEnvironmentProblem(): string | null {
-  const onOff = readEnv("PAGED_PREFILL_MMA");
-  if (onOff !== undefined && onOff !== "" && onOff !== "0" && onOff !== "1") {
-    return `Cannot read PAGED_PREFILL_MMA: expected 0 or 1, got "${onOff}"`;
+  try {
+    _envFlag("PAGED_PREFILL_MMA");
+    _envFlag("PAGED_PREFILL_MMA_PIPELINED");
+  } catch (e) {
+    return (e as Error).message;
   }
   const tile = readEnv("PAGED_PREFILL_MMA_TILE");
   try {
     if (tile) parseMmaTile(tile);
   } catch (e) {
     return `PAGED_PREFILL_MMA_TILE: ${(e as Error).message}`;
-  }
-  try {
-    mmaPipelinedFromEnv();
-  } catch (e) {
-    return (e as Error).message;
   }
   return null;
 }

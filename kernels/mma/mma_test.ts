@@ -229,31 +229,49 @@ Deno.test("mma work list keeps paged and fresh keys in separate tiles and skips 
   assert(split.split && split.count > split.combineCount, "decode-like rows are split over keys");
 });
 
+// Cases the classic and the pipelined key loop both run (with their own seeds).
+const GQA_VARLEN: Omit<TestCaseOptions, "seed"> = {
+  qDtype: "f16",
+  qLens: [5, 0, 21],
+  cacheLens: [20, 7, 35],
+  heads: 4,
+  kvHeads: 2,
+  headDim: 32,
+  pageSize: 16,
+};
+const FP8_MQA_PAGE4: Omit<TestCaseOptions, "seed"> = {
+  qDtype: "f16",
+  cacheDtype: "fp8_e4m3",
+  qLens: [3, 12],
+  cacheLens: [70, 5],
+  heads: 4,
+  kvHeads: 1,
+  headDim: 32,
+  pageSize: 4,
+};
+const NONCAUSAL_SOFTCAP: Omit<TestCaseOptions, "seed"> = {
+  qDtype: "f16",
+  qLens: [9, 30],
+  cacheLens: [50, 17],
+  heads: 6,
+  kvHeads: 2,
+  headDim: 64,
+  pageSize: 8,
+  isCausal: false,
+  softcap: 30,
+};
+const TILE_2X1X16 = { rowBlocks: 2, colWarps: 1, keys: 16 };
+
 Deno.test("emulated mma matches the reference: f16, GQA, causal, varlen with an empty request", async () => {
-  await checkEmulated({
-    qDtype: "f16",
-    qLens: [5, 0, 21],
-    cacheLens: [20, 7, 35],
-    heads: 4,
-    kvHeads: 2,
-    headDim: 32,
-    pageSize: 16,
-    seed: 11,
-  }, { tile: { rowBlocks: 2, colWarps: 1, keys: 16 }, targetItems: 0 });
+  await checkEmulated({ ...GQA_VARLEN, seed: 11 }, { tile: TILE_2X1X16, targetItems: 0 });
 });
 
 Deno.test("emulated mma matches the reference: fp8 cache, MQA, split-KV, page size 4", async () => {
-  await checkEmulated({
-    qDtype: "f16",
-    cacheDtype: "fp8_e4m3",
-    qLens: [3, 12],
-    cacheLens: [70, 5],
-    heads: 4,
-    kvHeads: 1,
-    headDim: 32,
-    pageSize: 4,
-    seed: 12,
-  }, { tile: { rowBlocks: 2, colWarps: 1, keys: 16 }, targetItems: 64, minSplitTiles: 1 });
+  await checkEmulated({ ...FP8_MQA_PAGE4, seed: 12 }, {
+    tile: TILE_2X1X16,
+    targetItems: 64,
+    minSplitTiles: 1,
+  });
 });
 
 Deno.test("emulated mma matches the reference: int8 cache with sharp scores (lazy rescale)", async () => {
@@ -272,18 +290,10 @@ Deno.test("emulated mma matches the reference: int8 cache with sharp scores (laz
 });
 
 Deno.test("emulated mma matches the reference: non-causal softcap, two column warps", async () => {
-  await checkEmulated({
-    qDtype: "f16",
-    qLens: [9, 30],
-    cacheLens: [50, 17],
-    heads: 6,
-    kvHeads: 2,
-    headDim: 64,
-    pageSize: 8,
-    isCausal: false,
-    softcap: 30,
-    seed: 14,
-  }, { tile: { rowBlocks: 2, colWarps: 2, keys: 32 }, targetItems: 0 });
+  await checkEmulated({ ...NONCAUSAL_SOFTCAP, seed: 14 }, {
+    tile: { rowBlocks: 2, colWarps: 2, keys: 32 },
+    targetItems: 0,
+  });
 });
 
 for (
@@ -691,30 +701,16 @@ async function checkPipelined(o: TestCaseOptions, options: MmaOptions): Promise<
 }
 
 Deno.test("emulated pipelined mma matches the reference: f16, GQA, causal, varlen with an empty request", async () => {
-  await checkPipelined({
-    qDtype: "f16",
-    qLens: [5, 0, 21],
-    cacheLens: [20, 7, 35],
-    heads: 4,
-    kvHeads: 2,
-    headDim: 32,
-    pageSize: 16,
-    seed: 41,
-  }, { tile: { rowBlocks: 2, colWarps: 1, keys: 16 }, targetItems: 0 });
+  await checkPipelined({ ...GQA_VARLEN, seed: 41 }, { tile: TILE_2X1X16, targetItems: 0 });
 });
 
 Deno.test("emulated pipelined mma matches the reference: fp8 cache, MQA, split-KV, page size 4", async () => {
-  await checkPipelined({
-    qDtype: "f16",
-    cacheDtype: "fp8_e4m3",
-    qLens: [3, 12],
-    cacheLens: [70, 5],
-    heads: 4,
-    kvHeads: 1,
-    headDim: 32,
-    pageSize: 4,
-    seed: 42,
-  }, { tile: { rowBlocks: 2, colWarps: 1, keys: 16 }, targetItems: 6, minSplitTiles: 1 });
+  // targetItems 6 (not 64): items of two tiles, one of them crossing into the new keys.
+  await checkPipelined({ ...FP8_MQA_PAGE4, seed: 42 }, {
+    tile: TILE_2X1X16,
+    targetItems: 6,
+    minSplitTiles: 1,
+  });
 });
 
 Deno.test("emulated pipelined mma matches the reference: int8 cache, sharp scores, Q restaged before the first new tile", async () => {
@@ -757,18 +753,11 @@ for (const q of ["qReload", "qResident"] as const) {
 }
 
 Deno.test("emulated pipelined mma matches the reference: non-causal softcap, two column warps, scores not transposed", async () => {
-  await checkPipelined({
-    qDtype: "f16",
-    qLens: [9, 30],
-    cacheLens: [50, 17],
-    heads: 6,
-    kvHeads: 2,
-    headDim: 64,
-    pageSize: 8,
-    isCausal: false,
-    softcap: 30,
-    seed: 45,
-  }, { tile: { rowBlocks: 2, colWarps: 2, keys: 32 }, targetItems: 0, transposedScores: false });
+  await checkPipelined({ ...NONCAUSAL_SOFTCAP, seed: 45 }, {
+    tile: { rowBlocks: 2, colWarps: 2, keys: 32 },
+    targetItems: 0,
+    transposedScores: false,
+  });
 });
 
 Deno.test("emulated pipelined mma matches the reference: bf16 q and cache, O rescaled on every tile", async () => {

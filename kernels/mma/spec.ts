@@ -411,13 +411,15 @@ export function mmaPipelinedProblem(
   emulate = false,
   extra: MmaExtra = {},
 ): string | null {
-  const piped = { ...extra, pipelined: true };
-  const why = mmaSpecProblem(mmaSpecFor(problem, tile, limits.sg, split, emulate, piped));
+  const spec = mmaSpecFor(problem, tile, limits.sg, split, emulate, { ...extra, pipelined: true });
+  const why = mmaSpecProblem(spec);
   if (why) return why;
-  if (mmaTileFits(problem, tile, limits, emulate, piped)) return null;
-  const bytes = mmaGeometry(mmaSpecFor(problem, tile, limits.sg, split, emulate, piped))
-    .workgroupBytes;
-  return `tile ${tile.rowBlocks}x${tile.colWarps}x${tile.keys} at D ${problem.headDim} needs ${bytes} bytes of workgroup memory with separate K and V halves, the adapter allows ${limits.workgroupBytes}`;
+  const geo = mmaGeometry(spec);
+  if (geo.threads > limits.invocations) {
+    return `tile ${tile.rowBlocks}x${tile.colWarps}x${tile.keys} needs ${geo.threads} invocations, the adapter allows ${limits.invocations}`;
+  }
+  if (geo.workgroupBytes <= limits.workgroupBytes) return null;
+  return `tile ${tile.rowBlocks}x${tile.colWarps}x${tile.keys} at D ${problem.headDim} needs ${geo.workgroupBytes} bytes of workgroup memory with separate K and V halves, the adapter allows ${limits.workgroupBytes}`;
 }
 
 /** The first candidate tile for `problem` that is valid and fits `limits`, or null. */

@@ -719,11 +719,16 @@ ${pv}
     : "@group(0) @binding(11) var<storage, read_write> o: array<vec2<u32>>;";
 
   // -- the key loop ----------------------------------------------------------------------
+  // is_old, base and cnt of tile `t` (a WGSL expression; parenthesise sums): old (paged) tiles
+  // first, then the chunk's own keys. `decl` is "var ", "let " or "" (assign).
+  const tileVars = (t: string, indent: string, decl: "var " | "let " | "") =>
+    `${indent}${decl}is_old = ${t} < n_old;
+${indent}${decl}base = select(old + (${t} - n_old) * ${BC}u, ${t} * ${BC}u, is_old);
+${indent}${decl}cnt = select(min(${BC}u, kend - base), min(${BC}u, old - base), is_old);`;
+
   // Classic: per tile, stage K, S = Q K^T, softmax while V is staged, P V; four barriers.
   const classicLoop = `  // First K tile.
-  var is_old = t0 < n_old;
-  var base = select(old + (t0 - n_old) * ${BC}u, t0 * ${BC}u, is_old);
-  var cnt = select(min(${BC}u, kend - base), min(${BC}u, old - base), is_old);
+${tileVars("t0", "  ", "var ")}
 ${
     staged(
       `(${dirOf("t0")})`,
@@ -733,9 +738,7 @@ ${storeRaw}`,
   }
 
   for (var t = t0; t < t1; t = t + 1u) {
-    is_old = t < n_old;
-    base = select(old + (t - n_old) * ${BC}u, t * ${BC}u, is_old);
-    cnt = select(min(${BC}u, kend - base), min(${BC}u, old - base), is_old);
+${tileVars("t", "    ", "")}
     let sa = select(params.scale_a, scale_old, is_old);
     let trans = ${hasVs ? "t == n_old && t > t0" : "false"};
 ${
@@ -764,9 +767,7 @@ ${ab === "softmax" ? "" : softmax}
 ${DKV ? "    var dir_n = false;" : ""}
     if (more) {
       let tn = t + 1u;
-      is_old = tn < n_old;
-      base = select(old + (tn - n_old) * ${BC}u, tn * ${BC}u, is_old);
-      cnt = select(min(${BC}u, kend - base), min(${BC}u, old - base), is_old);
+${tileVars("tn", "      ", "")}
 ${DKV ? `      dir_n = ${dirOf("tn")};` : ""}
 ${ab === "load" ? "" : staged("dir_n", loadRaw("k"))}
     }
@@ -796,18 +797,11 @@ ${ab === "load" ? "" : staged("dir_n", storeRaw)}
   //
   // tileAt declares is_old, base and cnt of `tile` in a block, shadowing the loop's own (which
   // belong to tile t): loadRaw reads them by these names.
-  const tileAt = (tile: string) => {
-    const t = `(${tile})`;
-    return `      let is_old = ${t} < n_old;
-      let base = select(old + (${t} - n_old) * ${BC}u, ${t} * ${BC}u, is_old);
-      let cnt = select(min(${BC}u, kend - base), min(${BC}u, old - base), is_old);`;
-  };
+  const tileAt = (tile: string) => tileVars(`(${tile})`, "      ", "let ");
   const noLoad = ab === "load";
   const pipelinedLoop =
     `  // Prologue: K(t0) staged and S(t0) computed; V(t0) and K(t0 + 1) wait in registers.
-  var is_old = t0 < n_old;
-  var base = select(old + (t0 - n_old) * ${BC}u, t0 * ${BC}u, is_old);
-  var cnt = select(min(${BC}u, kend - base), min(${BC}u, old - base), is_old);
+${tileVars("t0", "  ", "var ")}
 ${noLoad ? "" : `${loadRaw("k", "rk")}\n${storeRawOf("rk", 0, "is_old")}`}
   workgroupBarrier(); // K(t0) ready
 ${noLoad ? "" : loadRaw("v", "rv")}
@@ -828,9 +822,7 @@ ${stageQ("false")}
     }`
         : ""
     }
-    is_old = t < n_old;
-    base = select(old + (t - n_old) * ${BC}u, t * ${BC}u, is_old);
-    cnt = select(min(${BC}u, kend - base), min(${BC}u, old - base), is_old);
+${tileVars("t", "    ", "")}
     let sa = select(params.scale_a, scale_old, is_old);
     let trans = ${hasVs ? "t == n_old && t > t0" : "false"};
 ${ab === "softmax" ? "" : softmax}

@@ -14,6 +14,7 @@ import {
   chooseMmaTile,
   fixedSubgroupSize,
   hasF16MatrixConfig,
+  type MmaExtra,
   mmaKey,
   type MmaLimits,
   mmaLimits,
@@ -78,6 +79,13 @@ export interface MmaOptions extends MmaWorkListOptions {
    * the cache dtype is in MMA_PIPELINED_CACHES
    */
   pipelined?: boolean;
+  /**
+   * Key-major S tile with row stride rows + 8 (see `MmaSpec.widePaddedScores`); only with
+   * `transposedScores`. @default whether the tile's rows are in MMA_WIDE_PADDED_SCORES_ROWS
+   */
+  widePaddedScores?: boolean;
+  /** Softmax threads own adjacent keys (see `MmaSpec.contiguousScores`). @default false */
+  contiguousScores?: boolean;
 }
 
 /** Default of `MmaOptions.directKV`: off until timed on a matrix adapter. */
@@ -120,6 +128,33 @@ export const MMA_NARROW_STAGING = false;
  * (docs/PERF_LOG_MMA.md, runs 25-27), so they keep the classic loop.
  */
 export const MMA_PIPELINED_CACHES: readonly CacheDtype[] = ["int8"];
+
+/**
+ * Rows of the tiles whose default is `widePaddedScores` (S^T row stride rows + 8). At 128 rows
+ * the stride is 8 banks apart, so the softmax's reads are conflict-free (2-way at rows + 4). On
+ * the H200 (docs/PERF_LOG_MMA.md, runs 28-30), each A/B inside one call: b8 x (4k + 512)
+ * 2.20 -> 2.12-2.18 ms (f16), 2.46 -> 2.39 (fp8), 2.95 -> 2.87 (int8, pipelined); the seed
+ * 0.447 -> 0.439. Other row counts keep rows + 4 (not measured).
+ */
+export const MMA_WIDE_PADDED_SCORES_ROWS: readonly number[] = [128];
+
+/**
+ * Whether `tile` takes `widePaddedScores`: as `asked`, else by MMA_WIDE_PADDED_SCORES_ROWS;
+ * only with a key-major S tile (`extra.transposedScores`, the stride it pads) and where the
+ * padded tile still fits `limits`.
+ */
+export function mmaWidePaddedScores(
+  problem: Problem,
+  tile: MmaTile,
+  limits: MmaLimits,
+  extra: MmaExtra,
+  asked: boolean | undefined,
+  emulate = false,
+): boolean {
+  if (!extra.transposedScores) return false;
+  if (!(asked ?? MMA_WIDE_PADDED_SCORES_ROWS.includes(16 * tile.rowBlocks))) return false;
+  return mmaTileFits(problem, tile, limits, emulate, { ...extra, widePaddedScores: true });
+}
 
 /** Environment variable `name` as 0 or 1, or undefined when unset. Throws naming any other value. */
 function _envFlag(name: string): boolean | undefined {
@@ -250,6 +285,7 @@ export async function planMmaAttention(
     ...(options.qReload ? { qReload: true } : {}),
     ...(options.dumpScores ? { dumpScores: true } : {}),
     ...(options.dumpTile ? { dumpTile: true } : {}),
+    ...(options.contiguousScores ? { contiguousScores: true } : {}),
     ...(wantDirect && directKVRefused === null ? { directKV: wantDirect } : {}),
   };
   const forced = readEnv("PAGED_PREFILL_MMA_TILE");
@@ -261,15 +297,18 @@ export async function planMmaAttention(
     );
   }
   const rows = 16 * tile.rowBlocks;
+  const laid = mmaWidePaddedScores(p, tile, limits, extra, options.widePaddedScores, emulate)
+    ? { ...extra, widePaddedScores: true }
+    : extra;
   const list = buildMmaWorkList(p, rows, tile.keys, options);
-  const piped = { ...extra, pipelined: true };
+  const piped = { ...laid, pipelined: true };
   const askedPipelined = options.pipelined ?? mmaPipelinedFromEnv();
-  const pipelinedMiss = mmaPipelinedProblem(p, tile, limits, list.split, emulate, extra);
+  const pipelinedMiss = mmaPipelinedProblem(p, tile, limits, list.split, emulate, laid);
   const pipelined = (askedPipelined ?? MMA_PIPELINED_CACHES.includes(p.cacheDtype)) &&
     pipelinedMiss === null;
   // Said only when asked for explicitly (the int8 default quietly keeps the classic loop).
   const pipelinedRefused = askedPipelined === true ? pipelinedMiss : null;
-  const spec = mmaSpecFor(p, tile, limits.sg, list.split, emulate, pipelined ? piped : extra);
+  const spec = mmaSpecFor(p, tile, limits.sg, list.split, emulate, pipelined ? piped : laid);
   const bad = mmaSpecProblem(spec);
   if (bad) throw new RangeError(`Cannot plan the mma kernel: ${bad}`);
   const key = mmaKey(spec);

@@ -16,6 +16,7 @@ import {
   type MmaOptions,
   mmaSupport,
   mmaVariant,
+  mmaWidePaddedScores,
   planMma,
   planMmaAttention,
 } from "./mma.ts";
@@ -925,4 +926,112 @@ Deno.test("mmaPipelinedProblem names the bytes a pipelined tile needs where it d
     },
   );
   assert(dkv !== null && dkv.includes("directKV"), `${dkv}`);
+});
+
+// widePaddedScores changes only where scores sit in workgroup memory: the same cases must
+// still match, for every cache dtype, with and without the pipelined loop.
+for (
+  const [name, o, options] of [
+    ["f16, GQA, causal, varlen with an empty request", { ...GQA_VARLEN, seed: 51 }, {
+      tile: { rowBlocks: 2, colWarps: 2, keys: 32 },
+      targetItems: 0,
+    }],
+    ["fp8 cache, MQA, split-KV, page size 4, pipelined", { ...FP8_MQA_PAGE4, seed: 52 }, {
+      tile: TILE_2X1X16,
+      targetItems: 64,
+      minSplitTiles: 1,
+      pipelined: true,
+    }],
+    ["int8 cache, D 64, two column warps, classic loop", {
+      qDtype: "f16",
+      cacheDtype: "int8",
+      qLens: [13, 2],
+      cacheLens: [37, 70],
+      heads: 4,
+      kvHeads: 2,
+      headDim: 64,
+      pageSize: 8,
+      seed: 53,
+    }, { tile: { rowBlocks: 2, colWarps: 2, keys: 32 }, targetItems: 0, pipelined: false }],
+    ["bf16 q and cache, pipelined", {
+      qDtype: "bf16",
+      qLens: [7, 18],
+      cacheLens: [45, 3],
+      heads: 4,
+      kvHeads: 2,
+      headDim: 32,
+      pageSize: 8,
+      seed: 54,
+    }, { tile: TILE_2X1X16, targetItems: 0, pipelined: true }],
+  ] as const
+) {
+  Deno.test(`emulated mma matches the reference with wide-padded S^T rows: ${name}`, async () => {
+    const key = await checkEmulated(o, { ...options, widePaddedScores: true });
+    assert(key.includes("_wps"), `wide-padded scores not applied: ${key}`);
+  });
+}
+
+for (const transposedScores of [false, true]) {
+  Deno.test(`emulated mma matches the reference with each softmax thread owning adjacent keys, scores ${transposedScores ? "" : "not "}transposed`, async () => {
+    const key = await checkEmulated({ ...NONCAUSAL_SOFTCAP, seed: transposedScores ? 56 : 55 }, {
+      tile: { rowBlocks: 2, colWarps: 2, keys: 32 },
+      targetItems: 0,
+      transposedScores,
+      contiguousScores: true,
+    });
+    assert(key.includes("_cs"), `contiguous scores not applied: ${key}`);
+  });
+}
+
+Deno.test("emulated mma matches the reference with adjacent-key softmax threads: causal GQA varlen, int8, pipelined", async () => {
+  await checkPipelined({
+    qDtype: "f16",
+    cacheDtype: "int8",
+    qLens: [13, 0, 9],
+    cacheLens: [37, 5, 70],
+    heads: 4,
+    kvHeads: 2,
+    headDim: 32,
+    pageSize: 8,
+    seed: 57,
+  }, { tile: TILE_2X1X16, targetItems: 0, transposedScores: false, contiguousScores: true });
+});
+
+Deno.test("a 128-row tile with transposed scores takes wide-padded S^T rows by default; other tiles, row-major S and the option keep rows + 4", () => {
+  const h200 = { workgroupBytes: 49152, invocations: 1024, sg: 32 };
+  const tile = { rowBlocks: 8, colWarps: 2, keys: 32 };
+  const st = { transposedScores: true };
+  for (const cacheDtype of ["f16", "fp8_e4m3", "int8"] as const) {
+    const p = problem({ cacheDtype });
+    assert(mmaWidePaddedScores(p, tile, h200, st, undefined), `${cacheDtype}: 8x2x32 default`);
+    assert(!mmaWidePaddedScores(p, tile, h200, st, false), `${cacheDtype}: asked off`);
+    assert(
+      !mmaWidePaddedScores(p, tile, h200, { transposedScores: false }, true),
+      `${cacheDtype}: row-major S has no S^T stride`,
+    );
+    // The pipelined int8 default must still fit with the wider S tile.
+    const piped = { ...st, widePaddedScores: true, pipelined: true };
+    assert(mmaTileFits(p, tile, h200, false, piped), `${cacheDtype}: pipelined + wide fits`);
+  }
+  const p = problem();
+  const small = { rowBlocks: 4, colWarps: 1, keys: 64 };
+  assert(!mmaWidePaddedScores(p, small, h200, st, undefined), "64 rows keep rows + 4");
+  assert(mmaWidePaddedScores(p, small, h200, st, true), "64 rows when asked");
+  const tight = { ...h200, workgroupBytes: 40000 };
+  assert(!mmaWidePaddedScores(p, tile, tight, st, true), "not where it no longer fits");
+});
+
+Deno.test("emulated mma applies widePaddedScores when asked on a small tile, and not when told off", async () => {
+  const on = await checkEmulated({ ...GQA_VARLEN, seed: 58 }, {
+    tile: TILE_2X1X16,
+    targetItems: 0,
+    widePaddedScores: true,
+  });
+  assert(on.includes("_wps"), `asked: ${on}`);
+  const off = await checkEmulated({ ...GQA_VARLEN, seed: 59 }, {
+    tile: TILE_2X1X16,
+    targetItems: 0,
+    widePaddedScores: false,
+  });
+  assert(!off.includes("_wps"), `told off: ${off}`);
 });

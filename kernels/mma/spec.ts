@@ -94,6 +94,19 @@ export interface MmaSpec {
    * five. Not with `directKV` or `dumpScores`. @default false
    */
   pipelined?: boolean;
+  /**
+   * Row stride of the key-major S tile (`transposedScores`) is rows + 8 f32 instead of
+   * rows + 4: with 128 rows, 136 = 8 (mod 32) banks apart, so the softmax's reads (4 keys x 8
+   * rows per warp) hit 32 banks instead of 20 (and so would the matrix stores, if the driver
+   * writes 4 rows x 8 columns per half warp). @default false
+   */
+  widePaddedScores?: boolean;
+  /**
+   * In the softmax each of a row's threads owns a run of adjacent keys instead of every
+   * TPR-th key, so with row-major S its reads of S and writes of P are adjacent elements (one
+   * vector access each where the compiler merges them). @default false
+   */
+  contiguousScores?: boolean;
 }
 
 /** The optional spec fields a caller may set (diagnostics and layout choices). */
@@ -113,6 +126,8 @@ export type MmaExtra = Pick<
   | "directKV"
   | "narrowStaging"
   | "pipelined"
+  | "widePaddedScores"
+  | "contiguousScores"
 >;
 
 /** Geometry derived from a spec; every field is a compile-time constant of the WGSL. */
@@ -213,7 +228,7 @@ export function mmaGeometry(spec: MmaSpec): MmaGeometry {
   const qRes = spec.qResident || spec.qReload;
   const qPassRows = qRes ? rows : Math.min(rows, BC);
   const qts = qPassRows + 8;
-  const st = rows + 4;
+  const st = rows + (spec.widePaddedScores ? 8 : 4);
   const tr = spec.transposedScores === true;
   // One extra row stride at the end of each array a matrix is loaded from or stored to:
   // Dawn's robustness pass predicates subgroup matrix loads/stores on a bound of the form
@@ -297,6 +312,8 @@ export function mmaKey(spec: MmaSpec): string {
     ...(spec.directKV ? [spec.directKV === "k" ? "dk" : "dkv"] : []),
     ...(spec.narrowStaging ? ["nw"] : []),
     ...(spec.pipelined ? ["pl"] : []),
+    ...(spec.widePaddedScores ? ["wps"] : []),
+    ...(spec.contiguousScores ? ["cs"] : []),
     ...(spec.ablate ? [`no-${spec.ablate}`] : []),
     ...(spec.emulate ? ["emulated"] : []),
     ...(spec.emulateStage ? [`emu-${spec.emulateStage}`] : []),

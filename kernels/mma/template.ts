@@ -508,21 +508,24 @@ ${
   const qk = qkOf(false);
 
   // -- softmax on threads --------------------------------------------------------------------
+  // Key of a thread's j-th score: interleaved over the row's TPR threads, or with
+  // contiguousScores its own run of SPR keys (adjacent S reads and P writes, which the
+  // compiler can merge into vector accesses when S is row-major).
+  const keyOf = (j: number) =>
+    spec.contiguousScores ? `rpart * ${SPR}u + ${j}u` : `${j * TPR}u + rpart`;
   const scoreOf = (j: number) => {
-    const x = TR
-      ? `s_s[(${j * TPR}u + rpart) * ${ST}u + srow]`
-      : `s_s[srow * ${SS}u + ${j * TPR}u + rpart]`;
+    const x = TR ? `s_s[(${keyOf(j)}) * ${ST}u + srow]` : `s_s[srow * ${SS}u + ${keyOf(j)}]`;
     const scaled = spec.softcap
       ? `params.scale_b * tanh(clamp(${x} * sa, -15.0, 15.0))`
       : `${x} * sa`;
-    const kk = `${j * TPR}u + rpart`;
+    const kk = keyOf(j);
     const vis = spec.causal ? `${kk} < cnt && (is_old || base + ${kk} <= lim)` : `${kk} < cnt`;
     return `    let x${j} = select(${MASKED}, ${scaled}, ${vis});`;
   };
   // P in pairs: one pack2x16float converts two scores (one f32 -> f16 conversion each costs a
   // quarter-rate instruction on NVIDIA, like the exp2), and the row sum adds the f32 values
   // (no conversion back; they differ from the f16 ones by a rounding, < 2^-11 relative).
-  const pAt = (j: number) => `p_s[srow * ${PS}u + ${j * TPR}u + rpart]`;
+  const pAt = (j: number) => `p_s[srow * ${PS}u + ${keyOf(j)}]`;
   const softmaxP = _lines(Math.ceil(SPR / 2), (i) => {
     const j = 2 * i;
     if (j + 1 === SPR) {

@@ -6,7 +6,7 @@
  * Prints a short table last; writes everything as JSON (and failing WGSL) under $OUT.
  *
  * Usage: deno run -A kernels/mma/tune.ts [--only SUBSTR] [--config NAME]... [--quick] [--flash]
- *   [--perf-only [--verify]]
+ *   [--perf-only [--verify]] [--layout [--verify]]
  *   [--warm-ms MS] [--diag..6] [--dump] [--probe2] [--probe3] [--probe4]
  * @module
  */
@@ -171,7 +171,23 @@ const diagConfigs: Config[] = flag("--diag6")
     V("r64 k64", {}),
     V("r16 k16 T", { tile: t(1, 1, 16), transposedScores: true }),
   ];
-const jobs: Job[] = diag
+// --layout: workgroup-memory layouts of the softmax's S and P (runs 28-29), A/B in one call,
+// each row bracketed by its default (wide-padded S^T rows on 128-row tiles).
+const layoutConfigs = (base: MmaOptions): Config[] => [
+  T("default", base),
+  T("S^T rows + 4", { ...base, widePaddedScores: false }),
+  T("row-major adjacent", { ...base, transposedScores: false, contiguousScores: true }),
+  T("default again", base),
+];
+const b8 = "llama-8b-prefill-paged-b8-prefix4k-chunk512-p64";
+const layoutJobs: Job[] = [
+  { c: byId(`${b8}/f16`), configs: layoutConfigs({}) },
+  { c: byId(`${seed}/f16`), configs: layoutConfigs({}) },
+  { c: byId(`${b8}-fp8/f16`), configs: layoutConfigs({}) },
+  { c: byId(`${b8}-int8/f16`), configs: layoutConfigs({}) },
+  { c: byId(`${b8}/f16`), configs: layoutConfigs({ pipelined: true }) },
+];
+const jobs: Job[] = flag("--layout") ? layoutJobs : diag
   ? [
     { c: byId(`${seed}/f16`), configs: diagConfigs },
     { c: byId("mqa-prefill-paged-b2-h16kv1-d128-p32/f16"), configs: diagConfigs },
@@ -277,7 +293,9 @@ if (flag("--probe2")) {
     console.log(`offsets probe: ERROR ${offsets.slice(0, 2000)}`);
   }
 }
-const matrix = perfOnly || diag ? null : await measureMatrixCeiling(gpu, { quick: true });
+const matrix = perfOnly || diag || flag("--layout")
+  ? null
+  : await measureMatrixCeiling(gpu, { quick: true });
 for (const f of matrix?.forms ?? []) {
   console.error(
     `  matrix ${f.name}: ${(f.value / 1e12).toFixed(1)} TFLOP/s ${f.error ?? ""}`,

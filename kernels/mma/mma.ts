@@ -297,18 +297,19 @@ export async function planMmaAttention(
     );
   }
   const rows = 16 * tile.rowBlocks;
-  const laid = mmaWidePaddedScores(p, tile, limits, extra, options.widePaddedScores, emulate)
-    ? { ...extra, widePaddedScores: true }
-    : extra;
   const list = buildMmaWorkList(p, rows, tile.keys, options);
-  const piped = { ...laid, pipelined: true };
   const askedPipelined = options.pipelined ?? mmaPipelinedFromEnv();
-  const pipelinedMiss = mmaPipelinedProblem(p, tile, limits, list.split, emulate, laid);
+  const pipelinedMiss = mmaPipelinedProblem(p, tile, limits, list.split, emulate, extra);
   const pipelined = (askedPipelined ?? MMA_PIPELINED_CACHES.includes(p.cacheDtype)) &&
     pipelinedMiss === null;
   // Said only when asked for explicitly (the int8 default quietly keeps the classic loop).
   const pipelinedRefused = askedPipelined === true ? pipelinedMiss : null;
-  const spec = mmaSpecFor(p, tile, limits.sg, list.split, emulate, pipelined ? piped : laid);
+  const loop = pipelined ? { ...extra, pipelined: true } : extra;
+  // The loop comes first: wider S^T rows are only taken where the chosen loop still fits.
+  const laid = mmaWidePaddedScores(p, tile, limits, loop, options.widePaddedScores, emulate)
+    ? { ...loop, widePaddedScores: true }
+    : loop;
+  const spec = mmaSpecFor(p, tile, limits.sg, list.split, emulate, laid);
   const bad = mmaSpecProblem(spec);
   if (bad) throw new RangeError(`Cannot plan the mma kernel: ${bad}`);
   const key = mmaKey(spec);

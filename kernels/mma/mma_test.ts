@@ -681,7 +681,7 @@ Deno.test("mma directKV is ignored with a reason for page size 8 and for an fp8 
  * must contain an item that starts after the request's first tile and runs from the old keys
  * into the new ones, so the loop's middle iterations and the old -> new switch are exercised.
  */
-async function checkPipelined(o: TestCaseOptions, options: MmaOptions): Promise<void> {
+async function checkPipelined(o: TestCaseOptions, options: MmaOptions): Promise<string> {
   if ((options.targetItems ?? 0) > 0) {
     const { inputs, params } = makeTestCase(o);
     const list = buildMmaWorkList(
@@ -699,6 +699,7 @@ async function checkPipelined(o: TestCaseOptions, options: MmaOptions): Promise<
   }
   const key = await checkEmulated(o, { ...options, pipelined: true });
   assert(key.includes("_pl"), `pipelined loop not applied: ${key}`);
+  return key;
 }
 
 Deno.test("emulated pipelined mma matches the reference: f16, GQA, causal, varlen with an empty request", async () => {
@@ -968,6 +969,8 @@ for (
   Deno.test(`emulated mma matches the reference with wide-padded S^T rows: ${name}`, async () => {
     const key = await checkEmulated(o, { ...options, widePaddedScores: true });
     assert(key.includes("_wps"), `wide-padded scores not applied: ${key}`);
+    const piped = "pipelined" in options && options.pipelined;
+    assert(key.includes("_pl") === piped, `pipelined ${piped} not kept: ${key}`);
   });
 }
 
@@ -984,7 +987,7 @@ for (const transposedScores of [false, true]) {
 }
 
 Deno.test("emulated mma matches the reference with adjacent-key softmax threads: causal GQA varlen, int8, pipelined", async () => {
-  await checkPipelined({
+  const key = await checkPipelined({
     qDtype: "f16",
     cacheDtype: "int8",
     qLens: [13, 0, 9],
@@ -995,6 +998,7 @@ Deno.test("emulated mma matches the reference with adjacent-key softmax threads:
     pageSize: 8,
     seed: 57,
   }, { tile: TILE_2X1X16, targetItems: 0, transposedScores: false, contiguousScores: true });
+  assert(key.includes("_cs"), `contiguous scores not applied: ${key}`);
 });
 
 Deno.test("a 128-row tile with transposed scores takes wide-padded S^T rows by default; other tiles, row-major S and the option keep rows + 4", () => {
@@ -1017,8 +1021,19 @@ Deno.test("a 128-row tile with transposed scores takes wide-padded S^T rows by d
   const small = { rowBlocks: 4, colWarps: 1, keys: 64 };
   assert(!mmaWidePaddedScores(p, small, h200, st, undefined), "64 rows keep rows + 4");
   assert(mmaWidePaddedScores(p, small, h200, st, true), "64 rows when asked");
-  const tight = { ...h200, workgroupBytes: 40000 };
-  assert(!mmaWidePaddedScores(p, tile, tight, st, true), "not where it no longer fits");
+  // 40,832 bytes at rows + 4, 40,848 at rows + 8: the tile still runs, with the narrower rows.
+  const tight = { ...h200, workgroupBytes: 40840 };
+  const chosen = chooseMmaTile(p, tight, false, st);
+  assert(JSON.stringify(chosen) === JSON.stringify(tile), `tight: ${JSON.stringify(chosen)}`);
+  assert(!mmaWidePaddedScores(p, tile, tight, st, undefined), "not where it no longer fits");
+  assert(!mmaWidePaddedScores(p, tile, tight, st, true), "not even when asked");
+  // Fitted against the loop that runs: pipelined int8 at its limit keeps the pipelined loop.
+  const int8 = problem({ cacheDtype: "int8" });
+  const pipedSt = { ...st, pipelined: true };
+  const pipedBytes = mmaGeometry(mmaSpecFor(int8, tile, 32, true, false, pipedSt)).workgroupBytes;
+  const atLimit = { ...h200, workgroupBytes: pipedBytes };
+  assert(mmaTileFits(int8, tile, atLimit, false, pipedSt), "pipelined int8 fits its own size");
+  assert(!mmaWidePaddedScores(int8, tile, atLimit, pipedSt, undefined), "wide would overflow it");
 });
 
 Deno.test("emulated mma applies widePaddedScores when asked on a small tile, and not when told off", async () => {

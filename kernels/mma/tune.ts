@@ -171,8 +171,10 @@ const diagConfigs: Config[] = flag("--diag6")
     V("r64 k64", {}),
     V("r16 k16 T", { tile: t(1, 1, 16), transposedScores: true }),
   ];
-// --layout: workgroup-memory layouts of the softmax's S and P (runs 28-29), A/B in one call,
-// each row bracketed by its default (wide-padded S^T rows on 128-row tiles).
+// --layout: workgroup-memory layouts of the softmax's S and P, A/B in one call, each row
+// bracketed by its default (wide-padded S^T rows on 128-row tiles since run 30). Runs 28-29 of
+// docs/PERF_LOG_MMA.md ran earlier config sets (with rows + 4 as the default) from commit
+// 5b284be's parent plus its options; this set re-times their survivors against the new default.
 const layoutConfigs = (base: MmaOptions): Config[] => [
   T("default", base),
   T("S^T rows + 4", { ...base, widePaddedScores: false }),

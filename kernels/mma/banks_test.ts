@@ -6,23 +6,13 @@
  */
 import { mmaWgsl } from "./template.ts";
 import { mmaGeometry, type MmaSpec } from "./spec.ts";
+import { H200_D128_MMA_SPEC } from "./_testing.ts";
 
 function assert(cond: unknown, msg: string): asserts cond {
   if (!cond) throw new Error(msg);
 }
 
-const B8_TILE: MmaSpec = {
-  cacheDtype: "f16",
-  headDim: 128,
-  rowBlocks: 8,
-  colWarps: 2,
-  keys: 32,
-  sg: 32,
-  causal: true,
-  softcap: false,
-  split: false,
-  transposedScores: true,
-};
+const B8_TILE = H200_D128_MMA_SPEC;
 
 /** The worst number of distinct 4-byte words that share a bank within one access. */
 function worstWays(accesses: number[][]): number {

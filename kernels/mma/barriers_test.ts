@@ -7,6 +7,7 @@
  */
 import { mmaWgsl } from "./template.ts";
 import type { MmaSpec } from "./spec.ts";
+import { H200_D128_MMA_SPEC } from "./_testing.ts";
 
 function assert(cond: unknown, msg: string): asserts cond {
   if (!cond) throw new Error(msg);
@@ -103,18 +104,7 @@ export function unorderedPairs(statements: Access[]): string[] {
   return out;
 }
 
-const base: MmaSpec = {
-  cacheDtype: "f16",
-  headDim: 128,
-  rowBlocks: 8,
-  colWarps: 2,
-  keys: 32,
-  sg: 32,
-  causal: true,
-  softcap: false,
-  split: false,
-  transposedScores: true,
-};
+const base = H200_D128_MMA_SPEC;
 
 const SPECS: Array<[string, MmaSpec]> = [
   ["classic 8x2x32 f16", base],

@@ -33,6 +33,7 @@ import {
   parseMmaTile,
 } from "./spec.ts";
 import type { Problem } from "../../op/types.ts";
+import { H200_MMA_LIMITS, TILE_8X2X32 } from "./_testing.ts";
 
 let _gpu: Promise<GpuContext> | null = null;
 function gpu(): Promise<GpuContext> {
@@ -366,28 +367,28 @@ Deno.test("emulated mma matches the reference: O rescaled on every tile, scores 
 });
 
 Deno.test("mma picks 8x2x32 for D 128 where 48 KiB of workgroup memory allow it, else an older tile", () => {
-  const h200 = { workgroupBytes: 49152, invocations: 1024, sg: 32 };
-  const tile = (p: Problem, limits = h200, emulate = false) =>
+  const tile = (p: Problem, limits = H200_MMA_LIMITS, emulate = false) =>
     JSON.stringify(chooseMmaTile(p, limits, emulate));
   const t = (rowBlocks: number, colWarps: number, keys: number) =>
     JSON.stringify({ rowBlocks, colWarps, keys });
   assert(tile(problem()) === t(8, 2, 32), `D128 on the H200: ${tile(problem())}`);
   // Fewer invocations (256): 4x2x64; 16 KiB of workgroup memory: a 32-row tile.
-  const small = { ...h200, invocations: 256 };
+  const small = { ...H200_MMA_LIMITS, invocations: 256 };
   assert(tile(problem(), small) === t(4, 2, 64), `256 invocations: ${tile(problem(), small)}`);
-  const tiny = { ...h200, workgroupBytes: 16384 };
+  const tiny = { ...H200_MMA_LIMITS, workgroupBytes: 16384 };
   assert(tile(problem(), tiny) === t(2, 1, 16), `16 KiB: ${tile(problem(), tiny)}`);
   // D 96 and 64 keep the tiles they were verified with on the H200.
   const d96 = problem({ headDim: 96, smScale: 1 / Math.sqrt(96) });
   assert(tile(d96) === t(4, 1, 64), `D96: ${tile(d96)}`);
   // The emulation's extra arrays (75 KiB at 8x2x32) push it to a smaller tile.
   assert(
-    tile(problem(), h200, true) !== t(8, 2, 32),
+    tile(problem(), H200_MMA_LIMITS, true) !== t(8, 2, 32),
     "emulated D128 does not fit 48 KiB at 8x2x32",
   );
   // The chosen spec is valid (its workgroup variables are checked in the 16-byte test below).
   assert(
-    mmaSpecProblem(mmaSpecFor(problem(), chooseMmaTile(problem(), h200)!, 32, true)) === null,
+    mmaSpecProblem(mmaSpecFor(problem(), chooseMmaTile(problem(), H200_MMA_LIMITS)!, 32, true)) ===
+      null,
     "8x2x32 spec is valid",
   );
 });
@@ -776,8 +777,7 @@ Deno.test("emulated pipelined mma matches the reference: bf16 q and cache, O res
 });
 
 Deno.test("pipelined 8x2x32 at D 128 fits 48 KiB of workgroup memory for every cache dtype, scores transposed or not", () => {
-  const h200 = { workgroupBytes: 49152, invocations: 1024, sg: 32 };
-  const tile = { rowBlocks: 8, colWarps: 2, keys: 32 };
+  const tile = TILE_8X2X32;
   for (const cacheDtype of ["f16", "fp8_e4m3", "int8"] as const) {
     for (const transposedScores of [true, false]) {
       const extra = { transposedScores, pipelined: true };
@@ -785,7 +785,7 @@ Deno.test("pipelined 8x2x32 at D 128 fits 48 KiB of workgroup memory for every c
       const spec = mmaSpecFor(p, tile, 32, true, false, extra);
       const geo = mmaGeometry(spec);
       assert(
-        mmaTileFits(p, tile, h200, false, extra),
+        mmaTileFits(p, tile, H200_MMA_LIMITS, false, extra),
         `${cacheDtype}, transposed ${transposedScores}: ${geo.workgroupBytes} bytes`,
       );
       // Dawn predicates a matrix load on offset + stride * 16 <= the array's length: the last
@@ -889,7 +889,6 @@ Deno.test("an int8 cache takes the pipelined loop by default, unless PAGED_PREFI
 });
 
 Deno.test("mmaPipelinedProblem names the bytes a pipelined tile needs where it does not fit, and the excluded options", () => {
-  const h200 = { workgroupBytes: 49152, invocations: 1024, sg: 32 };
   const int8 = (headDim: number) =>
     problem({ cacheDtype: "int8", headDim, smScale: 1 / Math.sqrt(headDim) });
   const st = { transposedScores: true };
@@ -897,7 +896,7 @@ Deno.test("mmaPipelinedProblem names the bytes a pipelined tile needs where it d
     mmaPipelinedProblem(
       int8(128),
       { rowBlocks: 8, colWarps: 2, keys: 32 },
-      h200,
+      H200_MMA_LIMITS,
       true,
       false,
       st,
@@ -912,14 +911,14 @@ Deno.test("mmaPipelinedProblem names the bytes a pipelined tile needs where it d
       keys: 32,
     }]] as const
   ) {
-    const why = mmaPipelinedProblem(int8(d), tile, h200, true, false, st);
+    const why = mmaPipelinedProblem(int8(d), tile, H200_MMA_LIMITS, true, false, st);
     assert(why !== null && why.includes(`D ${d}`) && why.includes("allows 49152"), `${d}: ${why}`);
-    assert(mmaTileFits(int8(d), tile, h200, false, st), `D ${d} fits the classic loop`);
+    assert(mmaTileFits(int8(d), tile, H200_MMA_LIMITS, false, st), `D ${d} fits the classic loop`);
   }
   const dkv = mmaPipelinedProblem(
     problem(),
     { rowBlocks: 4, colWarps: 1, keys: 64 },
-    h200,
+    H200_MMA_LIMITS,
     false,
     false,
     {
@@ -1002,27 +1001,32 @@ Deno.test("emulated mma matches the reference with adjacent-key softmax threads:
 });
 
 Deno.test("a 128-row tile with transposed scores takes wide-padded S^T rows by default; other tiles, row-major S and the option keep rows + 4", () => {
-  const h200 = { workgroupBytes: 49152, invocations: 1024, sg: 32 };
-  const tile = { rowBlocks: 8, colWarps: 2, keys: 32 };
+  const tile = TILE_8X2X32;
   const st = { transposedScores: true };
   for (const cacheDtype of ["f16", "fp8_e4m3", "int8"] as const) {
     const p = problem({ cacheDtype });
-    assert(mmaWidePaddedScores(p, tile, h200, st, undefined), `${cacheDtype}: 8x2x32 default`);
-    assert(!mmaWidePaddedScores(p, tile, h200, st, false), `${cacheDtype}: asked off`);
     assert(
-      !mmaWidePaddedScores(p, tile, h200, { transposedScores: false }, true),
+      mmaWidePaddedScores(p, tile, H200_MMA_LIMITS, st, undefined),
+      `${cacheDtype}: 8x2x32 default`,
+    );
+    assert(!mmaWidePaddedScores(p, tile, H200_MMA_LIMITS, st, false), `${cacheDtype}: asked off`);
+    assert(
+      !mmaWidePaddedScores(p, tile, H200_MMA_LIMITS, { transposedScores: false }, true),
       `${cacheDtype}: row-major S has no S^T stride`,
     );
     // The pipelined int8 default must still fit with the wider S tile.
     const piped = { ...st, widePaddedScores: true, pipelined: true };
-    assert(mmaTileFits(p, tile, h200, false, piped), `${cacheDtype}: pipelined + wide fits`);
+    assert(
+      mmaTileFits(p, tile, H200_MMA_LIMITS, false, piped),
+      `${cacheDtype}: pipelined + wide fits`,
+    );
   }
   const p = problem();
   const small = { rowBlocks: 4, colWarps: 1, keys: 64 };
-  assert(!mmaWidePaddedScores(p, small, h200, st, undefined), "64 rows keep rows + 4");
-  assert(mmaWidePaddedScores(p, small, h200, st, true), "64 rows when asked");
+  assert(!mmaWidePaddedScores(p, small, H200_MMA_LIMITS, st, undefined), "64 rows keep rows + 4");
+  assert(mmaWidePaddedScores(p, small, H200_MMA_LIMITS, st, true), "64 rows when asked");
   // 40,832 bytes at rows + 4, 40,848 at rows + 8: the tile still runs, with the narrower rows.
-  const tight = { ...h200, workgroupBytes: 40840 };
+  const tight = { ...H200_MMA_LIMITS, workgroupBytes: 40840 };
   const chosen = chooseMmaTile(p, tight, false, st);
   assert(JSON.stringify(chosen) === JSON.stringify(tile), `tight: ${JSON.stringify(chosen)}`);
   assert(!mmaWidePaddedScores(p, tile, tight, st, undefined), "not where it no longer fits");
@@ -1031,7 +1035,7 @@ Deno.test("a 128-row tile with transposed scores takes wide-padded S^T rows by d
   const int8 = problem({ cacheDtype: "int8" });
   const pipedSt = { ...st, pipelined: true };
   const pipedBytes = mmaGeometry(mmaSpecFor(int8, tile, 32, true, false, pipedSt)).workgroupBytes;
-  const atLimit = { ...h200, workgroupBytes: pipedBytes };
+  const atLimit = { ...H200_MMA_LIMITS, workgroupBytes: pipedBytes };
   assert(mmaTileFits(int8, tile, atLimit, false, pipedSt), "pipelined int8 fits its own size");
   assert(!mmaWidePaddedScores(int8, tile, atLimit, pipedSt, undefined), "wide would overflow it");
 });

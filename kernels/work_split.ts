@@ -62,9 +62,35 @@ export function splitRange(units: number, ns: number, s: number): [number, numbe
  * longest first, stably: the tail of the launch is made of short items.
  */
 export function packLongestFirst(items: number[][]): Uint32Array<ArrayBuffer> {
-  const sorted = [...items].sort((a, b) => (b[5]! - b[4]!) - (a[5]! - a[4]!));
-  const out = new Uint32Array(sorted.length * 8);
-  sorted.forEach((it, i) => out.set(it, i * 8));
+  return _pack([...items].sort((a, b) => (b[5]! - b[4]!) - (a[5]! - a[4]!)));
+}
+
+/**
+ * Packs items of 8 u32 like `packLongestFirst`, but keeps each (request, KV head) group's items
+ * next to each other: groups by total key units, largest first, and each group's items longest
+ * first, stably. Workgroups launched together then read the same K/V pages, so one of them
+ * fetches a tile from memory and the others find it in L2; sorted by length alone, the row
+ * tiles of one group sit a whole launch wave apart and each fetches the pages again once the
+ * cache has turned over (any batch whose K/V outgrows L2).
+ */
+export function packKvGrouped(items: number[][]): Uint32Array<ArrayBuffer> {
+  const units = (it: readonly number[]) => it[5]! - it[4]!;
+  const groups = new Map<string, { work: number; items: number[][] }>();
+  for (const it of items) {
+    const key = `${it[0]}/${it[1]}`;
+    const group = groups.get(key) ?? { work: 0, items: [] };
+    group.work += units(it);
+    group.items.push(it);
+    groups.set(key, group);
+  }
+  const ordered = [...groups.values()].sort((a, b) => b.work - a.work);
+  return _pack(ordered.flatMap((g) => [...g.items].sort((a, b) => units(b) - units(a))));
+}
+
+/** Items of 8 u32 each, in the given order, as one array. */
+function _pack(items: readonly number[][]): Uint32Array<ArrayBuffer> {
+  const out = new Uint32Array(items.length * 8);
+  items.forEach((it, i) => out.set(it, i * 8));
   return out;
 }
 

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import type { Problem } from "../op/types.ts";
 import {
+  packKvGrouped,
   packLongestFirst,
   rowTilesOf,
   splitRange,
@@ -65,4 +66,44 @@ Deno.test("packLongestFirst() orders items by key units, stably, 8 u32 each", ()
     [...items[1]!, ...items[0]!, ...items[2]!],
   );
   assert.equal(unitsVisited(items), 9);
+});
+
+Deno.test("packKvGrouped() keeps each (request, KV head) group together, largest group first", () => {
+  // Two requests x two KV heads; random lengths, and the groups' items interleaved on input.
+  const item = (
+    b: number,
+    g: number,
+    f0: number,
+    t0: number,
+    t1: number,
+  ) => [b, g, f0, 0, t0, t1, 99, 7];
+  const items = [
+    item(0, 0, 0, 0, 5),
+    item(0, 1, 0, 0, 5),
+    item(1, 0, 0, 0, 9),
+    item(0, 0, 64, 0, 8),
+    item(1, 1, 0, 0, 2),
+    item(0, 1, 64, 0, 3),
+    item(1, 0, 64, 4, 6),
+    item(0, 0, 128, 1, 7),
+  ];
+  const packed = Array.from(packKvGrouped(items));
+  const rows = Array.from({ length: items.length }, (_, i) => packed.slice(i * 8, i * 8 + 8));
+  // Group (0, 0) has 5 + 8 + 6 = 19 units, (1, 0) 9 + 2 = 11, (0, 1) 5 + 3 = 8, (1, 1) 2.
+  assert.deepEqual(rows, [
+    items[3],
+    items[7],
+    items[0],
+    items[2],
+    items[6],
+    items[1],
+    items[5],
+    items[4],
+  ]);
+  // The same items as longest-first, only reordered.
+  assert.deepEqual(
+    [...rows].map((r) => r.join()).sort(),
+    items.map((r) => r.join()).sort(),
+  );
+  assert.notDeepEqual(packed, Array.from(packLongestFirst(items)));
 });

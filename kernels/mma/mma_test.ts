@@ -1,3 +1,4 @@
+import { deepStrictEqual, notDeepStrictEqual } from "node:assert/strict";
 import { acquireGpu, type GpuContext } from "../gpu.ts";
 import { makeTestCase, type TestCaseOptions } from "../_testing.ts";
 import { validateProblem } from "../../op/validate.ts";
@@ -229,6 +230,40 @@ Deno.test("mma work list keeps paged and fresh keys in separate tiles and skips 
   }
   const split = buildMmaWorkList(problem({ qLens: [4], totalQ: 4 }), 64, 64, {});
   assert(split.split && split.count > split.combineCount, "decode-like rows are split over keys");
+});
+
+Deno.test("mma work list order kv-grouped launches each (request, KV head) group's items together", () => {
+  const p = problem({
+    batch: 2,
+    qLens: [100, 60],
+    qStarts: [0, 100],
+    totalQ: 160,
+    cacheLens: [70, 33],
+    numHeads: 4,
+    numKvHeads: 2,
+    maxPagesPerReq: 16,
+  });
+  const longest = buildMmaWorkList(p, 32, 32, { targetItems: 0 });
+  const grouped = buildMmaWorkList(p, 32, 32, { targetItems: 0, order: "kv-grouped" });
+  const rows = (l: typeof longest) =>
+    Array.from({ length: l.count }, (_, i) => Array.from(l.items.slice(i * 8, i * 8 + 8)));
+  // The same items (and work), in another order.
+  deepStrictEqual(rows(grouped).map(String).sort(), rows(longest).map(String).sort());
+  assert(grouped.tiles === longest.tiles, `tiles ${grouped.tiles} vs ${longest.tiles}`);
+  notDeepStrictEqual(rows(grouped), rows(longest));
+  // Each group's items are contiguous, longest first, and the first group has the most work.
+  const groups = rows(grouped).map((r) => `${r[0]}/${r[1]}`);
+  const starts = groups.filter((g, i) => i === 0 || groups[i - 1] !== g);
+  assert(starts.length === new Set(groups).size, `groups split: ${groups.join(" ")}`);
+  const work = (g: string) =>
+    rows(grouped).filter((r) => `${r[0]}/${r[1]}` === g).reduce((s, r) => s + r[5]! - r[4]!, 0);
+  assert(work(starts[0]!) >= Math.max(...starts.map(work)), "largest group first");
+  rows(grouped).forEach((r, i, all) => {
+    const prev = all[i - 1];
+    if (prev && `${prev[0]}/${prev[1]}` === `${r[0]}/${r[1]}`) {
+      assert(prev[5]! - prev[4]! >= r[5]! - r[4]!, `item ${i} longer than the one before it`);
+    }
+  });
 });
 
 // Cases the classic and the pipelined key loop both run (with their own seeds).

@@ -6,7 +6,7 @@
  * Prints a short table last; writes everything as JSON (and failing WGSL) under $OUT.
  *
  * Usage: deno run -A kernels/mma/tune.ts [--only SUBSTR] [--config NAME]... [--quick] [--flash]
- *   [--perf-only [--verify]] [--layout [--verify]]
+ *   [--perf-only [--verify]] [--layout [--verify]] [--order [--verify]]
  *   [--warm-ms MS] [--diag..6] [--dump] [--probe2] [--probe3] [--probe4]
  * @module
  */
@@ -189,7 +189,21 @@ const layoutJobs: Job[] = [
   { c: byId(`${b8}-int8/f16`), configs: layoutConfigs({}) },
   { c: byId(`${b8}/f16`), configs: layoutConfigs({ pipelined: true }) },
 ];
-const jobs: Job[] = flag("--layout") ? layoutJobs : diag
+// --order: launch order of the work items (longest first, or each (request, KV head) group's
+// items together so that concurrent workgroups share K/V through L2), bracketed by the default.
+const orderConfigs: Config[] = [
+  T("longest first", {}),
+  T("kv-grouped", { order: "kv-grouped" }),
+  T("longest first again", {}),
+  T("kv-grouped again", { order: "kv-grouped" }),
+];
+const orderJobs: Job[] = [
+  { c: byId(`${b8}/f16`), configs: orderConfigs },
+  { c: byId(`${b8}-fp8/f16`), configs: orderConfigs },
+  { c: byId(`${b8}-int8/f16`), configs: orderConfigs },
+  { c: byId(`${seed}/f16`), configs: orderConfigs },
+];
+const jobs: Job[] = flag("--layout") ? layoutJobs : flag("--order") ? orderJobs : diag
   ? [
     { c: byId(`${seed}/f16`), configs: diagConfigs },
     { c: byId("mqa-prefill-paged-b2-h16kv1-d128-p32/f16"), configs: diagConfigs },
@@ -295,7 +309,7 @@ if (flag("--probe2")) {
     console.log(`offsets probe: ERROR ${offsets.slice(0, 2000)}`);
   }
 }
-const matrix = perfOnly || diag || flag("--layout")
+const matrix = perfOnly || diag || flag("--layout") || flag("--order")
   ? null
   : await measureMatrixCeiling(gpu, { quick: true });
 for (const f of matrix?.forms ?? []) {

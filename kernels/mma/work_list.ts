@@ -8,6 +8,7 @@
  */
 import type { Problem } from "../../op/types.ts";
 import {
+  packKvGrouped,
   packLongestFirst,
   rowTilesOf,
   splitRange,
@@ -29,7 +30,16 @@ export interface MmaWorkListOptions {
    * @default 8
    */
   minSplitTiles?: number;
+  /**
+   * Launch order of the items: longest first, or each (request, KV head) group's items together
+   * (`packKvGrouped`), so that workgroups running at once share K/V tiles through L2.
+   * @default "longest-first"
+   */
+  order?: MmaItemOrder;
 }
+
+/** Launch orders of `buildMmaWorkList`'s items (see `MmaWorkListOptions.order`). */
+export type MmaItemOrder = "longest-first" | "kv-grouped";
 
 /** The work list, in the GPU layout the kernel reads (and flash's combine pass). */
 export interface MmaWorkList {
@@ -95,7 +105,9 @@ export function buildMmaWorkList(
       }
     }
   });
-  const items = packLongestFirst(out);
+  const items = (options.order ?? "longest-first") === "kv-grouped"
+    ? packKvGrouped(out)
+    : packLongestFirst(out);
   return {
     items,
     count: out.length,

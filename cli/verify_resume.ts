@@ -10,6 +10,8 @@ import { UsageError } from "./errors.ts";
 export interface VerifyResumeState<R> {
   adapter: string;
   backend: string;
+  /** The `--shard` of the earlier run (`I/N`), or null when it verified every selected case. */
+  shard: string | null;
   /** Every record of the earlier run, passed or failed, in its order. */
   results: R[];
   skipped: { id: string; reason: string }[];
@@ -21,6 +23,7 @@ const ResumeFileSchema = z.object({
   adapter: z.string(),
   backend: z.string(),
   complete: z.boolean(),
+  shard: z.string().optional(),
   results: z.array(z.looseObject({ id: z.string(), kernel: z.string(), ok: z.boolean() })),
   skipped: z.array(z.object({ id: z.string(), reason: z.string() })),
 });
@@ -55,20 +58,31 @@ export async function readVerifyResume<R extends { id: string }>(
     );
   }
   const { adapter, backend, results, skipped } = parsed.data;
+  const shard = parsed.data.shard ?? null;
   // The file is rewritten after each whole case, so every id in it was finished.
   const done = new Set([...results.map((r) => r.id), ...skipped.map((s) => s.id)]);
-  return { adapter, backend, results: results as unknown as R[], skipped, done };
+  return { adapter, backend, shard, results: results as unknown as R[], skipped, done };
 }
 
-/** Throws when the earlier run was made on another adapter or backend than this one. */
+/**
+ * Throws when the earlier run was made on another adapter or backend than this one, or over
+ * another `--shard` of the cases (null: all of them).
+ */
 export function checkResumeTarget(
   file: string,
-  earlier: { adapter: string; backend: string },
-  now: { adapter: string; backend: string },
+  earlier: { adapter: string; backend: string; shard?: string | null },
+  now: { adapter: string; backend: string; shard?: string | null },
 ): void {
   if (earlier.adapter !== now.adapter || earlier.backend !== now.backend) {
     throw new UsageError(
       `Cannot resume from ${file}: expected a run on ${now.adapter} (${now.backend}), got one on ${earlier.adapter} (${earlier.backend})`,
+    );
+  }
+  const was = earlier.shard ?? null, is = now.shard ?? null;
+  if (was !== is) {
+    const say = (s: string | null) => s ? `--shard ${s}` : "no --shard";
+    throw new UsageError(
+      `Cannot resume from ${file}: expected a run with ${say(is)}, got ${say(was)}`,
     );
   }
 }

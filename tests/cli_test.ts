@@ -393,6 +393,99 @@ Deno.test("verify --resume refuses a missing --json, another adapter's file and 
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("verify --shard runs disjoint parts of the cases that tools/merge_verify.ts joins into the whole run", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(
+    `${dir}/m.yaml`,
+    `version: 1
+ops:
+  - op: paged_prefill_gqa
+    description: shards
+    workloads:
+      - { label: one, dtypes: [f16, bf16], batch: 1, q_lens: 3, cache_lens: 9, heads: 2,
+          heads_kv: 1, head_dim: 16, page_size: 4, max_pages_per_req: 4 }
+      - { label: two, dtypes: [f16], batch: 2, q_lens: [2, 5], cache_lens: [7, 0], heads: 4,
+          heads_kv: 2, head_dim: 16, page_size: 8, max_pages_per_req: 2 }
+`,
+  );
+  const args = ["verify", "--manifest", `${dir}/m.yaml`, "--all", "--kernel", "simple"];
+  const parts: string[][] = [];
+  for (const shard of ["1/2", "2/2"]) {
+    const r = await runCli(...args, "--shard", shard, "--json", `${dir}/${shard[0]}.json`);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const file = JSON.parse(await Deno.readTextFile(`${dir}/${shard[0]}.json`));
+    assert.equal(file.shard, shard);
+    parts.push(file.results.map((x: { id: string }) => x.id));
+  }
+  // Round robin over the three cases, in manifest order.
+  assert.deepEqual(parts, [["one/f16", "two/f16"], ["one/bf16"]]);
+  const merge = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("../tools/merge_verify.ts", import.meta.url).pathname,
+      "--out",
+      `${dir}/all.json`,
+      `${dir}/2.json`,
+      `${dir}/1.json`,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  });
+  const merged = await merge.output();
+  assert.equal(merged.code, 0, new TextDecoder().decode(merged.stderr));
+  const all = JSON.parse(await Deno.readTextFile(`${dir}/all.json`));
+  assert.equal(all.complete, true);
+  assert.deepEqual(all.results.map((x: { id: string }) => x.id).sort(), [
+    "one/bf16",
+    "one/f16",
+    "two/f16",
+  ]);
+  assert.ok(all.results.every((x: { ok: boolean }) => x.ok));
+  // A shard file is not resumed as another shard (or as the whole run), and is left as it was.
+  const before = await Deno.readTextFile(`${dir}/1.json`);
+  for (const [more, want] of [[["--shard", "2/2"], "--shard 2/2"], [[], "no --shard"]] as const) {
+    const r = await runCli(...args, ...more, "--json", `${dir}/1.json`, "--resume");
+    assert.equal(r.code, 2, r.stdout + r.stderr);
+    assert.deepEqual(errorLines(r), [
+      `error: Cannot resume from ${dir}/1.json: expected a run with ${want}, got --shard 1/2`,
+    ]);
+    assert.equal(await Deno.readTextFile(`${dir}/1.json`), before);
+  }
+  // Bad shards and a shard of a case file exit 2 in one line, before any GPU work.
+  const bad = await runCli(...args, "--shard", "3/2");
+  assert.equal(bad.code, 2, bad.stdout + bad.stderr);
+  assert.deepEqual(errorLines(bad), [
+    'error: Cannot read --shard: expected I/N with 1 <= I <= N, got "3/2"',
+  ]);
+  const caseFile = await runCli("verify", "--case", `${dir}/none.safetensors`, "--shard", "1/2");
+  assert.equal(caseFile.code, 2, caseFile.stdout + caseFile.stderr);
+  assert.deepEqual(errorLines(caseFile), [
+    `error: Cannot shard: expected manifest cases, got --case ${dir}/none.safetensors`,
+  ]);
+  // The merge tool refuses parts that do not fit, in one line, writing nothing.
+  const twice = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("../tools/merge_verify.ts", import.meta.url).pathname,
+      "--out",
+      `${dir}/bad.json`,
+      `${dir}/1.json`,
+      `${dir}/1.json`,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(twice.code, 2);
+  assert.match(
+    new TextDecoder().decode(twice.stderr).trim(),
+    /^Cannot merge .*1\.json: expected each shard once, got 1\/2 again \(also .*1\.json\)$/,
+  );
+  await assert.rejects(Deno.stat(`${dir}/bad.json`));
+  await Deno.remove(dir, { recursive: true });
+});
+
 Deno.test("a malformed PAGED_PREFILL_MMA* variable exits 2 with one line naming it, before any GPU work or output", async () => {
   const dir = await Deno.makeTempDir();
   const cases: Array<[Record<string, string>, string[], RegExp]> = [

@@ -27,6 +27,7 @@ import { err, out, progressBar, useColor } from "../output.ts";
 import { writeFileAtomic } from "../../io/atomic_write.ts";
 import { intFlag } from "../parse.ts";
 import { checkResumeTarget, readVerifyResume } from "../verify_resume.ts";
+import { formatShard, parseShard, shardOf } from "../verify_shard.ts";
 
 /** Flags of `verify`. */
 export interface VerifyFlags extends WorkloadFlags {
@@ -38,6 +39,7 @@ export interface VerifyFlags extends WorkloadFlags {
   rows?: number;
   json?: string;
   resume?: boolean;
+  shard?: string;
 }
 
 /** One verified (case, kernel variant), as printed and written by `--json`. */
@@ -177,6 +179,10 @@ export function verifyCommand(setExit: (code: number) => void) {
       )
       .option("--json <file>", "write the results as JSON")
       .option(
+        "--shard <i/n>",
+        "verify only every n-th selected case, from the i-th (1-based): run n processes side by side and join their --json files with tools/merge_verify.ts",
+      )
+      .option(
         "--resume",
         "go on from the --json file of an earlier run cut short: keep its results and leave out the cases it finished",
       ),
@@ -184,7 +190,14 @@ export function verifyCommand(setExit: (code: number) => void) {
   return command.action(async (flags) => {
     const f = flags as unknown as VerifyFlags;
     let cases: WorkloadCase[] = [];
+    const shard = f.shard !== undefined ? parseShard(f.shard) : null;
+    if (shard && f.case) {
+      throw new UsageError(
+        `Cannot shard: expected manifest cases, got --case ${f.case}`,
+      );
+    }
     if (!f.case) cases = selectCases(f, "default");
+    if (shard) cases = shardOf(cases, shard);
     if (f.resume && (!f.json || f.case)) {
       throw new UsageError(
         `Cannot resume: expected --json FILE and manifest cases, got ${
@@ -204,7 +217,14 @@ export function verifyCommand(setExit: (code: number) => void) {
       await writeFileAtomic(
         f.json!,
         JSON.stringify(
-          { adapter: gpu.adapterName, backend: gpu.backend, complete, results: records, skipped },
+          {
+            adapter: gpu.adapterName,
+            backend: gpu.backend,
+            complete,
+            ...(shard ? { shard: formatShard(shard) } : {}),
+            results: records,
+            skipped,
+          },
           null,
           2,
         ) + "\n",
@@ -213,7 +233,11 @@ export function verifyCommand(setExit: (code: number) => void) {
     try {
       if (earlier) {
         // Another adapter's file is refused before anything is written over it.
-        checkResumeTarget(f.json!, earlier, { adapter: gpu.adapterName, backend: gpu.backend });
+        checkResumeTarget(f.json!, earlier, {
+          adapter: gpu.adapterName,
+          backend: gpu.backend,
+          shard: shard ? formatShard(shard) : null,
+        });
         const before = cases.length;
         cases = cases.filter((c) => !earlier.done.has(c.id));
         err(

@@ -6,12 +6,19 @@
 # then ship the tree with carry [".gpu", ".gpu_dawn"] and run, on the GPU machine:
 #   source .gpu/boot.sh && bash tools/gpu_run.sh bench --all --json $OUT/out.json
 #   source .gpu/boot.sh && bash tools/gpu_run.sh --script kernels/mma/tune.ts --perf-only
+#   for i in $(seq 1 14); do bash tools/gpu_run.sh verify --all --shard $i/14 --json v$i.json & done; wait
+#   (then, anywhere: deno run -A tools/merge_verify.ts --out all.json v*.json)
 # (.gpu_npm/, an older cache without Dawn, still works when .gpu_dawn/ is absent.)
 set -uo pipefail
 cache="$PWD/.gpu_dawn"
 [ -d "$cache" ] || cache="$PWD/.gpu_npm"
+# Unpacked through a temporary name and renamed: processes started side by side (verify --shard)
+# never load a half-written addon, and the last rename simply wins.
 for xzf in "$cache"/npm/registry.npmjs.org/webgpu/*/dist/linux-x64/dawn.node.xz; do
-  [ -f "$xzf" ] && [ ! -f "${xzf%.xz}" ] && xz -dk "$xzf"
+  if [ -f "$xzf" ] && [ ! -f "${xzf%.xz}" ]; then
+    tmp="${xzf%.xz}.$$.tmp"
+    xz -dc "$xzf" > "$tmp" && mv -f "$tmp" "${xzf%.xz}"
+  fi
 done
 export DENO_DIR="$cache" XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp} NO_COLOR=1
 entry=cli/main.ts

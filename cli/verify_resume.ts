@@ -12,6 +12,8 @@ export interface VerifyResumeState<R> {
   backend: string;
   /** The `--shard` of the earlier run (`I/N`), or null when it verified every selected case. */
   shard: string | null;
+  /** The ids a `--shard` run selected before sharding (null for a whole run). */
+  selected: string[] | null;
   /** Every record of the earlier run, passed or failed, in its order. */
   results: R[];
   skipped: { id: string; reason: string }[];
@@ -19,11 +21,15 @@ export interface VerifyResumeState<R> {
   done: Set<string>;
 }
 
-const ResumeFileSchema = z.object({
+/** What every `verify --json` file holds (the fields resuming and merging read). */
+export const VerifyFileSchema = z.object({
   adapter: z.string(),
   backend: z.string(),
   complete: z.boolean(),
+  /** `I/N` of a `--shard` run. */
   shard: z.string().optional(),
+  /** A `--shard` run's selected case ids, in order, before they were dealt into shards. */
+  selected: z.array(z.string()).optional(),
   results: z.array(z.looseObject({ id: z.string(), kernel: z.string(), ok: z.boolean() })),
   skipped: z.array(z.object({ id: z.string(), reason: z.string() })),
 });
@@ -48,7 +54,7 @@ export async function readVerifyResume<R extends { id: string }>(
   } catch {
     throw new UsageError(`Cannot resume from ${file}: expected verify --json output, got no JSON`);
   }
-  const parsed = ResumeFileSchema.safeParse(value);
+  const parsed = VerifyFileSchema.safeParse(value);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     throw new UsageError(
@@ -59,19 +65,20 @@ export async function readVerifyResume<R extends { id: string }>(
   }
   const { adapter, backend, results, skipped } = parsed.data;
   const shard = parsed.data.shard ?? null;
+  const selected = parsed.data.selected ?? null;
   // The file is rewritten after each whole case, so every id in it was finished.
   const done = new Set([...results.map((r) => r.id), ...skipped.map((s) => s.id)]);
-  return { adapter, backend, shard, results: results as unknown as R[], skipped, done };
+  return { adapter, backend, shard, selected, results: results as unknown as R[], skipped, done };
 }
 
 /**
  * Throws when the earlier run was made on another adapter or backend than this one, or over
- * another `--shard` of the cases (null: all of them).
+ * another `--shard` of the cases (null: all of them) or of another selection of cases.
  */
 export function checkResumeTarget(
   file: string,
-  earlier: { adapter: string; backend: string; shard?: string | null },
-  now: { adapter: string; backend: string; shard?: string | null },
+  earlier: { adapter: string; backend: string; shard?: string | null; selected?: string[] | null },
+  now: { adapter: string; backend: string; shard?: string | null; selected?: string[] | null },
 ): void {
   if (earlier.adapter !== now.adapter || earlier.backend !== now.backend) {
     throw new UsageError(
@@ -83,6 +90,12 @@ export function checkResumeTarget(
     const say = (s: string | null) => s ? `--shard ${s}` : "no --shard";
     throw new UsageError(
       `Cannot resume from ${file}: expected a run with ${say(is)}, got ${say(was)}`,
+    );
+  } // A shard is a position in the selection: another selection deals other cases into it.
+  const before = earlier.selected ?? null, after = now.selected ?? null;
+  if (before && after && before.join("\n") !== after.join("\n")) {
+    throw new UsageError(
+      `Cannot resume from ${file}: expected a shard of the same ${after.length} selected cases, got one of ${before.length} others (another selection or manifest)`,
     );
   }
 }

@@ -42,32 +42,49 @@ export interface VerifyShardFile<R extends { id: string }> {
   backend: string;
   complete: boolean;
   shard?: string;
+  /** The ids the run selected before dealing them into shards. */
+  selected?: string[];
   results: R[];
   skipped: { id: string; reason: string }[];
 }
 
 /**
  * Joins the `--json` files of `verify --shard 1/N` ... `N/N` (given in any order, `names` for
- * the messages) into one file's content, complete only if every part is. Throws a `UsageError`
- * naming the file when a part is missing, repeated, from another adapter or backend, not
- * sharded, or shares a case with another part.
+ * the messages) into one file's content, in shard order. Every part must come from the same
+ * adapter, backend and selection of cases, and hold only the cases its shard deals; the result
+ * is complete when every part is, and then it holds every selected case. Throws a `UsageError`
+ * naming the file otherwise.
  */
 export function mergeVerifyShards<R extends { id: string }>(
   files: readonly VerifyShardFile<R>[],
   names: readonly string[],
-): Omit<VerifyShardFile<R>, "shard"> {
+): Omit<VerifyShardFile<R>, "shard" | "selected"> {
   if (files.length === 0) throw new UsageError("Cannot merge: expected shard files, got none");
   const first = files[0]!;
-  const seen = new Map<number, string>();
-  const ids = new Map<string, string>();
-  let count = 0;
-  files.forEach((f, i) => {
-    const name = names[i] ?? `file ${i + 1}`;
-    if (!f.shard) {
-      throw new UsageError(`Cannot merge ${name}: expected verify --shard output, got no shard`);
+  const nameOf = (i: number) => names[i] ?? `file ${i + 1}`;
+  const parts = files.map((f, i) => {
+    const name = nameOf(i);
+    if (!f.shard || !f.selected) {
+      throw new UsageError(
+        `Cannot merge ${name}: expected verify --shard output (shard, selected), got ${
+          f.shard ? "no selected cases" : "no shard"
+        }`,
+      );
     }
-    const shard = parseShard(f.shard);
-    if (count === 0) count = shard.count;
+    let shard: Shard;
+    try {
+      shard = parseShard(f.shard);
+    } catch {
+      throw new UsageError(
+        `Cannot merge ${name}: expected shard I/N with 1 <= I <= N, got "${f.shard}"`,
+      );
+    }
+    return { f, name, shard, selected: f.selected };
+  });
+  const count = parts[0]!.shard.count;
+  const selected = parts[0]!.selected;
+  const seen = new Map<number, string>();
+  for (const { f, name, shard, selected: own } of parts) {
     if (shard.count !== count) {
       throw new UsageError(
         `Cannot merge ${name}: expected a shard of ${count}, got ${formatShard(shard)}`,
@@ -76,6 +93,13 @@ export function mergeVerifyShards<R extends { id: string }>(
     if (f.adapter !== first.adapter || f.backend !== first.backend) {
       throw new UsageError(
         `Cannot merge ${name}: expected a run on ${first.adapter} (${first.backend}), got one on ${f.adapter} (${f.backend})`,
+      );
+    }
+    if (own.join("\n") !== selected.join("\n")) {
+      throw new UsageError(
+        `Cannot merge ${name}: expected the ${selected.length} cases ${
+          parts[0]!.name
+        } selected, got a selection of ${own.length} others (another selection or manifest)`,
       );
     }
     const twin = seen.get(shard.index);
@@ -87,16 +111,26 @@ export function mergeVerifyShards<R extends { id: string }>(
       );
     }
     seen.set(shard.index, name);
-    for (const id of new Set([...f.results.map((r) => r.id), ...f.skipped.map((s) => s.id)])) {
-      const other = ids.get(id);
-      if (other) {
-        throw new UsageError(
-          `Cannot merge ${name}: expected disjoint shards, got case ${id} in ${other} too`,
-        );
-      }
-      ids.set(id, name);
+    // The part holds its own shard's cases only, and all of them once it says it is complete.
+    const dealt = shardOf(selected, shard);
+    const mine = new Set(dealt);
+    const ids = new Set([...f.results.map((r) => r.id), ...f.skipped.map((x) => x.id)]);
+    const stray = [...ids].find((id) => !mine.has(id));
+    if (stray) {
+      throw new UsageError(
+        `Cannot merge ${name}: expected only the cases shard ${
+          formatShard(shard)
+        } deals, got ${stray}`,
+      );
     }
-  });
+    if (f.complete && ids.size !== dealt.length) {
+      throw new UsageError(
+        `Cannot merge ${name}: expected all ${dealt.length} cases of complete shard ${
+          formatShard(shard)
+        }, got ${ids.size}`,
+      );
+    }
+  }
   const missing = Array.from({ length: count }, (_, i) => i + 1).filter((i) => !seen.has(i));
   if (missing.length > 0) {
     throw new UsageError(
@@ -105,11 +139,12 @@ export function mergeVerifyShards<R extends { id: string }>(
       }`,
     );
   }
+  const ordered = [...parts].sort((a, b) => a.shard.index - b.shard.index).map((p) => p.f);
   return {
     adapter: first.adapter,
     backend: first.backend,
-    complete: files.every((f) => f.complete),
-    results: files.flatMap((f) => f.results),
-    skipped: files.flatMap((f) => f.skipped),
+    complete: ordered.every((f) => f.complete),
+    results: ordered.flatMap((f) => f.results),
+    skipped: ordered.flatMap((f) => f.skipped),
   };
 }

@@ -28,30 +28,36 @@ Deno.test("shardOf() deals the cases round robin: the parts are disjoint and cov
   assert.deepEqual(shardOf(cases.slice(0, 2), { index: 3, count: 3 }), []);
 });
 
+// Four selected cases dealt into two shards: 1/2 holds a and c, 2/2 holds b and d.
+const SELECTED = ["a/f16", "b/f16", "c/f16", "d/f16"];
 const part = (shard: string | undefined, ids: string[], over: object = {}) => ({
   adapter: "NVIDIA H200",
   backend: "deno",
   complete: true,
-  ...(shard ? { shard } : {}),
+  ...(shard ? { shard, selected: SELECTED } : {}),
   results: ids.map((id) => ({ id, kernel: "flash", ok: true })),
   skipped: [],
   ...over,
 });
 
-Deno.test("mergeVerifyShards() joins every part in order, complete only if each part is", () => {
+Deno.test("mergeVerifyShards() joins the parts in shard order, complete only if each part is", () => {
   const merged = mergeVerifyShards(
-    [part("2/2", ["b/f16", "d/f16"]), part("1/2", ["a/f16", "c/f16"], { complete: false })],
+    [part("2/2", ["b/f16", "d/f16"]), part("1/2", ["a/f16"], { complete: false })],
     ["two.json", "one.json"],
   );
-  assert.deepEqual(merged.results.map((r) => r.id), ["b/f16", "d/f16", "a/f16", "c/f16"]);
+  assert.deepEqual(merged.results.map((r) => r.id), ["a/f16", "b/f16", "d/f16"]);
   assert.equal(merged.complete, false);
-  assert.equal("shard" in merged, false);
-  const skipped = mergeVerifyShards(
-    [part("1/2", ["a/f16"]), part("2/2", [], { skipped: [{ id: "z/f16", reason: "too big" }] })],
+  assert.equal("shard" in merged || "selected" in merged, false);
+  const whole = mergeVerifyShards(
+    [
+      part("1/2", ["a/f16", "c/f16"]),
+      part("2/2", ["b/f16"], { skipped: [{ id: "d/f16", reason: "too big" }] }),
+    ],
     ["one.json", "two.json"],
   );
-  assert.equal(skipped.complete, true);
-  assert.deepEqual(skipped.skipped, [{ id: "z/f16", reason: "too big" }]);
+  assert.equal(whole.complete, true);
+  assert.deepEqual(whole.results.map((r) => r.id), ["a/f16", "c/f16", "b/f16"]);
+  assert.deepEqual(whole.skipped, [{ id: "d/f16", reason: "too big" }]);
 });
 
 Deno.test("mergeVerifyShards() refuses parts that do not fit together, naming the file", () => {
@@ -59,29 +65,47 @@ Deno.test("mergeVerifyShards() refuses parts that do not fit together, naming th
     [[], "Cannot merge: expected shard files, got none"],
     [
       [part(undefined, ["a/f16"])],
-      "Cannot merge p1.json: expected verify --shard output, got no shard",
+      "Cannot merge p1.json: expected verify --shard output (shard, selected), got no shard",
     ],
     [
-      [part("1/2", ["a/f16"]), part("2/3", ["b/f16"])],
+      [part("1/2", ["a/f16"], { selected: undefined })],
+      "Cannot merge p1.json: expected verify --shard output (shard, selected), got no selected cases",
+    ],
+    [
+      [part("0/2", ["a/f16"])],
+      'Cannot merge p1.json: expected shard I/N with 1 <= I <= N, got "0/2"',
+    ],
+    [
+      [part("1/2", ["a/f16", "c/f16"]), part("2/3", ["b/f16"])],
       "Cannot merge p2.json: expected a shard of 2, got 2/3",
     ],
     [
-      [part("1/2", ["a/f16"]), part("2/2", ["b/f16"], { backend: "dawn" })],
+      [part("1/2", ["a/f16", "c/f16"]), part("2/2", ["b/f16", "d/f16"], { backend: "dawn" })],
       "Cannot merge p2.json: expected a run on NVIDIA H200 (deno), got one on NVIDIA H200 (dawn)",
     ],
     [
-      [part("1/2", ["a/f16"]), part("1/2", ["b/f16"])],
+      [
+        part("1/2", ["a/f16", "c/f16"]),
+        part("2/2", ["b/f16"], { selected: ["a/f16", "b/f16", "c/f16"] }),
+      ],
+      "Cannot merge p2.json: expected the 4 cases p1.json selected, got a selection of 3 others (another selection or manifest)",
+    ],
+    [
+      [part("1/2", ["a/f16", "c/f16"]), part("1/2", ["a/f16", "c/f16"])],
       "Cannot merge p2.json: expected each shard once, got 1/2 again (also p1.json)",
     ],
     [
-      [part("1/2", ["a/f16"]), part("2/2", ["a/f16"])],
-      "Cannot merge p2.json: expected disjoint shards, got case a/f16 in p1.json too",
+      [part("1/2", ["a/f16", "b/f16"]), part("2/2", ["d/f16"], { complete: false })],
+      "Cannot merge p1.json: expected only the cases shard 1/2 deals, got b/f16",
     ],
     [
-      [part("1/3", ["a/f16"]), part("3/3", ["c/f16"])],
+      [part("1/2", ["a/f16"]), part("2/2", ["b/f16", "d/f16"])],
+      "Cannot merge p1.json: expected all 2 cases of complete shard 1/2, got 1",
+    ],
+    [
+      [part("1/3", ["a/f16", "d/f16"]), part("3/3", ["c/f16"])],
       "Cannot merge: expected shards 1..3, got none for 2/3",
     ],
-    [[part("0/2", ["a/f16"])], 'Cannot read --shard: expected I/N with 1 <= I <= N, got "0/2"'],
   ];
   for (const [files, message] of cases) {
     assert.throws(

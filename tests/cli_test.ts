@@ -415,6 +415,7 @@ ops:
     assert.equal(r.code, 0, r.stdout + r.stderr);
     const file = JSON.parse(await Deno.readTextFile(`${dir}/${shard[0]}.json`));
     assert.equal(file.shard, shard);
+    assert.deepEqual(file.selected, ["one/f16", "one/bf16", "two/f16"]);
     parts.push(file.results.map((x: { id: string }) => x.id));
   }
   // Round robin over the three cases, in manifest order.
@@ -434,6 +435,10 @@ ops:
   });
   const merged = await merge.output();
   assert.equal(merged.code, 0, new TextDecoder().decode(merged.stderr));
+  assert.equal(
+    new TextDecoder().decode(merged.stdout).trim(),
+    `${dir}/all.json: 3 passed, 0 failed, 0 skipped, from 2 shards; complete: true`,
+  );
   const all = JSON.parse(await Deno.readTextFile(`${dir}/all.json`));
   assert.equal(all.complete, true);
   assert.deepEqual(all.results.map((x: { id: string }) => x.id).sort(), [
@@ -452,7 +457,41 @@ ops:
     ]);
     assert.equal(await Deno.readTextFile(`${dir}/1.json`), before);
   }
-  // Bad shards and a shard of a case file exit 2 in one line, before any GPU work.
+  // Nor is the whole run's file resumed as a shard, or a shard over another selection.
+  await Deno.writeTextFile(`${dir}/whole.json`, JSON.stringify({ ...all, complete: false }));
+  const asShard = await runCli(
+    ...args,
+    "--shard",
+    "1/2",
+    "--json",
+    `${dir}/whole.json`,
+    "--resume",
+  );
+  assert.equal(asShard.code, 2, asShard.stdout + asShard.stderr);
+  assert.deepEqual(errorLines(asShard), [
+    `error: Cannot resume from ${dir}/whole.json: expected a run with --shard 1/2, got no --shard`,
+  ]);
+  const narrower = await runCli(
+    "verify",
+    "--manifest",
+    `${dir}/m.yaml`,
+    "--filter",
+    "one",
+    "--kernel",
+    "simple",
+    "--shard",
+    "1/2",
+    "--json",
+    `${dir}/1.json`,
+    "--resume",
+  );
+  assert.equal(narrower.code, 2, narrower.stdout + narrower.stderr);
+  assert.deepEqual(errorLines(narrower), [
+    `error: Cannot resume from ${dir}/1.json: expected a shard of the same 2 selected cases, got one of 3 others (another selection or manifest)`,
+  ]);
+  assert.equal(await Deno.readTextFile(`${dir}/1.json`), before);
+  // Bad shards, a shard of a case file and of an ad hoc problem exit 2 in one line, before any
+  // GPU work.
   const bad = await runCli(...args, "--shard", "3/2");
   assert.equal(bad.code, 2, bad.stdout + bad.stderr);
   assert.deepEqual(errorLines(bad), [
@@ -463,26 +502,56 @@ ops:
   assert.deepEqual(errorLines(caseFile), [
     `error: Cannot shard: expected manifest cases, got --case ${dir}/none.safetensors`,
   ]);
-  // The merge tool refuses parts that do not fit, in one line, writing nothing.
-  const twice = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      new URL("../tools/merge_verify.ts", import.meta.url).pathname,
-      "--out",
-      `${dir}/bad.json`,
-      `${dir}/1.json`,
-      `${dir}/1.json`,
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.equal(twice.code, 2);
+  const adHoc = await runCli("verify", "--batch", "1", "--q-len", "3", "--shard", "1/2");
+  assert.equal(adHoc.code, 2, adHoc.stdout + adHoc.stderr);
+  assert.equal(errorLines(adHoc).length, 1, adHoc.stderr);
   assert.match(
-    new TextDecoder().decode(twice.stderr).trim(),
-    /^Cannot merge .*1\.json: expected each shard once, got 1\/2 again \(also .*1\.json\)$/,
+    errorLines(adHoc)[0]!,
+    /^error: Cannot shard: expected manifest cases \(--all, --workload, --filter or --tag\), got the ad hoc problem /,
   );
-  await assert.rejects(Deno.stat(`${dir}/bad.json`));
+  // The merge tool refuses bad arguments and parts that do not fit, in one line, writing nothing.
+  await Deno.writeTextFile(`${dir}/notjson.json`, "not json");
+  await Deno.writeTextFile(`${dir}/other.json`, '{"results": 3}');
+  const refusals: [string[], RegExp][] = [
+    [[`${dir}/1.json`], /^Cannot merge: expected --out FILE and shard files, got no --out$/],
+    [[`${dir}/1.json`, "--out"], /^Cannot merge: expected --out FILE, got --out with no file$/],
+    [
+      ["--out", `${dir}/bad.json`, `${dir}/1.json`, "--force"],
+      /^Cannot merge: expected shard files, got the flag --force$/,
+    ],
+    [
+      ["--out", `${dir}/bad.json`, `${dir}/missing.json`],
+      /^Cannot merge .*missing\.json: expected a readable file, got /,
+    ],
+    [
+      ["--out", `${dir}/bad.json`, `${dir}/notjson.json`],
+      /^Cannot merge .*notjson\.json: expected verify --json output, got no JSON$/,
+    ],
+    [
+      ["--out", `${dir}/bad.json`, `${dir}/other.json`],
+      /^Cannot merge .*other\.json: expected verify --json output, got adapter: /,
+    ],
+    [
+      ["--out", `${dir}/bad.json`, `${dir}/1.json`, `${dir}/1.json`],
+      /^Cannot merge .*1\.json: expected each shard once, got 1\/2 again \(also .*1\.json\)$/,
+    ],
+    [
+      ["--out", `${dir}/no/such/dir/bad.json`, `${dir}/1.json`, `${dir}/2.json`],
+      /^Cannot write .*no\/such\/dir\/bad\.json: /,
+    ],
+  ];
+  for (const [more, line] of refusals) {
+    const r = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", new URL("../tools/merge_verify.ts", import.meta.url).pathname, ...more],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(r.stderr).trim();
+    assert.equal(r.code, 2, stderr);
+    assert.equal(stderr.split("\n").length, 1, stderr);
+    assert.match(stderr, line);
+    await assert.rejects(Deno.stat(`${dir}/bad.json`));
+  }
   await Deno.remove(dir, { recursive: true });
 });
 

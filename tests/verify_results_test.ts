@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { expandCases, loadManifest } from "../workloads/loader.ts";
+import { GPU_BACKENDS } from "../kernels/gpu.ts";
 
 /**
  * The committed `verify --json` outputs (reports/verify/) back the correctness claims of the perf
@@ -14,7 +15,9 @@ Deno.test("every committed verify result passed, on a named adapter, for a manif
     if (!entry.name.endsWith(".json")) continue;
     const file = JSON.parse(Deno.readTextFileSync(new URL(entry.name, dir)));
     assert.equal(typeof file.adapter, "string", `${entry.name}: adapter`);
-    assert.equal(file.backend, "dawn", `${entry.name}: backend`);
+    // The file's name says which WebGPU implementation ran it (h200-dawn-..., h200-deno-...).
+    assert.ok(GPU_BACKENDS.includes(file.backend), `${entry.name}: backend ${file.backend}`);
+    assert.ok(entry.name.includes(`-${file.backend}-`), `${entry.name}: backend ${file.backend}`);
     assert.ok(Array.isArray(file.results) && file.results.length > 0, `${entry.name}: results`);
     for (const r of file.results) {
       assert.equal(r.ok, true, `${entry.name}: ${r.id} (${r.kernel}) failed: ${r.message}`);

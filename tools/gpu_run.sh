@@ -6,8 +6,8 @@
 # then ship the tree with carry [".gpu", ".gpu_dawn"] and run, on the GPU machine:
 #   source .gpu/boot.sh && bash tools/gpu_run.sh bench --all --json $OUT/out.json
 #   source .gpu/boot.sh && bash tools/gpu_run.sh --script kernels/mma/tune.ts --perf-only
-#   for i in $(seq 1 14); do bash tools/gpu_run.sh verify --all --shard $i/14 --json v$i.json & done; wait
-#   (then, anywhere: deno run -A tools/merge_verify.ts --out all.json v*.json)
+#   for i in $(seq 1 14); do bash tools/gpu_run.sh verify --all --shard $i/14 --json part$i.json & done; wait
+#   (then, anywhere: deno run -A tools/merge_verify.ts --out all.json part*.json)
 # (.gpu_npm/, an older cache without Dawn, still works when .gpu_dawn/ is absent.)
 set -uo pipefail
 cache="$PWD/.gpu_dawn"
@@ -17,7 +17,7 @@ cache="$PWD/.gpu_dawn"
 for xzf in "$cache"/npm/registry.npmjs.org/webgpu/*/dist/linux-x64/dawn.node.xz; do
   if [ -f "$xzf" ] && [ ! -f "${xzf%.xz}" ]; then
     tmp="${xzf%.xz}.$$.tmp"
-    xz -dc "$xzf" > "$tmp" && mv -f "$tmp" "${xzf%.xz}"
+    { xz -dc "$xzf" > "$tmp" && mv -f "$tmp" "${xzf%.xz}"; } || rm -f "$tmp"
   fi
 done
 export DENO_DIR="$cache" XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp} NO_COLOR=1

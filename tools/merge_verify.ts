@@ -7,53 +7,85 @@
  * Exits 2 with one line on stderr when the parts do not fit or a file is not verify output.
  * @module
  */
-import { mergeVerifyShards, type VerifyShardFile } from "../cli/verify_shard.ts";
+import { mergeVerifyShards } from "../cli/verify_shard.ts";
+import { VerifyFileSchema } from "../cli/verify_resume.ts";
 import { UsageError } from "../cli/errors.ts";
 import { writeFileAtomic } from "../io/atomic_write.ts";
 
-/** Merges `files` into `out`; returns the merged file's case count and completeness. */
+/**
+ * Merges `files` into `out`; returns the merged file's counts. `complete` says every part ran to
+ * its end, as in one `verify` run: failed and skipped cases are counted apart, not hidden by it.
+ */
 export async function mergeVerifyFiles(
   files: readonly string[],
   out: string,
-): Promise<{ results: number; complete: boolean }> {
-  const parts: VerifyShardFile<{ id: string }>[] = [];
+): Promise<{ results: number; failed: number; skipped: number; complete: boolean }> {
+  const parts = [];
   for (const file of files) {
-    let value: unknown;
+    let text: string;
     try {
-      value = JSON.parse(await Deno.readTextFile(file));
+      text = await Deno.readTextFile(file);
     } catch (e) {
       throw new UsageError(
-        `Cannot merge ${file}: expected verify --json output, got ${(e as Error).message}`,
+        `Cannot merge ${file}: expected a readable file, got ${(e as Error).message}`,
       );
     }
-    const v = value as Partial<VerifyShardFile<{ id: string }>>;
-    if (
-      typeof v !== "object" || v === null || typeof v.adapter !== "string" ||
-      typeof v.backend !== "string" || typeof v.complete !== "boolean" ||
-      !Array.isArray(v.results) || !Array.isArray(v.skipped)
-    ) {
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      throw new UsageError(`Cannot merge ${file}: expected verify --json output, got no JSON`);
+    }
+    const parsed = VerifyFileSchema.safeParse(value);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
       throw new UsageError(
-        `Cannot merge ${file}: expected verify --json output (adapter, backend, complete, results, skipped), got something else`,
+        `Cannot merge ${file}: expected verify --json output, got ${
+          issue.path.join(".") || "the top level"
+        }: ${issue.message}`,
       );
     }
-    parts.push(v as VerifyShardFile<{ id: string }>);
+    parts.push(parsed.data);
   }
   const merged = mergeVerifyShards(parts, files);
-  await writeFileAtomic(out, JSON.stringify(merged, null, 2) + "\n");
-  return { results: merged.results.length, complete: merged.complete };
+  try {
+    await writeFileAtomic(out, JSON.stringify(merged, null, 2) + "\n");
+  } catch (e) {
+    throw new UsageError(`Cannot write ${out}: ${(e as Error).message}`);
+  }
+  return {
+    results: merged.results.length,
+    failed: merged.results.filter((r) => !r.ok).length,
+    skipped: merged.skipped.length,
+    complete: merged.complete,
+  };
+}
+
+/** `--out FILE` and the shard files from the arguments; throws a `UsageError` otherwise. */
+export function parseMergeArgs(args: readonly string[]): { out: string; files: string[] } {
+  const at = args.indexOf("--out");
+  if (at < 0) {
+    throw new UsageError("Cannot merge: expected --out FILE and shard files, got no --out");
+  }
+  const out = args[at + 1];
+  if (out === undefined || out.startsWith("--")) {
+    throw new UsageError("Cannot merge: expected --out FILE, got --out with no file");
+  }
+  const files = args.filter((_, i) => i !== at && i !== at + 1);
+  const flag = files.find((f) => f.startsWith("--"));
+  if (flag) throw new UsageError(`Cannot merge: expected shard files, got the flag ${flag}`);
+  return { out, files };
 }
 
 if (import.meta.main) {
-  const args = [...Deno.args];
-  const at = args.indexOf("--out");
   try {
-    if (at < 0 || !args[at + 1]) {
-      throw new UsageError("Cannot merge: expected --out FILE and shard files, got no --out");
-    }
-    const out = args[at + 1]!;
-    args.splice(at, 2);
-    const { results, complete } = await mergeVerifyFiles(args, out);
-    console.log(`${out}: ${results} results from ${args.length} shards, complete: ${complete}`);
+    const { out, files } = parseMergeArgs(Deno.args);
+    const { results, failed, skipped, complete } = await mergeVerifyFiles(files, out);
+    console.log(
+      `${out}: ${
+        results - failed
+      } passed, ${failed} failed, ${skipped} skipped, from ${files.length} shards; complete: ${complete}`,
+    );
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
     console.error(e.message);

@@ -197,7 +197,17 @@ export function verifyCommand(setExit: (code: number) => void) {
       );
     }
     if (!f.case) cases = selectCases(f, "default");
-    if (shard) cases = shardOf(cases, shard);
+    let selected: string[] | null = null;
+    if (shard) {
+      const adHoc = cases.find((c) => c.source !== "manifest");
+      if (adHoc) {
+        throw new UsageError(
+          `Cannot shard: expected manifest cases (--all, --workload, --filter or --tag), got the ad hoc problem ${adHoc.id}`,
+        );
+      }
+      selected = cases.map((c) => c.id);
+      cases = shardOf(cases, shard);
+    }
     if (f.resume && (!f.json || f.case)) {
       throw new UsageError(
         `Cannot resume: expected --json FILE and manifest cases, got ${
@@ -221,7 +231,7 @@ export function verifyCommand(setExit: (code: number) => void) {
             adapter: gpu.adapterName,
             backend: gpu.backend,
             complete,
-            ...(shard ? { shard: formatShard(shard) } : {}),
+            ...(shard ? { shard: formatShard(shard), selected } : {}),
             results: records,
             skipped,
           },
@@ -237,6 +247,7 @@ export function verifyCommand(setExit: (code: number) => void) {
           adapter: gpu.adapterName,
           backend: gpu.backend,
           shard: shard ? formatShard(shard) : null,
+          selected,
         });
         const before = cases.length;
         cases = cases.filter((c) => !earlier.done.has(c.id));

@@ -22,7 +22,7 @@ export interface VerifyResumeState<R> {
 }
 
 /** What every `verify --json` file holds (the fields resuming and merging read). */
-export const VerifyFileSchema = z.object({
+const VerifyFileSchema = z.object({
   adapter: z.string(),
   backend: z.string(),
   complete: z.boolean(),
@@ -33,6 +33,32 @@ export const VerifyFileSchema = z.object({
   results: z.array(z.looseObject({ id: z.string(), kernel: z.string(), ok: z.boolean() })),
   skipped: z.array(z.object({ id: z.string(), reason: z.string() })),
 });
+
+/** A `verify --json` file as `parseVerifyFile` reads it. */
+export type VerifyFile = z.infer<typeof VerifyFileSchema>;
+
+/**
+ * The content of a `verify --json` file from its `text`; throws a `UsageError` starting with
+ * `context` (e.g. "Cannot resume from FILE") when it is not JSON or not verify output.
+ */
+export function parseVerifyFile(text: string, context: string): VerifyFile {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new UsageError(`${context}: expected verify --json output, got no JSON`);
+  }
+  const parsed = VerifyFileSchema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new UsageError(
+      `${context}: expected verify --json output, got ${
+        issue.path.join(".") || "the top level"
+      }: ${issue.message}`,
+    );
+  }
+  return parsed.data;
+}
 
 /**
  * The state of an earlier run from `file`, or null when there is no such file (a first run).
@@ -48,24 +74,10 @@ export async function readVerifyResume<R extends { id: string }>(
     if (e instanceof Deno.errors.NotFound) return null;
     throw new UsageError(`Cannot resume from ${file}: ${(e as Error).message}`);
   }
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    throw new UsageError(`Cannot resume from ${file}: expected verify --json output, got no JSON`);
-  }
-  const parsed = VerifyFileSchema.safeParse(value);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new UsageError(
-      `Cannot resume from ${file}: expected verify --json output, got ${
-        issue.path.join(".") || "the top level"
-      }: ${issue.message}`,
-    );
-  }
-  const { adapter, backend, results, skipped } = parsed.data;
-  const shard = parsed.data.shard ?? null;
-  const selected = parsed.data.selected ?? null;
+  const data = parseVerifyFile(text, `Cannot resume from ${file}`);
+  const { adapter, backend, results, skipped } = data;
+  const shard = data.shard ?? null;
+  const selected = data.selected ?? null;
   // The file is rewritten after each whole case, so every id in it was finished.
   const done = new Set([...results.map((r) => r.id), ...skipped.map((s) => s.id)]);
   return { adapter, backend, shard, selected, results: results as unknown as R[], skipped, done };

@@ -62,7 +62,7 @@ export function splitRange(units: number, ns: number, s: number): [number, numbe
  * longest first, stably: the tail of the launch is made of short items.
  */
 export function packLongestFirst(items: number[][]): Uint32Array<ArrayBuffer> {
-  return _pack([...items].sort((a, b) => (b[5]! - b[4]!) - (a[5]! - a[4]!)));
+  return _pack([...items].sort((a, b) => _units(b) - _units(a)));
 }
 
 /**
@@ -74,17 +74,16 @@ export function packLongestFirst(items: number[][]): Uint32Array<ArrayBuffer> {
  * cache has turned over (any batch whose K/V outgrows L2).
  */
 export function packKvGrouped(items: number[][]): Uint32Array<ArrayBuffer> {
-  const units = (it: readonly number[]) => it[5]! - it[4]!;
   const groups = new Map<string, { work: number; items: number[][] }>();
   for (const it of items) {
     const key = `${it[0]}/${it[1]}`;
     const group = groups.get(key) ?? { work: 0, items: [] };
-    group.work += units(it);
+    group.work += _units(it);
     group.items.push(it);
     groups.set(key, group);
   }
   const ordered = [...groups.values()].sort((a, b) => b.work - a.work);
-  return _pack(ordered.flatMap((g) => [...g.items].sort((a, b) => units(b) - units(a))));
+  return _pack(ordered.flatMap((g) => [...g.items].sort((a, b) => _units(b) - _units(a))));
 }
 
 /** Items of 8 u32 each, in the given order, as one array. */
@@ -96,5 +95,10 @@ function _pack(items: readonly number[][]): Uint32Array<ArrayBuffer> {
 
 /** Key units visited by packed items (for the perf logs). */
 export function unitsVisited(items: readonly number[][]): number {
-  return items.reduce((s, it) => s + it[5]! - it[4]!, 0);
+  return items.reduce((s, it) => s + _units(it), 0);
+}
+
+/** Key units of one packed item (unit end - unit begin). */
+function _units(item: readonly number[]): number {
+  return item[5]! - item[4]!;
 }

@@ -20,9 +20,25 @@ function runCli(...args: string[]): Promise<CliRun> {
 }
 
 /** Runs `paged-prefill ...args` as a child process with extra environment variables. */
-async function runCliWithEnv(extra: Record<string, string>, ...args: string[]): Promise<CliRun> {
+function runCliWithEnv(extra: Record<string, string>, ...args: string[]): Promise<CliRun> {
+  return runScript(MAIN, extra, ...args);
+}
+
+const MERGE = new URL("../tools/merge_verify.ts", import.meta.url).pathname;
+
+/** Runs `tools/merge_verify.ts ...args` as a child process. */
+function runMerge(...args: string[]): Promise<CliRun> {
+  return runScript(MERGE, {}, ...args);
+}
+
+/** Runs the Deno script `path` with `args` (NO_COLOR, extra environment), capturing output. */
+async function runScript(
+  path: string,
+  extra: Record<string, string>,
+  ...args: string[]
+): Promise<CliRun> {
   const command = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, ...args],
+    args: ["run", "-A", path, ...args],
     env: {
       NO_COLOR: "1",
       XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp",
@@ -420,23 +436,10 @@ ops:
   }
   // Round robin over the three cases, in manifest order.
   assert.deepEqual(parts, [["one/f16", "two/f16"], ["one/bf16"]]);
-  const merge = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      new URL("../tools/merge_verify.ts", import.meta.url).pathname,
-      "--out",
-      `${dir}/all.json`,
-      `${dir}/2.json`,
-      `${dir}/1.json`,
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  });
-  const merged = await merge.output();
-  assert.equal(merged.code, 0, new TextDecoder().decode(merged.stderr));
+  const merged = await runMerge("--out", `${dir}/all.json`, `${dir}/2.json`, `${dir}/1.json`);
+  assert.equal(merged.code, 0, merged.stderr);
   assert.equal(
-    new TextDecoder().decode(merged.stdout).trim(),
+    merged.stdout.trim(),
     `${dir}/all.json: 3 passed, 0 failed, 0 skipped, from 2 shards; complete: true`,
   );
   const all = JSON.parse(await Deno.readTextFile(`${dir}/all.json`));
@@ -541,12 +544,8 @@ ops:
     ],
   ];
   for (const [more, line] of refusals) {
-    const r = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", new URL("../tools/merge_verify.ts", import.meta.url).pathname, ...more],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stderr = new TextDecoder().decode(r.stderr).trim();
+    const r = await runMerge(...more);
+    const stderr = r.stderr.trim();
     assert.equal(r.code, 2, stderr);
     assert.equal(stderr.split("\n").length, 1, stderr);
     assert.match(stderr, line);

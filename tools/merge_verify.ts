@@ -8,7 +8,7 @@
  * @module
  */
 import { mergeVerifyShards } from "../cli/verify_shard.ts";
-import { VerifyFileSchema } from "../cli/verify_resume.ts";
+import { parseVerifyFile } from "../cli/verify_resume.ts";
 import { UsageError } from "../cli/errors.ts";
 import { writeFileAtomic } from "../io/atomic_write.ts";
 
@@ -30,22 +30,7 @@ export async function mergeVerifyFiles(
         `Cannot merge ${file}: expected a readable file, got ${(e as Error).message}`,
       );
     }
-    let value: unknown;
-    try {
-      value = JSON.parse(text);
-    } catch {
-      throw new UsageError(`Cannot merge ${file}: expected verify --json output, got no JSON`);
-    }
-    const parsed = VerifyFileSchema.safeParse(value);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0]!;
-      throw new UsageError(
-        `Cannot merge ${file}: expected verify --json output, got ${
-          issue.path.join(".") || "the top level"
-        }: ${issue.message}`,
-      );
-    }
-    parts.push(parsed.data);
+    parts.push(parseVerifyFile(text, `Cannot merge ${file}`));
   }
   const merged = mergeVerifyShards(parts, files);
   try {

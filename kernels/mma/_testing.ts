@@ -1,8 +1,21 @@
 /**
- * Shapes the mma tests share: the H200's limits (NVIDIA Vulkan through Dawn) and the spec its
- * D 128 rows run, so the tests that reason about that adapter agree on what it is.
+ * What the mma tests share: the H200's limits (NVIDIA Vulkan through Dawn) and the spec its
+ * D 128 rows run, so the tests that reason about that adapter agree on what it is; and the
+ * check of an emulated plan against the float64 reference on the local adapter.
  * @module
  */
+import { acquireGpu, type GpuContext } from "../gpu.ts";
+import { makeTestCase, type TestCaseOptions } from "../_testing.ts";
+import { validateProblem } from "../../op/validate.ts";
+import { readOutputs, uploadInputs } from "../device_inputs.ts";
+import { referenceAppend, referenceAttention } from "../../reference/attention.ts";
+import {
+  compareOutput,
+  comparePools,
+  describeOutputCheck,
+  describePoolCheck,
+} from "../../reference/check.ts";
+import { type MmaOptions, mmaSupport, planMma } from "./mma.ts";
 import type { MmaLimits, MmaSpec, MmaTile } from "./spec.ts";
 
 /** Workgroup memory, invocations and subgroup size of the H200 under Dawn. */
@@ -22,3 +35,47 @@ export const H200_D128_MMA_SPEC: MmaSpec = {
   split: false,
   transposedScores: true,
 };
+
+let _gpu: Promise<GpuContext> | null = null;
+
+/** The test adapter, acquired once per test file. */
+export function mmaTestGpu(): Promise<GpuContext> {
+  // No adapter: acquireGpu() throws and the test fails, saying how to get Mesa's driver.
+  return _gpu ??= acquireGpu();
+}
+
+/**
+ * Runs the emulated mma plan on a test case; checks o (SPEC §4) and both pools bit-exactly.
+ * Returns the plan's key.
+ */
+export async function checkEmulated(
+  o: TestCaseOptions,
+  options: MmaOptions = {},
+): Promise<string> {
+  const g = await mmaTestGpu();
+  const { inputs, params } = makeTestCase(o);
+  const problem = validateProblem(inputs, params);
+  const why = mmaSupport(problem, g, true);
+  if (why !== null) throw new Error(`emulated mma cannot run: ${why}`);
+  const dev = uploadInputs(g, inputs, problem);
+  try {
+    const plan = await planMma(g, dev, { ...options, emulate: true });
+    g.device.pushErrorScope("validation");
+    const encoder = g.device.createCommandEncoder();
+    plan.encode(encoder);
+    g.device.queue.submit([encoder.finish()]);
+    const err = await g.device.popErrorScope();
+    if (err) throw new Error(`validation: ${err.message}`);
+    const out = await readOutputs(g, dev, inputs);
+    plan.destroy();
+    const chk = compareOutput(out.o, referenceAttention(inputs, problem), problem);
+    const exp = referenceAppend(inputs, problem);
+    const pools = comparePools(out.kPages, out.vPages, exp.kPages, exp.vPages, problem);
+    if (!chk.ok || !pools.ok) {
+      throw new Error(`${describeOutputCheck(chk)}; ${describePoolCheck(pools)}`);
+    }
+    return plan.key;
+  } finally {
+    dev.destroy();
+  }
+}

@@ -86,6 +86,13 @@ export interface MmaOptions extends MmaWorkListOptions {
   widePaddedScores?: boolean;
   /** Softmax threads own adjacent keys (see `MmaSpec.contiguousScores`). @default false */
   contiguousScores?: boolean;
+  /**
+   * Fixed reference max per row with the rescaled loop as the item's fallback (see
+   * `MmaSpec.fixedMax`); applied over 16-bit caches without directKV. @default MMA_FIXED_MAX
+   */
+  fixedMax?: boolean;
+  /** Test hook, with `fixedMax`: every item takes the fallback. */
+  forceRedo?: boolean;
 }
 
 /** Default of `MmaOptions.directKV`: off until timed on a matrix adapter. */
@@ -128,6 +135,13 @@ export const MMA_NARROW_STAGING = false;
  * (docs/PERF_LOG_MMA.md, runs 25-27), so they keep the classic loop.
  */
 export const MMA_PIPELINED_CACHES: readonly CacheDtype[] = ["int8"];
+
+/**
+ * Default of `MmaOptions.fixedMax`: on. Without the per-tile rescale check in the key loop, b8 x
+ * (4k + 512) f16 ran 3.5% faster on the H200 and the seed workload 7% (docs/PERF_LOG_MMA.md,
+ * run 36; runs 32-34 found the check's mere presence costing ~5%).
+ */
+export const MMA_FIXED_MAX = true;
 
 /**
  * Rows of the tiles whose default is `widePaddedScores` (S^T row stride rows + 8). At 128 rows
@@ -304,7 +318,13 @@ export async function planMmaAttention(
     pipelinedMiss === null;
   // Said only when asked for explicitly (the int8 default quietly keeps the classic loop).
   const pipelinedRefused = askedPipelined === true ? pipelinedMiss : null;
-  const loop = pipelined ? { ...extra, pipelined: true } : extra;
+  const fixedMax = (options.fixedMax ?? MMA_FIXED_MAX) &&
+    (p.cacheDtype === "f16" || p.cacheDtype === "bf16") && extra.directKV === undefined;
+  const loop = {
+    ...extra,
+    ...(pipelined ? { pipelined: true } : {}),
+    ...(fixedMax ? { fixedMax: true, ...(options.forceRedo ? { forceRedo: true } : {}) } : {}),
+  };
   // The loop comes first: wider S^T rows are only taken where the chosen loop still fits.
   const laid = mmaWidePaddedScores(p, tile, limits, loop, options.widePaddedScores, emulate)
     ? { ...loop, widePaddedScores: true }

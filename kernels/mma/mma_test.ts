@@ -1,15 +1,7 @@
 import { deepStrictEqual, notDeepStrictEqual } from "node:assert/strict";
-import { acquireGpu, type GpuContext } from "../gpu.ts";
 import { makeTestCase, type TestCaseOptions } from "../_testing.ts";
 import { validateProblem } from "../../op/validate.ts";
-import { readOutputs, uploadInputs } from "../device_inputs.ts";
-import { referenceAppend, referenceAttention } from "../../reference/attention.ts";
-import {
-  compareOutput,
-  comparePools,
-  describeOutputCheck,
-  describePoolCheck,
-} from "../../reference/check.ts";
+import { uploadInputs } from "../device_inputs.ts";
 import {
   MMA_DIRECT_KV,
   MMA_PIPELINED_CACHES,
@@ -18,7 +10,6 @@ import {
   mmaSupport,
   mmaVariant,
   mmaWidePaddedScores,
-  planMma,
   planMmaAttention,
 } from "./mma.ts";
 import { mmaWgsl } from "./template.ts";
@@ -34,47 +25,10 @@ import {
   parseMmaTile,
 } from "./spec.ts";
 import type { Problem } from "../../op/types.ts";
-import { H200_MMA_LIMITS, TILE_8X2X32 } from "./_testing.ts";
-
-let _gpu: Promise<GpuContext> | null = null;
-function gpu(): Promise<GpuContext> {
-  // No adapter: acquireGpu() throws and the test fails, saying how to get Mesa's driver.
-  return _gpu ??= acquireGpu();
-}
+import { checkEmulated, H200_MMA_LIMITS, mmaTestGpu as gpu, TILE_8X2X32 } from "./_testing.ts";
 
 function assert(cond: unknown, msg: string): asserts cond {
   if (!cond) throw new Error(msg);
-}
-
-/**
- * Runs the emulated mma plan on a test case; checks o (SPEC §4) and both pools bit-exactly.
- * Returns the plan's key.
- */
-async function checkEmulated(o: TestCaseOptions, options: MmaOptions = {}): Promise<string> {
-  const g = await gpu();
-  const { inputs, params } = makeTestCase(o);
-  const problem = validateProblem(inputs, params);
-  const why = mmaSupport(problem, g, true);
-  assert(why === null, `emulated mma cannot run: ${why}`);
-  const dev = uploadInputs(g, inputs, problem);
-  try {
-    const plan = await planMma(g, dev, { ...options, emulate: true });
-    g.device.pushErrorScope("validation");
-    const encoder = g.device.createCommandEncoder();
-    plan.encode(encoder);
-    g.device.queue.submit([encoder.finish()]);
-    const err = await g.device.popErrorScope();
-    if (err) throw new Error(`validation: ${err.message}`);
-    const out = await readOutputs(g, dev, inputs);
-    plan.destroy();
-    const chk = compareOutput(out.o, referenceAttention(inputs, problem), problem);
-    const exp = referenceAppend(inputs, problem);
-    const pools = comparePools(out.kPages, out.vPages, exp.kPages, exp.vPages, problem);
-    assert(chk.ok && pools.ok, `${describeOutputCheck(chk)}; ${describePoolCheck(pools)}`);
-    return plan.key;
-  } finally {
-    dev.destroy();
-  }
 }
 
 const problem = (over: Partial<Problem> = {}): Problem => ({

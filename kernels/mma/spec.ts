@@ -46,8 +46,26 @@ export interface MmaSpec {
   smemReduce?: boolean;
   /** Diagnostic: decode f16 pairs with unpack2x16float instead of a bitcast. */
   unpackH2?: boolean;
-  /** Tuning hook: leave one stage out (results are wrong; for timing the others). */
-  ablate?: "qk" | "pv" | "softmax" | "load";
+  /**
+   * Tuning hook: leave one stage out (results are wrong; for timing the others). "exp"
+   * replaces the softmax's exp2s with an FMA; "all" leaves out qk, pv, softmax and load (the
+   * key loop's skeleton); "all-noflag" also reads the rescale flag as 0 (no uniform load);
+   * "all-nosync" also drops the key loop's barriers; "all-constflag" replaces the flag's
+   * uniform load with a barrier and a never-set uniform value; "all-norescale" empties the
+   * rescale; "flag" (every stage on) compiles the rescale out.
+   */
+  ablate?:
+    | "qk"
+    | "pv"
+    | "softmax"
+    | "load"
+    | "exp"
+    | "flag"
+    | "all"
+    | "all-noflag"
+    | "all-nosync"
+    | "all-constflag"
+    | "all-norescale";
   /**
    * Test hook: emulate the subgroup matrix builtins with plain WGSL (workgroup memory and
    * barriers) so the algorithm runs on adapters without matrix units (lavapipe). Slow.
@@ -107,6 +125,16 @@ export interface MmaSpec {
    * vector access each where the compiler merges them). @default false
    */
   contiguousScores?: boolean;
+  /**
+   * 16-bit caches: each row's reference max is fixed by its first tile with a visible key, so
+   * the key loop (classic or pipelined) has no rescale and no per-tile uniform load of the
+   * flag; an item whose scores rise more than 2^15 above it runs again with the lazily
+   * rescaled loop. Not with `directKV` or fp8/int8 caches (their V scales need the rescale).
+   * @default false
+   */
+  fixedMax?: boolean;
+  /** Test hook, with `fixedMax`: every item takes the fallback (the rescaled loop). */
+  forceRedo?: boolean;
 }
 
 /** The optional spec fields a caller may set (diagnostics and layout choices). */
@@ -128,6 +156,8 @@ export type MmaExtra = Pick<
   | "pipelined"
   | "widePaddedScores"
   | "contiguousScores"
+  | "fixedMax"
+  | "forceRedo"
 >;
 
 /** Geometry derived from a spec; every field is a compile-time constant of the WGSL. */
@@ -202,6 +232,15 @@ export function mmaSpecProblem(spec: MmaSpec): string | null {
   if (spec.pipelined && (spec.directKV || spec.dumpScores)) {
     return "a pipelined key loop stages every tile (no directKV) and runs past the first (no dumpScores)";
   }
+  if (
+    spec.fixedMax &&
+    (spec.directKV || spec.cacheDtype === "fp8_e4m3" || spec.cacheDtype === "int8")
+  ) {
+    return `fixedMax needs a 16-bit cache without directKV (fp8 and int8 apply their V scales through the rescale; here ${spec.cacheDtype}${
+      spec.directKV ? " with directKV" : ""
+    })`;
+  }
+  if (spec.forceRedo && !spec.fixedMax) return "forceRedo only applies with fixedMax";
   if (spec.directKV && spec.cacheDtype !== "f16") {
     return `directKV needs an f16 cache (${spec.cacheDtype} codes must be decoded while staged)`;
   }
@@ -314,6 +353,8 @@ export function mmaKey(spec: MmaSpec): string {
     ...(spec.pipelined ? ["pl"] : []),
     ...(spec.widePaddedScores ? ["wps"] : []),
     ...(spec.contiguousScores ? ["cs"] : []),
+    ...(spec.fixedMax ? ["fm"] : []),
+    ...(spec.forceRedo ? ["redo"] : []),
     ...(spec.ablate ? [`no-${spec.ablate}`] : []),
     ...(spec.emulate ? ["emulated"] : []),
     ...(spec.emulateStage ? [`emu-${spec.emulateStage}`] : []),

@@ -13,7 +13,9 @@
  * A result matrix cannot be scaled per row, so the running max is lazy: it only moves (and O
  * is rescaled, through workgroup memory) when a row's max grows by more than 2^8; otherwise P
  * may reach 2^8, which f16 holds exactly as well as values <= 1. The row sums add the f16
- * values of P that the matrix units see.
+ * values of P that the matrix units see. With `fixedMax` (16-bit caches) the key loop keeps each
+ * row's first max and never rescales; an item whose scores outgrow f16's range there (P > 2^15)
+ * runs again with the rescaled loop.
  *
  * Old (paged) keys come first, then the chunk's own keys; a tile never mixes them. fp8/int8
  * tiles hold the raw code values (exact in f16) and the scales are applied outside the
@@ -87,6 +89,12 @@ export const MMA_PARAMS = [
 /** Lazy rescale threshold, log2 domain: O is rescaled once a row max grows by more. */
 export const MMA_RESCALE_LOG2 = 8;
 
+/**
+ * `fixedMax` limit, log2 domain: P = 2^(s - m) stays below 2^15 (f16 holds up to 65504), so a
+ * row max more than this above the reference sends the item to the rescaled loop.
+ */
+export const MMA_FIXED_MAX_LOG2 = 15;
+
 const M_INIT = "-1.0e30";
 const MASKED = "-3.0e38";
 
@@ -126,6 +134,21 @@ export function mmaWgsl(spec: MmaSpec): string {
   const QTS = g.qts;
   const ST = g.st;
   const ab = spec.ablate;
+  // Whether a stage is left out ("all..." ablations leave out every one: the loop's skeleton).
+  const off = (stage: "qk" | "pv" | "softmax" | "load") =>
+    ab === stage || (ab !== undefined && ab.startsWith("all"));
+  // Skeleton ablations: "all-noflag" reads the rescale flag as 0 (no uniform load, so two
+  // barriers fewer per tile); "all-nosync" also drops the key loop's barriers.
+  const bar = ab === "all-nosync" ? "// (barrier ablated)" : "workgroupBarrier();";
+  // "flag" (every stage on) reads the rescale flag as 0, so the rescale code is compiled out
+  // (right results only where no row max moves by more than 2^8 after the first tile);
+  // "all-constflag" replaces the uniform load with one barrier and a uniform value that is
+  // never set; "all-norescale" keeps the load but empties the rescale.
+  const flagLoad = ab === "all-noflag" || ab === "all-nosync" || ab === "flag"
+    ? "0u"
+    : ab === "all-constflag"
+    ? "select(0u, 1u, params.grid_x == 0u); workgroupBarrier()"
+    : "workgroupUniformLoad(&flag).x";
   const QR = (spec.qResident === true || spec.qReload === true) && !TR;
   // Q fragments reloaded from the resident Q tile at each use instead of held in variables.
   const QL = spec.qReload === true && QR;
@@ -145,6 +168,8 @@ export function mmaWgsl(spec: MmaSpec): string {
   // Pipelined key loop: V lives in its own half of h_s, from element VH on.
   const PL = spec.pipelined === true;
   const VH = g.vHalf;
+  // Fixed reference max per row, with the rescaled loop as the item's fallback.
+  const FM = spec.fixedMax === true;
 
   // -- subgroup matrix emitters (real builtins, or the emulation for tests) ---------------
   // Stage "qk" owns Q, K and S; stage "pv" owns P, V and O (diagnostics emulate one of them).
@@ -469,7 +494,7 @@ ${
   // `direct`: K blocks straight from the f16 pool (a full old tile; `kvo[kb]` = element offset
   // of the block's first key at kv head kvh, keys kv_stride apart), else from the staged h_s.
   const qkOf = (direct: boolean) =>
-    ab === "qk" ? "" : _lines(KBW, (i) =>
+    off("qk") ? "" : _lines(KBW, (i) =>
       `  {
     ${WC === 1 ? "const" : "let"} kb = wc * ${KBW}u + ${i}u;
     ${zero("sacc", "qk")}
@@ -526,14 +551,16 @@ ${
   // quarter-rate instruction on NVIDIA, like the exp2), and the row sum adds the f32 values
   // (no conversion back; they differ from the f16 ones by a rounding, < 2^-11 relative).
   const pAt = (j: number) => `p_s[srow * ${PS}u + ${keyOf(j)}]`;
+  // Ablation "exp": an FMA-pipe stand-in for exp2 (wrong P), to time the exp2s alone.
+  const ex = (a: string) => ab === "exp" ? `(${a}) * 0.03125 + 1.0` : `exp2(${a})`;
   const softmaxP = _lines(Math.ceil(SPR / 2), (i) => {
     const j = 2 * i;
     if (j + 1 === SPR) {
-      return `    { let e = exp2(x${j} - m_run); ${pAt(j)} = f16(e); lsum = lsum + e; }`;
+      return `    { let e = ${ex(`x${j} - m_run`)}; ${pAt(j)} = f16(e); lsum = lsum + e; }`;
     }
-    return `    { let e = vec2<f32>(exp2(x${j} - m_run), exp2(x${
-      j + 1
-    } - m_run)); let h = h2(pack2x16float(e)); ${pAt(j)} = h.x; ${
+    return `    { let e = vec2<f32>(${ex(`x${j} - m_run`)}, ${
+      ex(`x${j + 1} - m_run`)
+    }); let h = h2(pack2x16float(e)); ${pAt(j)} = h.x; ${
       pAt(j + 1)
     } = h.y; lsum = lsum + e.x + e.y; }`;
   });
@@ -556,6 +583,24 @@ ${softmaxP}
     if (rpart == 0u) {
       row_a[srow] = alpha;
     }
+  }`;
+
+  // fixedMax: a row's reference max is set by its first tile with a visible key and then kept
+  // (O is never rescaled in this loop); P reaches at most 2^MMA_FIXED_MAX_LOG2, which f16 holds.
+  // A row max above that raises the flag, and the item runs again with the rescaled loop.
+  const softmaxFixed = `  {
+${_lines(SPR, scoreOf)}
+    var mx = ${Array.from({ length: SPR }, (_, j) => `x${j}`).reduce((a, b) => `max(${a}, ${b})`)};
+  ${rowReduce("mx", "max")}
+    if (m_run < -1.0e29) {
+      m_run = max(m_run, mx);
+    }
+    if (${spec.forceRedo ? "true" : `mx > m_run + ${MMA_FIXED_MAX_LOG2}.0`}) {
+      flag.x = 1u;
+    }
+    var lsum = 0.0;
+${softmaxP}
+    l_run = l_run + lsum;
   }`;
 
   // -- O through the S tile in rounds: rescale (factor per row [x V scale per column]) ------
@@ -602,7 +647,7 @@ ${body}
     fp8
       ? `vec4<f32>(scales[1u])`
       : `vec4<f32>(scales[params.scale_n + kvh * ${D}u + ${d}], scales[params.scale_n + kvh * ${D}u + ${d} + 1u], scales[params.scale_n + kvh * ${D}u + ${d} + 2u], scales[params.scale_n + kvh * ${D}u + ${d} + 3u])`;
-  const rescale = _lines(NRO, (ro) =>
+  const rescale = ab === "all-norescale" ? "" : _lines(NRO, (ro) =>
     `${roundStore(ro)}
   workgroupBarrier();
 ${
@@ -693,7 +738,7 @@ ${qkOf(true)}
 ${qk}
     }`
     : qk;
-  const pvStep = ab === "pv" ? "" : DV
+  const pvStep = off("pv") ? "" : DV
     ? `    if (dir) {
 ${pvOf(true)}
     } else {
@@ -730,16 +775,20 @@ ${indent}${decl}base = select(old + (${t} - n_old) * ${BC}u, ${t} * ${BC}u, is_o
 ${indent}${decl}cnt = select(min(${BC}u, kend - base), min(${BC}u, old - base), is_old);`;
 
   // Classic: per tile, stage K, S = Q K^T, softmax while V is staged, P V; four barriers.
-  const classicLoop = `  // First K tile.
-${tileVars("t0", "  ", "var ")}
+  // `decl` declares the first tile's is_old, base and cnt ("var ") or assigns them (""), and
+  // `fixed` gives the loop of `fixedMax`: no rescale, a plain barrier where the flag is read.
+  const firstTile = (decl: "var " | "") =>
+    `  // First K tile.
+${tileVars("t0", "  ", decl)}
 ${
-    staged(
-      `(${dirOf("t0")})`,
-      `${loadRaw("k")}
+      staged(
+        `(${dirOf("t0")})`,
+        `${loadRaw("k")}
 ${storeRaw}`,
-    )
-  }
-
+      )
+    }
+`;
+  const classicLoopOf = (fixed: boolean) => `
   for (var t = t0; t < t1; t = t + 1u) {
 ${tileVars("t", "    ", "")}
     let sa = select(params.scale_a, scale_old, is_old);
@@ -752,44 +801,68 @@ ${
     let dir = ${dirOf("t")};`
       : ""
   }
-${ab === "load" ? "" : DV ? staged("dir", loadRaw("v")) : loadRaw("v")}
+${off("load") ? "" : DV ? staged("dir", loadRaw("v")) : loadRaw("v")}
 ${
     DKV
       ? `    if (!dir) {
-      workgroupBarrier(); // K tile ready (the previous tile's end barrier covers the rest)
+      ${bar} // K tile ready (the previous tile's end barrier covers the rest)
     }`
-      : "    workgroupBarrier(); // K tile ready; last P V done"
+      : `    ${bar} // K tile ready; last P V done`
   }
 
 ${qkStep}
-    workgroupBarrier(); // S ready; K tile no longer read
+    ${bar} // S ready; K tile no longer read
 ${spec.dumpScores ? dumpScores : ""}
-${ab === "load" ? "" : DV ? staged("dir", storeRaw) : storeRaw}
-${ab === "softmax" ? "" : softmax}
+${off("load") ? "" : DV ? staged("dir", storeRaw) : storeRaw}
+${off("softmax") ? "" : fixed ? softmaxFixed : softmax}
     let more = t + 1u < t1;
 ${DKV ? "    var dir_n = false;" : ""}
     if (more) {
       let tn = t + 1u;
 ${tileVars("tn", "      ", "")}
 ${DKV ? `      dir_n = ${dirOf("tn")};` : ""}
-${ab === "load" ? "" : staged("dir_n", loadRaw("k"))}
+${off("load") ? "" : staged("dir_n", loadRaw("k"))}
     }
-    let need = workgroupUniformLoad(&flag).x; // P, alpha and V tile ready
+${
+    fixed
+      ? `    ${bar} // P and V tile ready`
+      : `    let need = ${flagLoad}; // P, alpha and V tile ready
     if (${spec.alwaysRescale ? "true" : "need != 0u || trans"}) {
 ${rescale}
-    }
+    }`
+  }
 
 ${pvStep}
-    workgroupBarrier(); // V tile and P no longer read
-    if (lid == 0u) {
+    ${bar} // V tile and P no longer read
+${
+    fixed ? "" : `    if (lid == 0u) {
       flag.x = 0u;
-    }
+    }`
+  }
     if (more) {
 ${int8 ? `      if (t + 1u == n_old) {\n${stageQ("false")}\n      }` : ""}
-${ab === "load" ? "" : staged("dir_n", storeRaw)}
+${off("load") ? "" : staged("dir_n", storeRaw)}
     }
   }
 
+`;
+  const classicLoop = `${firstTile("var ")}${classicLoopOf(false)}`;
+  // fixedMax: the loop without a rescale; when any row's scores rose more than 2^15 above
+  // the reference of its first visible tile (f16 P could overflow), the item runs again with
+  // the lazily rescaled loop. The flag is read once per item, not once per tile.
+  const fixedLoop = (fast: string, fallback: string) =>
+    `${fast}
+  let redo = workgroupUniformLoad(&flag).x;
+  if (redo != 0u) {
+    // Every invocation has read the flag (the uniform load ends with a barrier).
+    if (lid == 0u) {
+      flag.x = 0u;
+    }
+${_lines(DBW, (jj) => `    ${zero(`o${jj}`, "pv")}`)}
+    m_run = ${M_INIT};
+    l_run = 0.0;
+${fallback}
+  }
 `;
 
   // Pipelined (MmaSpec.pipelined): K and V have their own halves of h_s. Phase one of
@@ -801,10 +874,12 @@ ${ab === "load" ? "" : staged("dir_n", storeRaw)}
   // tileAt declares is_old, base and cnt of `tile` in a block, shadowing the loop's own (which
   // belong to tile t): loadRaw reads them by these names.
   const tileAt = (tile: string) => tileVars(`(${tile})`, "      ", "let ");
-  const noLoad = ab === "load";
-  const pipelinedLoop =
+  const noLoad = off("load");
+  // `decl` and `fixed` as for classicLoopOf; with `fixed` (fixedMax) a plain barrier replaces
+  // the flag's uniform load: two barriers per tile.
+  const pipelinedLoopOf = (fixed: boolean, decl: "var " | "") =>
     `  // Prologue: K(t0) staged and S(t0) computed; V(t0) and K(t0 + 1) wait in registers.
-${tileVars("t0", "  ", "var ")}
+${tileVars("t0", "  ", decl)}
 ${noLoad ? "" : `${loadRaw("k", "rk")}\n${storeRawOf("rk", 0, "is_old")}`}
   workgroupBarrier(); // K(t0) ready
 ${noLoad ? "" : loadRaw("v", "rv")}
@@ -828,12 +903,15 @@ ${stageQ("false")}
 ${tileVars("t", "    ", "")}
     let sa = select(params.scale_a, scale_old, is_old);
     let trans = ${hasVs ? "t == n_old && t > t0" : "false"};
-${ab === "softmax" ? "" : softmax}
+${off("softmax") ? "" : fixed ? softmaxFixed : softmax}
 ${noLoad ? "" : storeRawOf("rv", VH, "is_old")}
     if (more) {
 ${noLoad ? "" : storeRawOf("rk", 0, "t + 1u < n_old")}
     }
-    let need = workgroupUniformLoad(&flag).x; // P, alpha, V(t) and K(t + 1) ready; S(t) read
+${
+      fixed
+        ? `    ${bar} // P, V(t) and K(t + 1) ready; S(t) read`
+        : `    let need = ${flagLoad}; // P, alpha, V(t) and K(t + 1) ready; S(t) read
     if (${spec.alwaysRescale ? "true" : "need != 0u || trans"}) {
 ${rescale}
       workgroupBarrier(); // O is back in registers before S(t + 1) reuses the buffer
@@ -841,6 +919,7 @@ ${rescale}
     // Safe right away: the uniform load ends with a barrier, so every invocation has read it.
     if (lid == 0u) {
       flag.x = 0u;
+    }`
     }
     if (more) {
 ${tileAt("t + 1u")}
@@ -856,9 +935,10 @@ ${noLoad ? "" : loadRaw("k", "rk")}
 ${qk}
     }
 ${pvStep}
-    workgroupBarrier(); // S(t + 1) ready; P, V(t) and K(t + 1) read
+    ${bar} // S(t + 1) ready; P, V(t) and K(t + 1) read
   }
 `;
+  const pipelinedLoop = pipelinedLoopOf(false, "var ");
 
   return `// ${mmaKey(spec)}
 // Paged prefill on subgroup matrices: workgroup = ${BR} (query, head) rows of one KV head's
@@ -1022,7 +1102,16 @@ ${
   // Q fragments (the int8 K scales folded in while the item is in its old tiles).
 ${stageQ("t0 < n_old")}
 
-${PL ? pipelinedLoop : classicLoop}  // Row sums of all threads of a row; m for the split partials.
+${
+    FM
+      ? PL ? fixedLoop(pipelinedLoopOf(true, "var "), pipelinedLoopOf(false, "")) : fixedLoop(
+        `${firstTile("var ")}${classicLoopOf(true)}`,
+        `${firstTile("")}${classicLoopOf(false)}`,
+      )
+      : PL
+      ? pipelinedLoop
+      : classicLoop
+  }  // Row sums of all threads of a row; m for the split partials.
   ${rowReduce("l_run", "add")}
   if (rpart == 0u) {
     row_l[srow] = l_run;

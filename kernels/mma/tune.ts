@@ -6,7 +6,7 @@
  * Prints a short table last; writes everything as JSON (and failing WGSL) under $OUT.
  *
  * Usage: deno run -A kernels/mma/tune.ts [--only SUBSTR] [--config NAME]... [--quick] [--flash]
- *   [--perf-only [--verify]] [--layout [--verify]] [--order [--verify]]
+ *   [--perf-only [--verify]] [--layout [--verify]] [--order [--verify]] [--explore [--verify]]
  *   [--warm-ms MS] [--diag..6] [--dump] [--probe2] [--probe3] [--probe4]
  * @module
  */
@@ -203,7 +203,26 @@ const orderJobs: Job[] = [
   { c: byId(`${b8}-int8/f16`), configs: orderConfigs },
   { c: byId(`${seed}/f16`), configs: orderConfigs },
 ];
-const jobs: Job[] = flag("--layout") ? layoutJobs : flag("--order") ? orderJobs : diag
+// --explore: the pipelined loop with a fixed reference max (two barriers per tile) against the
+// classic fixed-max default, bracketed. Runs 32-36 timed the loop's skeleton, a hoisted rescale
+// and the fixed max itself with earlier config sets (docs/PERF_LOG_MMA.md).
+const exploreJobs: Job[] = [
+  {
+    c: byId(`${b8}/f16`),
+    configs: [
+      T("default (classic, fixed max)", {}),
+      T("pipelined, fixed max", { pipelined: true }),
+      T("default again", {}),
+    ],
+  },
+];
+const jobs: Job[] = flag("--layout")
+  ? layoutJobs
+  : flag("--order")
+  ? orderJobs
+  : flag("--explore")
+  ? exploreJobs
+  : diag
   ? [
     { c: byId(`${seed}/f16`), configs: diagConfigs },
     { c: byId("mqa-prefill-paged-b2-h16kv1-d128-p32/f16"), configs: diagConfigs },
@@ -309,7 +328,7 @@ if (flag("--probe2")) {
     console.log(`offsets probe: ERROR ${offsets.slice(0, 2000)}`);
   }
 }
-const matrix = perfOnly || diag || flag("--layout") || flag("--order")
+const matrix = perfOnly || diag || flag("--layout") || flag("--order") || flag("--explore")
   ? null
   : await measureMatrixCeiling(gpu, { quick: true });
 for (const f of matrix?.forms ?? []) {

@@ -160,6 +160,25 @@ Deno.test("planDecode() splits or not as asked, with 4 dims per lane, odd head d
   }, { dimsPerLane: 4, rows: 4, targetItems: 64, minSplitSteps: 1 });
 });
 
+Deno.test("decode with 16-row tiles and 4 dims per lane matches the reference: q4 x group 4 in one pass over K/V, split and unsplit", async () => {
+  // 16 (query, head) rows per KV head: one tile reads each K/V row once (8-row tiles read it twice).
+  const base = {
+    qDtype: "f16" as const,
+    qLens: [4, 4, 3],
+    cacheLens: [700, 257, 0],
+    heads: 8,
+    kvHeads: 2,
+    headDim: 128,
+    pageSize: 64,
+  };
+  await checkPlan({ ...base, seed: 310 }, { rows: 16, dimsPerLane: 4, targetItems: 0 }, false);
+  await checkPlan(
+    { ...base, qDtype: "bf16", cacheDtype: "int8", seed: 311 },
+    { rows: 16, dimsPerLane: 4, targetItems: 64, minSplitSteps: 1 },
+    true,
+  );
+});
+
 Deno.test("decode stays right over a 4096-token prefix at D 128 in one unsplit item", async () => {
   // Mesa's llvmpipe caps the loop iterations of one invocation: 129 steps of 32 keys here.
   await checkPlan(

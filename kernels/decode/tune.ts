@@ -61,6 +61,8 @@ const configs: Config[] = [
     decode("decode 16 key groups", { keyGroups: 16 }),
     decode("decode rows 4", { rows: 4 }),
     decode("decode 4 dims/lane", { dimsPerLane: 4 }),
+    // One pass over K/V for q4 x group 4 (docs/PERF_LOG.md, decode "Next"): not yet timed.
+    decode("decode rows 16, 4 dims/lane", { rows: 16, dimsPerLane: 4 }),
   ]),
 ];
 const ids = [

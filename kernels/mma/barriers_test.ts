@@ -6,7 +6,7 @@
  * write must have a barrier between them.
  */
 import { mmaWgsl } from "./template.ts";
-import type { MmaSpec } from "./spec.ts";
+import { mmaKey, type MmaSpec } from "./spec.ts";
 import { H200_D128_MMA_SPEC } from "./_testing.ts";
 
 function assert(cond: unknown, msg: string): asserts cond {
@@ -47,12 +47,23 @@ function _accesses(statement: string, blocks: number[]): Access {
   };
 }
 
-/** The statements of the key loop's body in `wgsl` (from `for (var t = t0` to its end). */
-export function loopStatements(wgsl: string): Access[] {
-  const start = wgsl.indexOf("for (var t = t0;");
-  const end = wgsl.indexOf("// Row sums of all threads");
-  assert(start > 0 && end > start, "key loop not found");
-  const body = wgsl.slice(wgsl.indexOf("{", start) + 1, end);
+/**
+ * The statements of the body of the `index`-th key loop in `wgsl` (from `for (var t = t0` to
+ * its closing brace): with `fixedMax` the fast loop is 0 and the fallback's rescaled loop 1.
+ */
+export function loopStatements(wgsl: string, index = 0): Access[] {
+  let start = -1;
+  for (let i = 0; i <= index; i++) start = wgsl.indexOf("for (var t = t0;", start + 1);
+  assert(start > 0, `key loop ${index} not found`);
+  const open = wgsl.indexOf("{", start);
+  let depth = 0;
+  let end = open;
+  for (; end < wgsl.length; end++) {
+    if (wgsl[end] === "{") depth++;
+    else if (wgsl[end] === "}" && --depth === 0) break;
+  }
+  assert(end < wgsl.length, `key loop ${index} never closes`);
+  const body = wgsl.slice(open + 1, end);
   const out: Access[] = [];
   const stack: number[] = [];
   let next = 0;
@@ -146,6 +157,71 @@ for (const [name, spec] of SPECS) {
     assert(pairs.length === 0, `unordered accesses:\n${pairs.join("\n")}`);
   });
 }
+
+// fixedMax: the fast loop and the fallback's rescaled loop, each checked on its own.
+const FIXED_SPECS: Array<[string, MmaSpec]> = [
+  ["classic 8x2x32 f16, wide S^T rows", { ...base, widePaddedScores: true, fixedMax: true }],
+  ["classic 4x1x64 bf16 split, scores row-major", {
+    ...base,
+    qDtype: "bf16",
+    cacheDtype: "bf16",
+    rowBlocks: 4,
+    colWarps: 1,
+    keys: 64,
+    split: true,
+    transposedScores: false,
+    fixedMax: true,
+  }],
+  ["pipelined 8x2x32 f16", { ...base, pipelined: true, fixedMax: true }],
+  ["pipelined 4x1x64 f16 split softcap, Q resident, scores row-major", {
+    ...base,
+    headDim: 64,
+    rowBlocks: 4,
+    colWarps: 1,
+    keys: 64,
+    split: true,
+    softcap: true,
+    qResident: true,
+    transposedScores: false,
+    pipelined: true,
+    fixedMax: true,
+  }],
+];
+
+for (const [name, spec] of FIXED_SPECS) {
+  Deno.test(`fixed-max mma: the fast loop and the fallback order every matrix access with barriers: ${name}`, () => {
+    const code = mmaWgsl(spec);
+    for (const index of [0, 1]) {
+      const pairs = unorderedPairs(loopStatements(code, index));
+      assert(pairs.length === 0, `loop ${index}, unordered accesses:\n${pairs.join("\n")}`);
+    }
+  });
+}
+
+Deno.test("the barrier check flags the fixed-max fast loops without any one of their barriers", () => {
+  const cases: Array<[MmaSpec, string[]]> = [
+    [{ ...base, fixedMax: true }, [
+      "// K tile ready; last P V done",
+      "// S ready; K tile no longer read",
+      "// P and V tile ready",
+      "// V tile and P no longer read",
+    ]],
+    [{ ...base, pipelined: true, fixedMax: true }, [
+      "// P, V(t) and K(t + 1) ready",
+      "// S(t + 1) ready",
+    ]],
+  ];
+  for (const [spec, markers] of cases) {
+    const code = mmaWgsl(spec);
+    for (const marker of markers) {
+      // The first occurrence is the fast loop's (the fallback's loop comes after it).
+      const line = code.split("\n").find((l) => l.includes(marker));
+      assert(line !== undefined && /workgroupBarrier\(\)/.test(line), marker);
+      const pairs = unorderedPairs(loopStatements(code.replace(line, ""), 0));
+      assert(pairs.length > 0, `removing "${marker}" from ${mmaKey(spec)} went unnoticed`);
+    }
+  }
+});
 
 Deno.test("the barrier check flags the pipelined loop without any one of its barriers, and the classic one without S ready", () => {
   const code = mmaWgsl({ ...base, cacheDtype: "int8", pipelined: true });

@@ -68,6 +68,24 @@ Deno.test("fixed-max mma matches the reference when every item takes the fallbac
   assert(key.includes("_redo"), `key ${key}`);
 });
 
+for (const pipelined of [false, true]) {
+  const loop = pipelined ? "pipelined" : "classic";
+  Deno.test(`fixed-max mma (${loop}) runs no item again on random-normal scores, and runs the sharp ones again`, async () => {
+    const options = { tile: TILE_2X1X16, targetItems: 0, pipelined, poisonRedo: true };
+    // poisonRedo spoils every row of an item that took the fallback.
+    const key = await checkEmulated({ ...GQA_VARLEN_F16, seed: 69 }, options);
+    assert(key.includes("_fm") && key.includes("_poison"), `key ${key}`);
+    let redone = false;
+    try {
+      await checkEmulated({ ...SHARP_F16, seed: 70 }, options);
+    } catch (e) {
+      redone = (e as Error).message.includes("FAILED");
+      if (!redone) throw e;
+    }
+    assert(redone, "no item with sharp scores ran again");
+  });
+}
+
 Deno.test("mma with fixedMax off keeps the rescaled loop and matches the reference with sharp scores", async () => {
   const key = await checkEmulated({ ...SHARP_F16, seed: 65 }, {
     tile: TILE_2X1X16,
@@ -137,7 +155,7 @@ Deno.test("pipelined fixed-max WGSL has two barriers per tile in its hot loop an
   assert(rescaled.includes("workgroupUniformLoad(&flag)"), "the rescaled loop lost its flag");
 });
 
-Deno.test("mma specs refuse fixedMax with directKV, fp8 or int8, and forceRedo without it, naming them", () => {
+Deno.test("mma specs refuse fixedMax with directKV, fp8 or int8, and its test hooks without it, naming them", () => {
   const base = { ...H200_D128_MMA_SPEC, fixedMax: true };
   assert(mmaSpecProblem(base) === null, `${mmaSpecProblem(base)}`);
   assert(mmaKey(base).endsWith("_fm"), mmaKey(base));
@@ -152,6 +170,8 @@ Deno.test("mma specs refuse fixedMax with directKV, fp8 or int8, and forceRedo w
     const why = mmaSpecProblem({ ...base, ...bad });
     assert(why !== null && why.includes("fixedMax"), `${JSON.stringify(bad)}: ${why}`);
   }
-  const why = mmaSpecProblem({ ...H200_D128_MMA_SPEC, forceRedo: true });
-  assert(why !== null && why.includes("forceRedo"), `${why}`);
+  for (const hook of [{ forceRedo: true }, { poisonRedo: true }]) {
+    const why = mmaSpecProblem({ ...H200_D128_MMA_SPEC, ...hook });
+    assert(why !== null && why.includes(Object.keys(hook)[0]!), `${why}`);
+  }
 });

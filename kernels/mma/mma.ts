@@ -93,6 +93,8 @@ export interface MmaOptions extends MmaWorkListOptions {
   fixedMax?: boolean;
   /** Test hook, with `fixedMax`: every item takes the fallback. */
   forceRedo?: boolean;
+  /** Test hook, with `fixedMax`: items that took the fallback write wrong rows. */
+  poisonRedo?: boolean;
 }
 
 /** Default of `MmaOptions.directKV`: off until timed on a matrix adapter. */
@@ -323,7 +325,13 @@ export async function planMmaAttention(
   const loop = {
     ...extra,
     ...(pipelined ? { pipelined: true } : {}),
-    ...(fixedMax ? { fixedMax: true, ...(options.forceRedo ? { forceRedo: true } : {}) } : {}),
+    ...(fixedMax
+      ? {
+        fixedMax: true,
+        ...(options.forceRedo ? { forceRedo: true } : {}),
+        ...(options.poisonRedo ? { poisonRedo: true } : {}),
+      }
+      : {}),
   };
   // The loop comes first: wider S^T rows are only taken where the chosen loop still fits.
   const laid = mmaWidePaddedScores(p, tile, limits, loop, options.widePaddedScores, emulate)

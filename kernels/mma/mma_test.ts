@@ -352,6 +352,7 @@ Deno.test("emulated mma matches the reference: O rescaled on every tile, scores 
     targetItems: 0,
     alwaysRescale: true,
     transposedScores: false,
+    fixedMax: false, // the fixed-max loop has no rescale (only its fallback does)
   });
 });
 
@@ -762,7 +763,12 @@ Deno.test("emulated pipelined mma matches the reference: bf16 q and cache, O res
     headDim: 32,
     pageSize: 8,
     seed: 46,
-  }, { tile: { rowBlocks: 1, colWarps: 1, keys: 16 }, targetItems: 0, alwaysRescale: true });
+  }, {
+    tile: { rowBlocks: 1, colWarps: 1, keys: 16 },
+    targetItems: 0,
+    alwaysRescale: true,
+    fixedMax: false, // the fixed-max loop has no rescale (only its fallback does)
+  });
 });
 
 Deno.test("pipelined 8x2x32 at D 128 fits 48 KiB of workgroup memory for every cache dtype, scores transposed or not", () => {

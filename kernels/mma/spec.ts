@@ -135,6 +135,11 @@ export interface MmaSpec {
   fixedMax?: boolean;
   /** Test hook, with `fixedMax`: every item takes the fallback (the rescaled loop). */
   forceRedo?: boolean;
+  /**
+   * Test hook, with `fixedMax`: an item that took the fallback writes its rows 1024x too small,
+   * so a test sees whether any item ran again.
+   */
+  poisonRedo?: boolean;
 }
 
 /** The optional spec fields a caller may set (diagnostics and layout choices). */
@@ -158,6 +163,7 @@ export type MmaExtra = Pick<
   | "contiguousScores"
   | "fixedMax"
   | "forceRedo"
+  | "poisonRedo"
 >;
 
 /** Geometry derived from a spec; every field is a compile-time constant of the WGSL. */
@@ -240,7 +246,9 @@ export function mmaSpecProblem(spec: MmaSpec): string | null {
       spec.directKV ? " with directKV" : ""
     })`;
   }
-  if (spec.forceRedo && !spec.fixedMax) return "forceRedo only applies with fixedMax";
+  if ((spec.forceRedo || spec.poisonRedo) && !spec.fixedMax) {
+    return "forceRedo and poisonRedo only apply with fixedMax";
+  }
   if (spec.directKV && spec.cacheDtype !== "f16") {
     return `directKV needs an f16 cache (${spec.cacheDtype} codes must be decoded while staged)`;
   }
@@ -355,6 +363,7 @@ export function mmaKey(spec: MmaSpec): string {
     ...(spec.contiguousScores ? ["cs"] : []),
     ...(spec.fixedMax ? ["fm"] : []),
     ...(spec.forceRedo ? ["redo"] : []),
+    ...(spec.poisonRedo ? ["poison"] : []),
     ...(spec.ablate ? [`no-${spec.ablate}`] : []),
     ...(spec.emulate ? ["emulated"] : []),
     ...(spec.emulateStage ? [`emu-${spec.emulateStage}`] : []),

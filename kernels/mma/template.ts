@@ -861,7 +861,7 @@ ${off("load") ? "" : staged("dir_n", storeRaw)}
 ${_lines(DBW, (jj) => `    ${zero(`o${jj}`, "pv")}`)}
     m_run = ${M_INIT};
     l_run = 0.0;
-${fallback}
+${fallback}${spec.poisonRedo ? "\n    l_run = l_run * 1024.0; // test hook: poisonRedo" : ""}
   }
 `;
 

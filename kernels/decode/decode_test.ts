@@ -1,8 +1,14 @@
 import assert from "node:assert/strict";
 import { acquireGpu, type GpuContext } from "../gpu.ts";
-import { makeTestCase, seededRandom, type TestCaseOptions, verifyOutputs } from "../_testing.ts";
+import {
+  makeTestCase,
+  runPlan,
+  seededRandom,
+  type TestCaseOptions,
+  verifyOutputs,
+} from "../_testing.ts";
 import { validateProblem } from "../../op/validate.ts";
-import { readOutputs, uploadInputs } from "../device_inputs.ts";
+import { uploadInputs } from "../device_inputs.ts";
 import { pagedPrefill } from "../op.ts";
 import { KERNEL_VARIANTS, selectVariant } from "../registry.ts";
 import type { CacheDtype, Problem, QDtype } from "../../op/types.ts";
@@ -47,13 +53,7 @@ async function checkPlan(o: TestCaseOptions, options: DecodeOptions, split?: boo
     }
     const plan = await planDecode(g, dev, options);
     try {
-      g.device.pushErrorScope("validation");
-      const encoder = g.device.createCommandEncoder();
-      plan.encode(encoder);
-      g.device.queue.submit([encoder.finish()]);
-      const err = await g.device.popErrorScope();
-      if (err) throw new Error(`validation: ${err.message}`);
-      const out = await readOutputs(g, dev, inputs);
+      const out = await runPlan(g, plan, dev, inputs);
       verifyOutputs(out, inputs, problem, plan.key);
     } finally {
       plan.destroy();

@@ -1,7 +1,7 @@
 import { acquireGpu, type GpuContext } from "../gpu.ts";
-import { makeTestCase, type TestCaseOptions } from "../_testing.ts";
+import { makeTestCase, runPlan, type TestCaseOptions } from "../_testing.ts";
 import { validateProblem } from "../../op/validate.ts";
-import { readOutputs, uploadInputs } from "../device_inputs.ts";
+import { uploadInputs } from "../device_inputs.ts";
 import { referenceAppend, referenceAttention } from "../../reference/attention.ts";
 import { bf16BitsToNumber, f16BitsToNumber } from "../../reference/codecs.ts";
 import type { Tensor } from "../../op/types.ts";
@@ -31,13 +31,7 @@ async function check(o: TestCaseOptions, options: FlashOptions = {}): Promise<vo
   const dev = uploadInputs(g, inputs, problem);
   const plan = await planFlash(g, dev, options);
   try {
-    g.device.pushErrorScope("validation");
-    const encoder = g.device.createCommandEncoder();
-    plan.encode(encoder);
-    g.device.queue.submit([encoder.finish()]);
-    const err = await g.device.popErrorScope();
-    if (err) throw new Error(`validation: ${err.message}`);
-    const out = await readOutputs(g, dev, inputs);
+    const out = await runPlan(g, plan, dev, inputs);
     const ref = referenceAttention(inputs, problem);
     const [atol, rtol] = problem.qDtype === "f16" ? [2e-3, 2e-3] : [1.6e-2, 1.6e-2];
     const dec = problem.qDtype === "f16" ? f16BitsToNumber : bf16BitsToNumber;

@@ -5,16 +5,9 @@
  * @module
  */
 import { acquireGpu, type GpuContext } from "../gpu.ts";
-import { makeTestCase, type TestCaseOptions } from "../_testing.ts";
+import { makeTestCase, runPlan, type TestCaseOptions, verifyOutputs } from "../_testing.ts";
 import { validateProblem } from "../../op/validate.ts";
-import { readOutputs, uploadInputs } from "../device_inputs.ts";
-import { referenceAppend, referenceAttention } from "../../reference/attention.ts";
-import {
-  compareOutput,
-  comparePools,
-  describeOutputCheck,
-  describePoolCheck,
-} from "../../reference/check.ts";
+import { uploadInputs } from "../device_inputs.ts";
 import { type MmaOptions, mmaSupport, planMma } from "./mma.ts";
 import type { MmaLimits, MmaSpec, MmaTile } from "./spec.ts";
 
@@ -34,6 +27,20 @@ export const H200_D128_MMA_SPEC: MmaSpec = {
   softcap: false,
   split: false,
   transposedScores: true,
+};
+
+/** The smallest two-row-block tile the emulated tests use: 32 rows x 16 keys. */
+export const TILE_2X1X16: MmaTile = { rowBlocks: 2, colWarps: 1, keys: 16 };
+
+/** Causal GQA varlen with an empty request, D 32, page 8 (cache dtype: f16 unless given). */
+export const GQA_VARLEN_P8: Omit<TestCaseOptions, "seed"> = {
+  qDtype: "f16",
+  qLens: [13, 0, 9],
+  cacheLens: [37, 5, 70],
+  heads: 4,
+  kvHeads: 2,
+  headDim: 32,
+  pageSize: 8,
 };
 
 let _gpu: Promise<GpuContext> | null = null;
@@ -60,20 +67,9 @@ export async function checkEmulated(
   const dev = uploadInputs(g, inputs, problem);
   try {
     const plan = await planMma(g, dev, { ...options, emulate: true });
-    g.device.pushErrorScope("validation");
-    const encoder = g.device.createCommandEncoder();
-    plan.encode(encoder);
-    g.device.queue.submit([encoder.finish()]);
-    const err = await g.device.popErrorScope();
-    if (err) throw new Error(`validation: ${err.message}`);
-    const out = await readOutputs(g, dev, inputs);
+    const out = await runPlan(g, plan, dev, inputs);
     plan.destroy();
-    const chk = compareOutput(out.o, referenceAttention(inputs, problem), problem);
-    const exp = referenceAppend(inputs, problem);
-    const pools = comparePools(out.kPages, out.vPages, exp.kPages, exp.vPages, problem);
-    if (!chk.ok || !pools.ok) {
-      throw new Error(`${describeOutputCheck(chk)}; ${describePoolCheck(pools)}`);
-    }
+    verifyOutputs(out, inputs, problem, plan.key);
     return plan.key;
   } finally {
     dev.destroy();

@@ -3,8 +3,7 @@
  * on 16-bit caches, its hot loop reads no flag, items whose scores outgrow f16's range run
  * again with the rescaled loop, and the results match the float64 reference either way.
  */
-import { checkEmulated } from "./_testing.ts";
-import { H200_D128_MMA_SPEC } from "./_testing.ts";
+import { checkEmulated, GQA_VARLEN_P8, H200_D128_MMA_SPEC, TILE_2X1X16 } from "./_testing.ts";
 import { mmaWgsl } from "./template.ts";
 import { mmaKey, mmaSpecProblem } from "./spec.ts";
 import type { TestCaseOptions } from "../_testing.ts";
@@ -12,8 +11,6 @@ import type { TestCaseOptions } from "../_testing.ts";
 function assert(cond: unknown, msg: string): asserts cond {
   if (!cond) throw new Error(msg);
 }
-
-const TILE_2X1X16 = { rowBlocks: 2, colWarps: 1, keys: 16 };
 
 /** Scores ~N(0, 32) x 3: a row's max rises far above its first tile's (2^15 and more). */
 const SHARP_F16: TestCaseOptions = {
@@ -29,17 +26,7 @@ const SHARP_F16: TestCaseOptions = {
   seed: 61,
 };
 
-const GQA_VARLEN_F16: TestCaseOptions = {
-  qDtype: "f16",
-  cacheDtype: "f16",
-  qLens: [13, 0, 9],
-  cacheLens: [37, 5, 70],
-  heads: 4,
-  kvHeads: 2,
-  headDim: 32,
-  pageSize: 8,
-  seed: 62,
-};
+const GQA_VARLEN_F16: TestCaseOptions = { ...GQA_VARLEN_P8, cacheDtype: "f16", seed: 62 };
 
 Deno.test("fixed-max mma matches the reference where scores stay within 2^15 of the first tile: f16, GQA varlen with an empty request", async () => {
   const key = await checkEmulated(GQA_VARLEN_F16, { tile: TILE_2X1X16, targetItems: 0 });

@@ -25,7 +25,14 @@ import {
   parseMmaTile,
 } from "./spec.ts";
 import type { Problem } from "../../op/types.ts";
-import { checkEmulated, H200_MMA_LIMITS, mmaTestGpu as gpu, TILE_8X2X32 } from "./_testing.ts";
+import {
+  checkEmulated,
+  GQA_VARLEN_P8,
+  H200_MMA_LIMITS,
+  mmaTestGpu as gpu,
+  TILE_2X1X16,
+  TILE_8X2X32,
+} from "./_testing.ts";
 
 function assert(cond: unknown, msg: string): asserts cond {
   if (!cond) throw new Error(msg);
@@ -251,7 +258,6 @@ const NONCAUSAL_SOFTCAP: Omit<TestCaseOptions, "seed"> = {
   isCausal: false,
   softcap: 30,
 };
-const TILE_2X1X16 = { rowBlocks: 2, colWarps: 1, keys: 16 };
 
 Deno.test("emulated mma matches the reference: f16, GQA, causal, varlen with an empty request", async () => {
   await checkEmulated({ ...GQA_VARLEN, seed: 11 }, { tile: TILE_2X1X16, targetItems: 0 });
@@ -981,17 +987,12 @@ for (const transposedScores of [false, true]) {
 }
 
 Deno.test("emulated mma matches the reference with adjacent-key softmax threads: causal GQA varlen, int8, pipelined", async () => {
-  const key = await checkPipelined({
-    qDtype: "f16",
-    cacheDtype: "int8",
-    qLens: [13, 0, 9],
-    cacheLens: [37, 5, 70],
-    heads: 4,
-    kvHeads: 2,
-    headDim: 32,
-    pageSize: 8,
-    seed: 57,
-  }, { tile: TILE_2X1X16, targetItems: 0, transposedScores: false, contiguousScores: true });
+  const key = await checkPipelined({ ...GQA_VARLEN_P8, cacheDtype: "int8", seed: 57 }, {
+    tile: TILE_2X1X16,
+    targetItems: 0,
+    transposedScores: false,
+    contiguousScores: true,
+  });
   assert(key.includes("_cs"), `contiguous scores not applied: ${key}`);
 });
 

@@ -564,10 +564,12 @@ ${
       pAt(j + 1)
     } = h.y; lsum = lsum + e.x + e.y; }`;
   });
-  const softmax = `  {
-${_lines(SPR, scoreOf)}
+  // Both softmaxes: the row's scores x0.. (scaled, capped, masked) and their max over the row.
+  const scoresAndMax = `${_lines(SPR, scoreOf)}
     var mx = ${Array.from({ length: SPR }, (_, j) => `x${j}`).reduce((a, b) => `max(${a}, ${b})`)};
-  ${rowReduce("mx", "max")}
+  ${rowReduce("mx", "max")}`;
+  const softmax = `  {
+${scoresAndMax}
     let m_new = max(m_run, mx);
     var alpha = 1.0;
     if (m_new > m_run + ${MMA_RESCALE_LOG2}.0) {
@@ -589,9 +591,7 @@ ${softmaxP}
   // (O is never rescaled in this loop); P reaches at most 2^MMA_FIXED_MAX_LOG2, which f16 holds.
   // A row max above that raises the flag, and the item runs again with the rescaled loop.
   const softmaxFixed = `  {
-${_lines(SPR, scoreOf)}
-    var mx = ${Array.from({ length: SPR }, (_, j) => `x${j}`).reduce((a, b) => `max(${a}, ${b})`)};
-  ${rowReduce("mx", "max")}
+${scoresAndMax}
     if (m_run < -1.0e29) {
       m_run = max(m_run, mx);
     }

@@ -5,19 +5,19 @@
  * ## Design
  * - Work item = (request, KV head, tile of up to 8 (query, head) rows, key range). All rows of
  *   the tile share every K/V load (16 rows: two tiles; more than 16 are left to flash); the keys
- *   are split (split-KV) until the launch has ~4096 workgroups (at least 8 steps each), and the
+ *   are split (split-KV) until the launch has ~2048 workgroups (at least 8 steps each), and the
  *   partials (m, l, unnormalised O) go through the flash kernel's combine pass
  *   (`planSplitAttention`, same partials layout). The chunk's own keys (k_new/v_new) go through a
  *   second, plain loop of the item whose range reaches them, with the causal mask.
  * - Lanes own dims, not keys: `D / 8` lanes read one key row (D = 128, f16: 16 lanes x 16 B =
  *   one coalesced 256-byte row), each with the matching 8 dims of every q row in registers.
- *   128 invocations = 8 key groups; a group takes 4 keys per step (32 keys per workgroup step),
- *   so each invocation has 4 K and 4 V loads (64 B) in flight; K of step s + 1 is issued after
+ *   64 invocations = 4 key groups (`DECODE_TARGET_THREADS`; the design and the cost model
+ *   below had 8); a group takes 4 keys per step (16 keys per workgroup step), so each invocation has 4 K and 4 V loads (64 B) in flight; K of step s + 1 is issued after
  *   the dots of step s, V of step s + 1 after its PV, the page id one step ahead (one
  *   block_table lookup per step when the page holds the step's 32 keys, else one per key).
  * - Partial dots go through workgroup memory as one vec4 (4 keys) per lane and row; the lane
  *   owning row r sums the `D / 8` partials, runs the online softmax (exp2, f32) and publishes
- *   P and alpha; two barriers per step. Each key group keeps its own softmax stream; the 8
+ *   P and alpha; two barriers per step. Each key group keeps its own softmax stream; the
  *   streams are merged once per item in workgroup memory.
  * - Numerics as flash: scores in the log2 domain, softcap as `cap * tanh(s / cap)`, fp8/int8
  *   scales outside the loop (fp8 K scale in the score scale, int8 K scale in q, V scales on O),

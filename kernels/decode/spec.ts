@@ -10,8 +10,13 @@ import { DTYPE_KEY } from "../_shared.ts";
 /** Keys each key group takes per step (one vec4 of partial dots per row): fixed. */
 export const DECODE_KEYS_PER_GROUP = 4;
 
-/** Invocations per workgroup the default spec aims for. */
-export const DECODE_TARGET_THREADS = 128;
+/**
+ * Invocations per workgroup the default spec aims for: 64, i.e. 4 key groups at D 128. On the
+ * H200 (Deno's wgpu) 4 key groups with ~2048 items ran the decode rows 7-16% faster than 8 with
+ * ~4096: q1 0.377 -> 0.327 ms, q4 0.893 -> 0.751, fp8 1.364 -> 1.262, int8 0.929 -> 0.811
+ * (docs/PERF_LOG.md, decode tune of 2026-11-21).
+ */
+export const DECODE_TARGET_THREADS = 64;
 
 /** Everything that changes the generated decode WGSL. */
 export interface DecodeSpec {
@@ -130,7 +135,7 @@ export interface DecodeShape {
   rows?: number;
   /** @default 8 when head_dim % 8 == 0, else 4 */
   dimsPerLane?: 4 | 8;
-  /** @default floor(128 / lanes), halved until the workgroup fits the device */
+  /** @default floor(DECODE_TARGET_THREADS / lanes), halved until the workgroup fits the device */
   keyGroups?: number;
 }
 
@@ -153,7 +158,8 @@ export function maxRowsPerKvHead(problem: Problem): number {
  *   isCausal: true, smScale: 0.088, softcap: 0, qLens: [1], qStarts: [0], cacheLens: [2000],
  * } as const;
  * const spec = chooseDecodeSpec(problem, { workgroupBytes: 32768, invocations: 256 });
- * // typeof spec !== "string": rows 4, 8 dims per lane, 8 key groups of 16 lanes
+ * // rows 4, 8 dims per lane, 4 key groups of 16 lanes
+ * if (typeof spec === "string" || spec.keyGroups !== 4 || spec.rows !== 4) throw new Error();
  * ```
  */
 export function chooseDecodeSpec(

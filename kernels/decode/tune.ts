@@ -55,14 +55,15 @@ const configs: Config[] = [
   { name: "flash default", plan: (gpu, dev) => planFlash(gpu, dev) },
   decode("decode default", {}),
   ...(quick ? [] : [
+    // The sweep of docs/perf/decode_tune_2026-11-21a.log timed 8192 splits, 16 key groups, 4
+    // rows, 4 dims per lane and 16 rows x 4 dims per lane (all slower than the default); 2048
+    // splits and 4 key groups were each 7-10% faster on q4. These combine them.
     decode("decode split 2048", { targetItems: 2048 }),
-    decode("decode split 8192 min4", { targetItems: 8192, minSplitSteps: 4 }),
+    decode("decode split 1024", { targetItems: 1024 }),
     decode("decode 4 key groups", { keyGroups: 4 }),
-    decode("decode 16 key groups", { keyGroups: 16 }),
-    decode("decode rows 4", { rows: 4 }),
-    decode("decode 4 dims/lane", { dimsPerLane: 4 }),
-    // One pass over K/V for q4 x group 4 (docs/PERF_LOG.md, decode "Next"): not yet timed.
-    decode("decode rows 16, 4 dims/lane", { rows: 16, dimsPerLane: 4 }),
+    decode("decode 4 key groups, split 2048", { keyGroups: 4, targetItems: 2048 }),
+    decode("decode 4 key groups, split 1024", { keyGroups: 4, targetItems: 1024 }),
+    decode("decode default again", {}),
   ]),
 ];
 const ids = [

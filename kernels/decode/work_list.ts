@@ -21,11 +21,18 @@ import {
 } from "../work_split.ts";
 import type { WorkList } from "../flash/work_list.ts";
 
+/**
+ * Default of `DecodeWorkListOptions.targetItems`: 2048 (was 4096; with 4 key groups per
+ * workgroup 2048 was faster than 4096 and 1024 on every decode row of the H200, see
+ * `DECODE_TARGET_THREADS`).
+ */
+export const DECODE_TARGET_ITEMS = 2048;
+
 /** Options of `buildDecodeWorkList()`. */
 export interface DecodeWorkListOptions {
   /**
    * Aim for at least this many workgroups by splitting key ranges (split-KV). 0 disables it.
-   * @default 4096
+   * @default DECODE_TARGET_ITEMS
    */
   targetItems?: number;
   /**
@@ -59,7 +66,7 @@ export function buildDecodeWorkList(
   stepKeys: number,
   options: DecodeWorkListOptions = {},
 ): WorkList {
-  const target = options.targetItems ?? 4096;
+  const target = options.targetItems ?? DECODE_TARGET_ITEMS;
   const minSplit = Math.max(1, options.minSplitSteps ?? 8);
   const H = problem.numKvHeads;
   // Row tiles by request; a request's tiles are consecutive.

@@ -38,21 +38,22 @@ Deno.test("fixed-max mma matches the reference with sharp scores: items run agai
   assert(key.includes("_fm"), `key ${key}`);
 });
 
-Deno.test("fixed-max mma matches the reference when every item takes the fallback: split-KV, bf16 q and cache", async () => {
+Deno.test("fixed-max mma matches the reference when every item takes the fallback: classic loop, split-KV, bf16 q and cache", async () => {
   const key = await checkEmulated(
     { ...GQA_VARLEN_F16, qDtype: "bf16", cacheDtype: "bf16", seed: 63 },
-    { tile: TILE_2X1X16, targetItems: 64, minSplitTiles: 1, forceRedo: true },
+    { tile: TILE_2X1X16, targetItems: 64, minSplitTiles: 1, forceRedo: true, pipelined: false },
   );
   assert(key.includes("_fm") && key.includes("_redo") && key.includes("split"), `key ${key}`);
+  assert(!key.includes("_pl"), `key ${key}`);
 });
 
-Deno.test("fixed-max mma matches the reference when every item takes the fallback: causal f16, sharp scores, two column warps", async () => {
+Deno.test("fixed-max mma matches the reference when every item takes the fallback: the pipelined default, causal f16, sharp scores, two column warps", async () => {
   const key = await checkEmulated({ ...SHARP_F16, seed: 64 }, {
     tile: { rowBlocks: 2, colWarps: 2, keys: 32 },
     targetItems: 0,
     forceRedo: true,
   });
-  assert(key.includes("_redo"), `key ${key}`);
+  assert(key.includes("_redo") && key.includes("_pl") && key.includes("_fm"), `key ${key}`);
 });
 
 for (const pipelined of [false, true]) {

@@ -131,12 +131,14 @@ export const MMA_NARROW_STAGING = false;
 
 /**
  * Cache dtypes whose default is the pipelined key loop (`MmaOptions.pipelined`). On the H200
- * int8 went from 0.588-0.606 to 0.565-0.570 ms (seed) and 3.27 to 2.91-2.93 ms (b8 x (4k + 512);
- * classic and pipelined timed in different calls): int8 runs two Q K^T products per block on
- * old tiles, and that longer chain now overlaps P V. f16 and fp8 measured the same or slower
- * (docs/PERF_LOG_MMA.md, runs 25-27), so they keep the classic loop.
+ * int8 went from 0.588-0.606 to 0.565-0.570 ms (seed) and 3.27 to 2.91-2.93 ms (b8 x (4k + 512))
+ * (runs 25-27): int8 runs two Q K^T products per block on old tiles, and that longer chain now
+ * overlaps P V. With the fixed reference max (16-bit caches) the pipelined loop has two barriers
+ * per tile against the classic loop's four: b8 f16 1.993-2.003 against 2.029-2.032 ms, the seed
+ * equal (0.406-0.413 against 0.402-0.408), alternated in one call (run 37). fp8 measured the same
+ * or slower pipelined (runs 25-27), so it keeps the classic loop.
  */
-export const MMA_PIPELINED_CACHES: readonly CacheDtype[] = ["int8"];
+export const MMA_PIPELINED_CACHES: readonly CacheDtype[] = ["f16", "bf16", "int8"];
 
 /**
  * Default of `MmaOptions.fixedMax`: on. Without the per-tile rescale check in the key loop, b8 x

@@ -204,17 +204,16 @@ const orderJobs: Job[] = [
   { c: byId(`${seed}/f16`), configs: orderConfigs },
 ];
 // --explore: the pipelined loop with a fixed reference max (two barriers per tile) against the
-// classic fixed-max default, bracketed. Runs 32-36 timed the loop's skeleton, a hoisted rescale
-// and the fixed max itself with earlier config sets (docs/PERF_LOG_MMA.md).
+// classic fixed-max default, alternated three times per row (run 37's first call timed each once:
+// b8 1.991 against 2.023 / 2.028 ms, the seed 0.415 against 0.403 / 0.410). Runs 32-36 timed the
+// loop's skeleton, a hoisted rescale and the fixed max itself (docs/PERF_LOG_MMA.md).
+const alternated: Config[] = [1, 2, 3].flatMap((i) => [
+  T(`classic, fixed max #${i}`, {}),
+  T(`pipelined, fixed max #${i}`, { pipelined: true }),
+]);
 const exploreJobs: Job[] = [
-  {
-    c: byId(`${b8}/f16`),
-    configs: [
-      T("default (classic, fixed max)", {}),
-      T("pipelined, fixed max", { pipelined: true }),
-      T("default again", {}),
-    ],
-  },
+  { c: byId(`${b8}/f16`), configs: alternated },
+  { c: byId(`${seed}/f16`), configs: alternated },
 ];
 const jobs: Job[] = flag("--layout")
   ? layoutJobs

@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { UsageError } from "./errors.ts";
+import { sameSelection, targetMismatch } from "./verify_shard.ts";
 
 /** What an earlier `verify --json` file holds that a resumed run keeps. */
 export interface VerifyResumeState<R> {
@@ -92,11 +93,8 @@ export function checkResumeTarget(
   earlier: { adapter: string; backend: string; shard?: string | null; selected?: string[] | null },
   now: { adapter: string; backend: string; shard?: string | null; selected?: string[] | null },
 ): void {
-  if (earlier.adapter !== now.adapter || earlier.backend !== now.backend) {
-    throw new UsageError(
-      `Cannot resume from ${file}: expected a run on ${now.adapter} (${now.backend}), got one on ${earlier.adapter} (${earlier.backend})`,
-    );
-  }
+  const elsewhere = targetMismatch(now, earlier);
+  if (elsewhere) throw new UsageError(`Cannot resume from ${file}: ${elsewhere}`);
   const was = earlier.shard ?? null, is = now.shard ?? null;
   if (was !== is) {
     const say = (s: string | null) => s ? `--shard ${s}` : "no --shard";
@@ -105,7 +103,7 @@ export function checkResumeTarget(
     );
   } // A shard is a position in the selection: another selection deals other cases into it.
   const before = earlier.selected ?? null, after = now.selected ?? null;
-  if (before && after && before.join("\n") !== after.join("\n")) {
+  if (before && after && !sameSelection(before, after)) {
     throw new UsageError(
       `Cannot resume from ${file}: expected a shard of the same ${after.length} selected cases, got one of ${before.length} others (another selection or manifest)`,
     );

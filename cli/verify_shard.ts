@@ -36,6 +36,26 @@ export function shardOf<T>(cases: readonly T[], shard: Shard): T[] {
   return cases.filter((_, i) => i % shard.count === shard.index - 1);
 }
 
+/** Where a verify run ran: the adapter's name and the WebGPU backend. */
+export interface VerifyTarget {
+  adapter: string;
+  backend: string;
+}
+
+/**
+ * "expected a run on A (b), got one on C (d)" when `got` ran elsewhere than `expected`, else
+ * null: the check that both merging and resuming make before they join two runs' results.
+ */
+export function targetMismatch(expected: VerifyTarget, got: VerifyTarget): string | null {
+  if (expected.adapter === got.adapter && expected.backend === got.backend) return null;
+  return `expected a run on ${expected.adapter} (${expected.backend}), got one on ${got.adapter} (${got.backend})`;
+}
+
+/** Whether two runs selected the same case ids in the same order (a shard is a position in it). */
+export function sameSelection(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((id, i) => id === b[i]);
+}
+
 /** The part of a `verify --json` file that merging reads. */
 export interface VerifyShardFile<R extends { id: string }> {
   adapter: string;
@@ -90,12 +110,9 @@ export function mergeVerifyShards<R extends { id: string }>(
         `Cannot merge ${name}: expected a shard of ${count}, got ${formatShard(shard)}`,
       );
     }
-    if (f.adapter !== first.adapter || f.backend !== first.backend) {
-      throw new UsageError(
-        `Cannot merge ${name}: expected a run on ${first.adapter} (${first.backend}), got one on ${f.adapter} (${f.backend})`,
-      );
-    }
-    if (own.join("\n") !== selected.join("\n")) {
+    const elsewhere = targetMismatch(first, f);
+    if (elsewhere) throw new UsageError(`Cannot merge ${name}: ${elsewhere}`);
+    if (!sameSelection(own, selected)) {
       throw new UsageError(
         `Cannot merge ${name}: expected the ${selected.length} cases ${
           parts[0]!.name

@@ -452,7 +452,32 @@ export function mmaSpecFor(
   };
 }
 
-/** Whether `tile` makes a valid spec for `problem` within `limits`. */
+/**
+ * Why `tile` makes no valid spec for `problem` within `limits`, or null: an option the spec
+ * excludes, too many invocations, or too many bytes of workgroup memory.
+ */
+export function mmaTileProblem(
+  problem: Problem,
+  tile: MmaTile,
+  limits: MmaLimits,
+  split: boolean,
+  emulate = false,
+  extra: MmaExtra = {},
+): string | null {
+  const spec = mmaSpecFor(problem, tile, limits.sg, split, emulate, extra);
+  const why = mmaSpecProblem(spec);
+  if (why) return why;
+  const geo = mmaGeometry(spec);
+  const name = `tile ${tile.rowBlocks}x${tile.colWarps}x${tile.keys}`;
+  if (geo.threads > limits.invocations) {
+    return `${name} needs ${geo.threads} invocations, the adapter allows ${limits.invocations}`;
+  }
+  if (geo.workgroupBytes <= limits.workgroupBytes) return null;
+  const halves = extra.pipelined ? " with separate K and V halves" : "";
+  return `${name} at D ${problem.headDim} needs ${geo.workgroupBytes} bytes of workgroup memory${halves}, the adapter allows ${limits.workgroupBytes}`;
+}
+
+/** Whether `tile` makes a valid spec for `problem` within `limits` (split or not). */
 export function mmaTileFits(
   problem: Problem,
   tile: MmaTile,
@@ -460,10 +485,7 @@ export function mmaTileFits(
   emulate = false,
   extra: MmaExtra = {},
 ): boolean {
-  const spec = mmaSpecFor(problem, tile, limits.sg, true, emulate, extra);
-  if (mmaSpecProblem(spec)) return false;
-  const geo = mmaGeometry(spec);
-  return geo.threads <= limits.invocations && geo.workgroupBytes <= limits.workgroupBytes;
+  return mmaTileProblem(problem, tile, limits, true, emulate, extra) === null;
 }
 
 /**
@@ -478,15 +500,7 @@ export function mmaPipelinedProblem(
   emulate = false,
   extra: MmaExtra = {},
 ): string | null {
-  const spec = mmaSpecFor(problem, tile, limits.sg, split, emulate, { ...extra, pipelined: true });
-  const why = mmaSpecProblem(spec);
-  if (why) return why;
-  const geo = mmaGeometry(spec);
-  if (geo.threads > limits.invocations) {
-    return `tile ${tile.rowBlocks}x${tile.colWarps}x${tile.keys} needs ${geo.threads} invocations, the adapter allows ${limits.invocations}`;
-  }
-  if (geo.workgroupBytes <= limits.workgroupBytes) return null;
-  return `tile ${tile.rowBlocks}x${tile.colWarps}x${tile.keys} at D ${problem.headDim} needs ${geo.workgroupBytes} bytes of workgroup memory with separate K and V halves, the adapter allows ${limits.workgroupBytes}`;
+  return mmaTileProblem(problem, tile, limits, split, emulate, { ...extra, pipelined: true });
 }
 
 /** The first candidate tile for `problem` that is valid and fits `limits`, or null. */

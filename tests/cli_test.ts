@@ -24,6 +24,24 @@ function runCliWithEnv(extra: Record<string, string>, ...args: string[]): Promis
   return runScript(MAIN, extra, ...args);
 }
 
+/**
+ * Writes a one-op manifest with `description` and the YAML flow maps `workloads` (one per row)
+ * to `dir`/m.yaml and returns its path.
+ */
+async function writeManifest(
+  dir: string,
+  description: string,
+  workloads: readonly string[],
+): Promise<string> {
+  const path = `${dir}/m.yaml`;
+  const rows = workloads.map((w) => `      - ${w}\n`).join("");
+  await Deno.writeTextFile(
+    path,
+    `version: 1\nops:\n  - op: paged_prefill_gqa\n    description: ${description}\n    workloads:\n${rows}`,
+  );
+  return path;
+}
+
 const MERGE = new URL("../tools/merge_verify.ts", import.meta.url).pathname;
 
 /** Runs `tools/merge_verify.ts ...args` as a child process. */
@@ -280,23 +298,14 @@ Deno.test("bench -h lists the timing and backend flags", async () => {
 Deno.test("verify goes on past a row over the adapter's buffer limit, names it, and exits 1", async () => {
   const dir = await Deno.makeTempDir();
   // 70k old tokens x 8 KV heads x D 128 in f16: a 143 MB pool, over lavapipe's 128 MiB binding.
-  await Deno.writeTextFile(
-    `${dir}/m.yaml`,
-    `version: 1
-ops:
-  - op: paged_prefill_gqa
-    description: limits
-    workloads:
-      - { label: small, dtypes: [f16], batch: 1, q_lens: 4, cache_lens: 20, heads: 4, heads_kv: 2,
-          head_dim: 32, page_size: 8, max_pages_per_req: 4 }
-      - { label: huge, dtypes: [f16], batch: 1, q_lens: 1, cache_lens: 70000, heads: 8, heads_kv: 8,
-          head_dim: 128, page_size: 256, max_pages_per_req: 274 }
-`,
-  );
+  const manifest = await writeManifest(dir, "limits", [
+    "{ label: small, dtypes: [f16], batch: 1, q_lens: 4, cache_lens: 20, heads: 4, heads_kv: 2, head_dim: 32, page_size: 8, max_pages_per_req: 4 }",
+    "{ label: huge, dtypes: [f16], batch: 1, q_lens: 1, cache_lens: 70000, heads: 8, heads_kv: 8, head_dim: 128, page_size: 256, max_pages_per_req: 274 }",
+  ]);
   const r = await runCli(
     "verify",
     "--manifest",
-    `${dir}/m.yaml`,
+    manifest,
     "--all",
     "--kernel",
     "simple",
@@ -320,21 +329,12 @@ ops:
 
 Deno.test("verify --resume goes on after the cases an earlier --json run finished, keeping its results", async () => {
   const dir = await Deno.makeTempDir();
-  await Deno.writeTextFile(
-    `${dir}/m.yaml`,
-    `version: 1
-ops:
-  - op: paged_prefill_gqa
-    description: resume
-    workloads:
-      - { label: first, dtypes: [f16], batch: 1, q_lens: 3, cache_lens: 9, heads: 2, heads_kv: 1,
-          head_dim: 16, page_size: 4, max_pages_per_req: 4 }
-      - { label: second, dtypes: [f16], batch: 2, q_lens: [2, 5], cache_lens: [7, 0], heads: 4,
-          heads_kv: 2, head_dim: 16, page_size: 8, max_pages_per_req: 2 }
-`,
-  );
+  const manifest = await writeManifest(dir, "resume", [
+    "{ label: first, dtypes: [f16], batch: 1, q_lens: 3, cache_lens: 9, heads: 2, heads_kv: 1, head_dim: 16, page_size: 4, max_pages_per_req: 4 }",
+    "{ label: second, dtypes: [f16], batch: 2, q_lens: [2, 5], cache_lens: [7, 0], heads: 4, heads_kv: 2, head_dim: 16, page_size: 8, max_pages_per_req: 2 }",
+  ]);
   const json = `${dir}/v.json`;
-  const args = ["verify", "--manifest", `${dir}/m.yaml`, "--all", "--kernel", "simple"];
+  const args = ["verify", "--manifest", manifest, "--all", "--kernel", "simple"];
   const full = await runCli(...args, "--json", json);
   assert.equal(full.code, 0, full.stdout + full.stderr);
   const whole = JSON.parse(await Deno.readTextFile(json));
@@ -411,20 +411,11 @@ Deno.test("verify --resume refuses a missing --json, another adapter's file and 
 
 Deno.test("verify --shard runs disjoint parts of the cases that tools/merge_verify.ts joins into the whole run", async () => {
   const dir = await Deno.makeTempDir();
-  await Deno.writeTextFile(
-    `${dir}/m.yaml`,
-    `version: 1
-ops:
-  - op: paged_prefill_gqa
-    description: shards
-    workloads:
-      - { label: one, dtypes: [f16, bf16], batch: 1, q_lens: 3, cache_lens: 9, heads: 2,
-          heads_kv: 1, head_dim: 16, page_size: 4, max_pages_per_req: 4 }
-      - { label: two, dtypes: [f16], batch: 2, q_lens: [2, 5], cache_lens: [7, 0], heads: 4,
-          heads_kv: 2, head_dim: 16, page_size: 8, max_pages_per_req: 2 }
-`,
-  );
-  const args = ["verify", "--manifest", `${dir}/m.yaml`, "--all", "--kernel", "simple"];
+  const manifest = await writeManifest(dir, "shards", [
+    "{ label: one, dtypes: [f16, bf16], batch: 1, q_lens: 3, cache_lens: 9, heads: 2, heads_kv: 1, head_dim: 16, page_size: 4, max_pages_per_req: 4 }",
+    "{ label: two, dtypes: [f16], batch: 2, q_lens: [2, 5], cache_lens: [7, 0], heads: 4, heads_kv: 2, head_dim: 16, page_size: 8, max_pages_per_req: 2 }",
+  ]);
+  const args = ["verify", "--manifest", manifest, "--all", "--kernel", "simple"];
   const parts: string[][] = [];
   for (const shard of ["1/2", "2/2"]) {
     const r = await runCli(...args, "--shard", shard, "--json", `${dir}/${shard[0]}.json`);
@@ -477,7 +468,7 @@ ops:
   const narrower = await runCli(
     "verify",
     "--manifest",
-    `${dir}/m.yaml`,
+    manifest,
     "--filter",
     "one",
     "--kernel",

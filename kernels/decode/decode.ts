@@ -12,9 +12,10 @@
  * - Lanes own dims, not keys: `D / 8` lanes read one key row (D = 128, f16: 16 lanes x 16 B =
  *   one coalesced 256-byte row), each with the matching 8 dims of every q row in registers.
  *   64 invocations = 4 key groups (`DECODE_TARGET_THREADS`; the design and the cost model
- *   below had 8); a group takes 4 keys per step (16 keys per workgroup step), so each invocation has 4 K and 4 V loads (64 B) in flight; K of step s + 1 is issued after
+ *   below had 8); a group takes 4 keys per step (16 keys per workgroup step), so each
+ *   invocation has 4 K and 4 V loads (64 B) in flight; K of step s + 1 is issued after
  *   the dots of step s, V of step s + 1 after its PV, the page id one step ahead (one
- *   block_table lookup per step when the page holds the step's 32 keys, else one per key).
+ *   block_table lookup per step when the page holds all the step's keys, else one per key).
  * - Partial dots go through workgroup memory as one vec4 (4 keys) per lane and row; the lane
  *   owning row r sums the `D / 8` partials, runs the online softmax (exp2, f32) and publishes
  *   P and alpha; two barriers per step. Each key group keeps its own softmax stream; the

@@ -237,6 +237,15 @@ const GQA_VARLEN: Omit<TestCaseOptions, "seed"> = {
   headDim: 32,
   pageSize: 16,
 };
+const BF16_VARLEN: Omit<TestCaseOptions, "seed"> = {
+  qDtype: "bf16",
+  qLens: [7, 18],
+  cacheLens: [45, 3],
+  heads: 4,
+  kvHeads: 2,
+  headDim: 32,
+  pageSize: 8,
+};
 const FP8_MQA_PAGE4: Omit<TestCaseOptions, "seed"> = {
   qDtype: "f16",
   cacheDtype: "fp8_e4m3",
@@ -764,16 +773,7 @@ Deno.test("emulated pipelined mma matches the reference: non-causal softcap, two
 });
 
 Deno.test("emulated pipelined mma matches the reference: bf16 q and cache, O rescaled on every tile", async () => {
-  await checkPipelined({
-    qDtype: "bf16",
-    qLens: [7, 18],
-    cacheLens: [45, 3],
-    heads: 4,
-    kvHeads: 2,
-    headDim: 32,
-    pageSize: 8,
-    seed: 46,
-  }, {
+  await checkPipelined({ ...BF16_VARLEN, seed: 46 }, {
     tile: { rowBlocks: 1, colWarps: 1, keys: 16 },
     targetItems: 0,
     alwaysRescale: true,
@@ -972,16 +972,11 @@ for (
       pageSize: 8,
       seed: 53,
     }, { tile: { rowBlocks: 2, colWarps: 2, keys: 32 }, targetItems: 0, pipelined: false }],
-    ["bf16 q and cache, pipelined", {
-      qDtype: "bf16",
-      qLens: [7, 18],
-      cacheLens: [45, 3],
-      heads: 4,
-      kvHeads: 2,
-      headDim: 32,
-      pageSize: 8,
-      seed: 54,
-    }, { tile: TILE_2X1X16, targetItems: 0, pipelined: true }],
+    ["bf16 q and cache, pipelined", { ...BF16_VARLEN, seed: 54 }, {
+      tile: TILE_2X1X16,
+      targetItems: 0,
+      pipelined: true,
+    }],
   ] as const
 ) {
   Deno.test(`emulated mma matches the reference with wide-padded S^T rows: ${name}`, async () => {

@@ -15,10 +15,10 @@ import {
 import {
   APPEND_BINDINGS,
   APPEND_WORKGROUP_SIZE,
+  appendInvocations,
   appendKey,
   type AppendSpec,
   appendWgsl,
-  appendWordsPerRow,
 } from "./template.ts";
 
 /**
@@ -40,7 +40,7 @@ import {
 export async function planAppend(
   gpu: GpuContext,
   dev: DeviceProblem,
-  options: { workgroupSize?: number } = {},
+  options: { workgroupSize?: number; unitWords?: 1 | 4 } = {},
 ): Promise<PassPlan> {
   const p = dev.problem;
   const spec: AppendSpec = {
@@ -48,6 +48,7 @@ export async function planAppend(
     cacheDtype: p.cacheDtype,
     headDim: p.headDim,
     workgroupSize: options.workgroupSize ?? APPEND_WORKGROUP_SIZE,
+    ...(options.unitWords ? { unitWords: options.unitWords } : {}),
   };
   const key = appendKey(spec);
   const code = appendWgsl(spec);
@@ -74,7 +75,7 @@ export async function planAppend(
   ]);
   const [x, y] = dispatchGrid(
     gpu,
-    p.totalQ * p.numKvHeads * appendWordsPerRow(spec),
+    appendInvocations(spec, p.totalQ, p.numKvHeads),
     spec.workgroupSize,
   );
   return {

@@ -8,7 +8,7 @@ import { comparePools, describePoolCheck } from "../../reference/check.ts";
 import { numberToBf16Bits, numberToF16Bits } from "../../reference/codecs.ts";
 import { makeTestCase, normal, seededRandom, type TestCaseOptions } from "../_testing.ts";
 import { planAppend } from "./append.ts";
-import { appendKey, appendWgsl } from "./template.ts";
+import { appendKey, appendUnitWords, appendWgsl } from "./template.ts";
 
 // Fails (does not skip) without an adapter: acquireGpu() throws and says how to get one.
 const gpu = await acquireGpu();
@@ -19,13 +19,25 @@ let caseNo = 0;
 async function appendOnly(
   o: Omit<TestCaseOptions, "seed">,
   tweak?: (i: PagedPrefillInputs) => void,
+  unitWords?: 1 | 4,
 ) {
   const seed = SEED + caseNo++;
   const { inputs, params } = makeTestCase({ ...o, seed });
   tweak?.(inputs);
   const problem = validateProblem(inputs, params);
   const dev = uploadInputs(gpu, inputs, problem);
-  const append = await planAppend(gpu, dev);
+  const append = await planAppend(gpu, dev, unitWords ? { unitWords } : {});
+  if (unitWords) {
+    // The key says which width ran: _v4 exactly where the row holds whole units of four words.
+    const spec = {
+      qDtype: problem.qDtype,
+      cacheDtype: problem.cacheDtype,
+      headDim: problem.headDim,
+      workgroupSize: 64,
+      unitWords,
+    };
+    assert.equal(append.key.endsWith("_v4"), appendUnitWords(spec) === 4);
+  }
   const encoder = gpu.device.createCommandEncoder();
   const pass = encoder.beginComputePass();
   append.encodeInto(pass);
@@ -38,7 +50,9 @@ async function appendOnly(
   const check = comparePools(out.kPages, out.vPages, expected.kPages, expected.vPages, problem);
   assert.ok(
     check.ok,
-    `${JSON.stringify(o)} seed ${seed} (PP_TEST_SEED=${SEED}): ${describePoolCheck(check)}`,
+    `${JSON.stringify(o)} unitWords ${unitWords} seed ${seed} (PP_TEST_SEED=${SEED}): ${
+      describePoolCheck(check)
+    }`,
   );
   // The reference appends something: make sure the test is not vacuous.
   if (problem.totalQ > 0) assert.notDeepEqual(expected.kPages.data, inputs.kPages.data);
@@ -67,6 +81,37 @@ Deno.test("append writes each new row bit-exactly into its slot and leaves every
       pageSize: 4,
     });
   }
+});
+
+Deno.test("append writes the same bytes one word or four words (16 bytes) per invocation", async () => {
+  for (const [qDtype, cacheDtype] of DTYPES) {
+    for (const unitWords of [1, 4] as const) {
+      // D 32: 16 words per 16-bit row, 8 per 1-byte row, so both unit sizes apply to every dtype.
+      await appendOnly(
+        {
+          qDtype,
+          cacheDtype,
+          qLens: [9, 0, 6],
+          cacheLens: [7, 3, 0],
+          heads: 4,
+          kvHeads: 2,
+          headDim: 32,
+          pageSize: 4,
+        },
+        undefined,
+        unitWords,
+      );
+    }
+  }
+});
+
+Deno.test("appendUnitWords() falls back to one word where a row holds no whole unit of four", () => {
+  const spec = { qDtype: "f16", workgroupSize: 64 } as const;
+  assert.equal(appendUnitWords({ ...spec, cacheDtype: "f16", headDim: 8 }), 4);
+  assert.equal(appendUnitWords({ ...spec, cacheDtype: "f16", headDim: 12 }), 1);
+  assert.equal(appendUnitWords({ ...spec, cacheDtype: "int8", headDim: 16 }), 4);
+  assert.equal(appendUnitWords({ ...spec, cacheDtype: "fp8_e4m3", headDim: 8 }), 1);
+  assert.equal(appendUnitWords({ ...spec, cacheDtype: "f16", headDim: 16, unitWords: 1 }), 1);
 });
 
 Deno.test("append fills one page per token at page_size 1 and a single page at page_size 256", async () => {

@@ -1,8 +1,8 @@
 /**
  * The append kernel as a WGSL template: writes each new token's k/v row into its cache slot,
- * encoded in the cache dtype (SPEC §1, §2). One invocation per (token, kv head, cache word):
- * every invocation writes whole, distinct u32 words, so there are no write races and no
- * other byte of the pools changes.
+ * encoded in the cache dtype (SPEC §1, §2). One invocation per (token, kv head, unit of 1 or
+ * 4 cache words): every invocation writes whole, distinct u32 words, so there are no write
+ * races and no other byte of the pools changes.
  * @module
  */
 import type { CacheDtype, QDtype } from "../../op/types.ts";
@@ -19,6 +19,11 @@ export interface AppendSpec {
   headDim: number;
   /** Invocations per workgroup. */
   workgroupSize: number;
+  /**
+   * Cache words one invocation writes: 4 (one 16-byte load and store per pool; needs
+   * `appendWordsPerRow(spec) % 4 == 0`) or 1. Default 4 where the row allows it.
+   */
+  unitWords?: 1 | 4;
 }
 
 /**
@@ -81,7 +86,33 @@ export const APPEND_PARAMS = [
 export function appendKey(spec: AppendSpec): string {
   return `paged_append_q-${spec.qDtype}_kv-${
     DTYPE_KEY[spec.cacheDtype]
-  }_d${spec.headDim}_wg${spec.workgroupSize}`;
+  }_d${spec.headDim}_wg${spec.workgroupSize}${appendUnitWords(spec) === 4 ? "_v4" : ""}`;
+}
+
+/**
+ * Cache words each invocation writes: `spec.unitWords` where the row holds whole units of it,
+ * else 1.
+ *
+ * @example
+ * ```ts ignore
+ * appendUnitWords({ qDtype: "f16", cacheDtype: "f16", headDim: 12, workgroupSize: 64 }); // 1 (6 words)
+ * ```
+ */
+export function appendUnitWords(spec: AppendSpec): 1 | 4 {
+  const unit = spec.unitWords ?? 4;
+  return appendWordsPerRow(spec) % unit === 0 ? unit : 1;
+}
+
+/**
+ * Invocations of the append kernel: one per (new token, kv head, unit of cache words).
+ *
+ * @example
+ * ```ts ignore
+ * appendInvocations({ qDtype: "f16", cacheDtype: "f16", headDim: 128, workgroupSize: 64 }, 512, 8); // 65536
+ * ```
+ */
+export function appendInvocations(spec: AppendSpec, totalQ: number, kvHeads: number): number {
+  return totalQ * kvHeads * appendWordsPerRow(spec) / appendUnitWords(spec);
 }
 
 /**
@@ -112,13 +143,17 @@ export function appendWgsl(spec: AppendSpec): string {
     throw new RangeError(`Cannot generate the append kernel for head_dim ${D}: need D % 4 == 0`);
   }
   const wpr = appendWordsPerRow(spec);
+  const unit = appendUnitWords(spec);
+  const upr = wpr / unit;
   const quantized = spec.cacheDtype === "fp8_e4m3" || spec.cacheDtype === "int8";
+  // Pools are read and written in units: u32 words, or vec4<u32> (four words, 16 bytes).
+  const word = unit === 4 ? "vec4<u32>" : "u32";
   let helpers = "";
   let store: string;
   if (!quantized) {
-    store = `  // ${spec.cacheDtype} cache: an exact copy of the word (two elements).
-  k_pages[dst] = k_new[row * WPR + j];
-  v_pages[dst] = v_new[row * WPR + j];`;
+    store = `  // ${spec.cacheDtype} cache: an exact copy of the unit (${2 * unit} elements).
+  k_pages[dst] = k_new[row * UPR + j];
+  v_pages[dst] = v_new[row * UPR + j];`;
   } else {
     const fp8 = spec.cacheDtype === "fp8_e4m3";
     const f = fp8 ? "encode_e4m3" : "encode_int8";
@@ -137,30 +172,50 @@ fn encode_word(w0: u32, w1: u32, c: u32, inv_base: u32) -> u32 {
     | (${f}(x[3], ${inv(3)}) << 24u);
 }
 `;
-    store = `  let src = row * ${D / 2}u + 2u * j; // two source words per cache word
+    if (unit === 4) {
+      helpers += `
+// Sixteen elements (two source units) into one unit of four cache words.
+fn encode_unit(s0: vec4<u32>, s1: vec4<u32>, c: u32, inv_base: u32) -> vec4<u32> {
+  return vec4<u32>(
+    encode_word(s0.x, s0.y, c, inv_base),
+    encode_word(s0.z, s0.w, c + 4u, inv_base),
+    encode_word(s1.x, s1.y, c + 8u, inv_base),
+    encode_word(s1.z, s1.w, c + 12u, inv_base),
+  );
+}
+`;
+      store = `  let src = row * ${2 * upr}u + 2u * j; // two source units per cache unit
+  let c = g * ${D}u + 16u * j; // channel of the unit's first element
+  k_pages[dst] = encode_unit(k_new[src], k_new[src + 1u], c, 2u * params.scale_n);
+  v_pages[dst] = encode_unit(v_new[src], v_new[src + 1u], c, 3u * params.scale_n);`;
+    } else {
+      store = `  let src = row * ${D / 2}u + 2u * j; // two source words per cache word
   let c = g * ${D}u + 4u * j; // channel of the word's first element
   k_pages[dst] = encode_word(k_new[src], k_new[src + 1u], c, 2u * params.scale_n);
   v_pages[dst] = encode_word(v_new[src], v_new[src + 1u], c, 3u * params.scale_n);`;
+    }
   }
   const codecs = quantized
     ? "\n" + wgslCodecs(spec.cacheDtype === "fp8_e4m3" ? "encode_e4m3" : "encode_int8").trim() +
       "\n"
     : "";
   return `// ${appendKey(spec)}
-// One invocation per (new token, kv head, cache word): k_new/v_new row -> its cache slot.
+// One invocation per (new token, kv head, unit of ${unit} cache word${
+    unit > 1 ? "s" : ""
+  }): k_new/v_new row -> its cache slot.
 ${codecs}
 struct Params {
 ${APPEND_PARAMS.map((n) => `  ${n}: u32,`).join("\n")}
 }
 
-const WPR: u32 = ${wpr}u; // cache words per row of D = ${D}
+const UPR: u32 = ${upr}u; // units per row of D = ${D} (${wpr} cache words)
 const WG: u32 = ${spec.workgroupSize}u;
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> k_new: array<u32>;
-@group(0) @binding(2) var<storage, read> v_new: array<u32>;
-@group(0) @binding(3) var<storage, read_write> k_pages: array<u32>;
-@group(0) @binding(4) var<storage, read_write> v_pages: array<u32>;
+@group(0) @binding(1) var<storage, read> k_new: array<${word}>;
+@group(0) @binding(2) var<storage, read> v_new: array<${word}>;
+@group(0) @binding(3) var<storage, read_write> k_pages: array<${word}>;
+@group(0) @binding(4) var<storage, read_write> v_pages: array<${word}>;
 @group(0) @binding(5) var<storage, read> scales: array<f32>; // [k, v, k_inv, v_inv] x scale_n
 @group(0) @binding(6) var<storage, read> cu_seqlens: array<i32>;
 @group(0) @binding(7) var<storage, read> cache_seqlens: array<i32>;
@@ -175,18 +230,18 @@ fn main(
   @builtin(local_invocation_index) lid: u32,
 ) {
   let idx = (wid.y * nwg.x + wid.x) * WG + lid;
-  if (idx >= params.total_q * params.num_kv_heads * WPR) {
+  if (idx >= params.total_q * params.num_kv_heads * UPR) {
     return;
   }
-  let j = idx % WPR; // cache word within the row
-  let row = idx / WPR; // t * H_kv + g
+  let j = idx % UPR; // unit within the row
+  let row = idx / UPR; // t * H_kv + g
   let t = row / params.num_kv_heads;
   let g = row % params.num_kv_heads;
   let b = find_request(t);
   let p = u32(cache_seqlens[b]) + t - u32(cu_seqlens[b]); // logical position
   let page = u32(block_table[b * params.max_pages + (p >> params.page_shift)]);
   let slot = (page << params.page_shift) + (p & ((1u << params.page_shift) - 1u));
-  let dst = (slot * params.num_kv_heads + g) * WPR + j;
+  let dst = (slot * params.num_kv_heads + g) * UPR + j;
 ${store}
 }
 `;

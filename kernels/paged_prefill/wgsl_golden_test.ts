@@ -41,17 +41,15 @@ const PREFILL_SPECS: PagedPrefillSpec[] = [
     workgroupSize: 64,
   },
 ];
-const APPEND_SPEC: AppendSpec = {
-  qDtype: "f16",
-  cacheDtype: "fp8_e4m3",
-  headDim: 128,
-  workgroupSize: 64,
-};
+const APPEND_SPECS: AppendSpec[] = [
+  { qDtype: "f16", cacheDtype: "fp8_e4m3", headDim: 128, workgroupSize: 64 },
+  { qDtype: "f16", cacheDtype: "fp8_e4m3", headDim: 128, workgroupSize: 64, unitWords: 1 },
+];
 const DEQUANT_SPEC: DequantSpec = { qDtype: "bf16", cacheDtype: "int8", workgroupSize: 64 };
 
 const GOLDEN: Array<[string, string]> = [
   ...PREFILL_SPECS.map((s): [string, string] => [specKey("simple", s), pagedPrefillWgsl(s)]),
-  [appendKey(APPEND_SPEC), appendWgsl(APPEND_SPEC)],
+  ...APPEND_SPECS.map((s): [string, string] => [appendKey(s), appendWgsl(s)]),
   [dequantKey(DEQUANT_SPEC), dequantWgsl(DEQUANT_SPEC)],
 ];
 

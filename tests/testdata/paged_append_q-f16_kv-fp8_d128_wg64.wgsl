@@ -1,5 +1,5 @@
 // paged_append_q-f16_kv-fp8_d128_wg64
-// One invocation per (new token, kv head, cache word): k_new/v_new row -> its cache slot.
+// One invocation per (new token, kv head, unit of 1 cache word): k_new/v_new row -> its cache slot.
 
 // fp8 e4m3fn byte (0..255) of clamp(x * inv, -448, 448): one f32 multiply, then
 // round-to-nearest-even on the bits, saturating; NaN -> sign | 0x7F. Subnormals to 2^-9.
@@ -47,7 +47,7 @@ struct Params {
   scale_n: u32,
 }
 
-const WPR: u32 = 32u; // cache words per row of D = 128
+const UPR: u32 = 32u; // units per row of D = 128 (32 cache words)
 const WG: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -98,18 +98,18 @@ fn main(
   @builtin(local_invocation_index) lid: u32,
 ) {
   let idx = (wid.y * nwg.x + wid.x) * WG + lid;
-  if (idx >= params.total_q * params.num_kv_heads * WPR) {
+  if (idx >= params.total_q * params.num_kv_heads * UPR) {
     return;
   }
-  let j = idx % WPR; // cache word within the row
-  let row = idx / WPR; // t * H_kv + g
+  let j = idx % UPR; // unit within the row
+  let row = idx / UPR; // t * H_kv + g
   let t = row / params.num_kv_heads;
   let g = row % params.num_kv_heads;
   let b = find_request(t);
   let p = u32(cache_seqlens[b]) + t - u32(cu_seqlens[b]); // logical position
   let page = u32(block_table[b * params.max_pages + (p >> params.page_shift)]);
   let slot = (page << params.page_shift) + (p & ((1u << params.page_shift) - 1u));
-  let dst = (slot * params.num_kv_heads + g) * WPR + j;
+  let dst = (slot * params.num_kv_heads + g) * UPR + j;
   let src = row * 64u + 2u * j; // two source words per cache word
   let c = g * 128u + 4u * j; // channel of the word's first element
   k_pages[dst] = encode_word(k_new[src], k_new[src + 1u], c, 2u * params.scale_n);

@@ -4,9 +4,12 @@
  * the whole op with each append, all with GPU timestamps around one compute pass. Before
  * timing, the four-word append is checked bit-exactly against the reference on the pools.
  *
- * Also the four-word append at 128 and 256 invocations per workgroup.
+ * Also the four-word append at 128 and 256 invocations per workgroup, and (16-bit caches) the
+ * mma op with the append fused into the attention dispatch against the op with its own
+ * append pass, alternated three times, after checking that the fused op's o is bit-identical
+ * and its pools bit-exact.
  *
- * Usage: deno run -A kernels/append/tune.ts [--backend dawn|deno] [--workload ID]...
+ * Usage: deno run -A kernels/append/tune.ts [--backend dawn|deno] [--check-only] [--workload ID]...
  * @module
  */
 import { acquireGpu } from "../gpu.ts";
@@ -19,7 +22,7 @@ import { generateCase } from "../../workloads/generate.ts";
 import { timeGpu } from "../../bench/timing.ts";
 import { warmUp } from "../../bench/bench_case.ts";
 import { combinePasses, type PassPlan } from "../_shared.ts";
-import { planMmaAttention } from "../mma/mma.ts";
+import { planMma, planMmaAttention } from "../mma/mma.ts";
 import { planAppend } from "./append.ts";
 
 const args = Deno.args;
@@ -28,6 +31,8 @@ const value = (name: string) => {
   return i >= 0 ? args[i + 1] : undefined;
 };
 const backend = (value("--backend") ?? "dawn") as "dawn" | "deno";
+/** `--check-only`: the bit-exactness checks, no timing. */
+const checkOnly = args.includes("--check-only");
 const asked = args.flatMap((a, i) => (a === "--workload" && args[i + 1] ? [args[i + 1]!] : []));
 const ids = asked.length > 0 ? asked : [
   "llama-8b-prefill-paged-b8-prefix4k-chunk512-p64/f16",
@@ -64,6 +69,39 @@ for (const id of ids) {
     append.destroy();
     dev.destroy();
   }
+  // The fused append (16-bit caches): o bit-identical to the op with the append pass, pools
+  // bit-exact against the reference.
+  const fusable = problem.cacheDtype === "f16" || problem.cacheDtype === "bf16";
+  if (fusable) {
+    const outs = [];
+    for (const fusedAppend of [false, true]) {
+      const dev = uploadInputs(gpu, inputs, problem);
+      const plan = await planMma(gpu, dev, { fusedAppend });
+      const enc = gpu.device.createCommandEncoder();
+      plan.encode(enc);
+      gpu.device.queue.submit([enc.finish()]);
+      outs.push({ key: plan.key, out: await readOutputs(gpu, dev, inputs) });
+      plan.destroy();
+      dev.destroy();
+    }
+    const [a, f] = outs as [(typeof outs)[0], (typeof outs)[0]];
+    const oa = new Uint8Array(a.out.o.data.buffer), of = new Uint8Array(f.out.o.data.buffer);
+    const same = oa.length === of.length && oa.every((x, i) => x === of[i]);
+    const expected = referenceAppend(inputs, problem);
+    const check = comparePools(
+      f.out.kPages,
+      f.out.vPages,
+      expected.kPages,
+      expected.vPages,
+      problem,
+    );
+    console.log(
+      `${id}: ${f.key}: o ${same ? "bit-identical to" : "DIFFERS from"} ${a.key}; pools ${
+        describePoolCheck(check)
+      }`,
+    );
+  }
+  if (checkOnly) continue;
   const dev = uploadInputs(gpu, inputs, problem);
   const a1 = await planAppend(gpu, dev, { unitWords: 1 });
   const a4 = await planAppend(gpu, dev, { unitWords: 4 });
@@ -91,6 +129,16 @@ for (const id of ids) {
       combinePasses(`opw${i}`, [...attention.passes, a].map(keep)),
     ]),
   ];
+  const fused = fusable ? await planMma(gpu, dev, { fusedAppend: true }) : null;
+  const unfused = fusable ? await planMma(gpu, dev, { fusedAppend: false }) : null;
+  if (fused && unfused) {
+    for (let rep = 0; rep < 3; rep++) {
+      plans.push([`op, append pass (${rep + 1})`, unfused], [
+        `op, fused append (${rep + 1})`,
+        fused,
+      ]);
+    }
+  }
   for (const [name, plan] of plans) {
     await warmUp(gpu, (enc) => plan.encode(enc), 500);
     const s = await timeGpu(gpu, (enc, ts) => plan.encode(enc, ts), {
@@ -107,5 +155,7 @@ for (const id of ids) {
     );
   }
   for (const p of [a1, a4, ...wide, ...attention.passes]) p.destroy();
+  fused?.destroy();
+  unfused?.destroy();
   dev.destroy();
 }

@@ -144,6 +144,11 @@ export interface SplitAttentionArgs {
   bindings: readonly BindingKind[];
   /** Buffers bound after the 12 common ones (e.g. mma's f16 views of the pools). */
   extra?: readonly GPUBuffer[];
+  /**
+   * Workgroups launched after the work list's items (ids from `list.count` on; mma's fused
+   * append). @default 0
+   */
+  extraWorkgroups?: number;
   /** Query rows per work item. */
   rows: number;
   list: SplitWorkList;
@@ -161,7 +166,8 @@ export async function planSplitAttention(
   args: SplitAttentionArgs,
 ): Promise<PassPlan[]> {
   const { key, code, rows, list } = args;
-  if (list.count === 0) return [];
+  const launched = list.count + (args.extraWorkgroups ?? 0);
+  if (launched === 0) return [];
   const p = dev.problem;
   const device = gpu.device;
   const { pipeline, layout } = await cachedPipeline(gpu, key, code, args.bindings);
@@ -173,7 +179,7 @@ export async function planSplitAttention(
   });
   device.queue.writeBuffer(items, 0, list.items);
   buffers.push(items);
-  const [gx, gy] = dispatchGrid(gpu, list.count, 1);
+  const [gx, gy] = dispatchGrid(gpu, launched, 1);
   const mlBase = list.slots * rows * (p.headDim / 4);
   let part: GPUBuffer | null = null;
   if (list.split) {

@@ -15,6 +15,7 @@ import {
   fixedSubgroupSize,
   hasF16MatrixConfig,
   type MmaExtra,
+  mmaGeometry,
   mmaKey,
   type MmaLimits,
   mmaLimits,
@@ -91,6 +92,12 @@ export interface MmaOptions extends MmaWorkListOptions {
    * `MmaSpec.fixedMax`); applied over 16-bit caches without directKV. @default MMA_FIXED_MAX
    */
   fixedMax?: boolean;
+  /**
+   * The append in the attention dispatch, in workgroups after the last item (see
+   * `MmaSpec.fusedAppend`); applied over 16-bit caches without directKV, elsewhere the append
+   * keeps its own pass. @default MMA_FUSED_APPEND
+   */
+  fusedAppend?: boolean;
   /** Test hook, with `fixedMax`: every item takes the fallback. */
   forceRedo?: boolean;
   /** Test hook, with `fixedMax`: items that took the fallback write wrong rows. */
@@ -146,6 +153,9 @@ export const MMA_PIPELINED_CACHES: readonly CacheDtype[] = ["f16", "bf16", "int8
  * run 36; runs 32-34 found the check's mere presence costing ~5%).
  */
 export const MMA_FIXED_MAX = true;
+
+/** Default of `MmaOptions.fusedAppend`: off until timed on a matrix adapter. */
+export const MMA_FUSED_APPEND = false;
 
 /**
  * Rows of the tiles whose default is `widePaddedScores` (S^T row stride rows + 8). At 128 rows
@@ -282,6 +292,8 @@ export async function planMmaAttention(
   directKVRefused: string | null;
   /** Why a pipelined loop was asked for (option or environment) but not applied, or null. */
   pipelinedRefused: string | null;
+  /** True when the attention pass also appends the chunk (no append pass needed). */
+  fusedAppend: boolean;
 }> {
   const p = dev.problem;
   const emulate = options.emulate ?? false;
@@ -324,8 +336,11 @@ export async function planMmaAttention(
   const pipelinedRefused = askedPipelined === true ? pipelinedMiss : null;
   const fixedMax = (options.fixedMax ?? MMA_FIXED_MAX) &&
     (p.cacheDtype === "f16" || p.cacheDtype === "bf16") && extra.directKV === undefined;
+  const fusedAppend = (options.fusedAppend ?? MMA_FUSED_APPEND) &&
+    (p.cacheDtype === "f16" || p.cacheDtype === "bf16") && extra.directKV === undefined;
   const loop = {
     ...extra,
+    ...(fusedAppend ? { fusedAppend: true } : {}),
     ...(pipelined ? { pipelined: true } : {}),
     ...(fixedMax
       ? {
@@ -352,8 +367,26 @@ export async function planMmaAttention(
     extra: spec.directKV ? [dev.kPages, dev.vPages] : [],
     rows,
     list,
+    extraWorkgroups: spec.fusedAppend ? mmaAppendWorkgroups(spec, p) : 0,
   });
-  return { passes, key, list, code, directKVRefused, pipelinedRefused };
+  return {
+    passes,
+    key,
+    list,
+    code,
+    directKVRefused,
+    pipelinedRefused,
+    fusedAppend: spec.fusedAppend === true,
+  };
+}
+
+/**
+ * Workgroups of `spec`'s fused append for `problem`: one invocation per 16-byte unit (a word
+ * with narrowStaging) of every new K/V row.
+ */
+export function mmaAppendWorkgroups(spec: MmaSpec, problem: Problem): number {
+  const units = spec.headDim / (spec.narrowStaging ? 2 : 8);
+  return Math.ceil((problem.totalQ * problem.numKvHeads * units) / mmaGeometry(spec).threads);
 }
 
 /** Plans the whole op (attention, combine when split, append) with the mma kernel. */
@@ -363,9 +396,12 @@ export async function planMma(
   options: MmaOptions = {},
 ): Promise<KernelPlan> {
   const attention = await planMmaAttention(gpu, dev, options);
-  const append = await planAppend(gpu, dev);
-  // Attention never reads the slots the append writes (SPEC §1); the append goes last.
-  const plan = combinePasses(attention.key, [...attention.passes, append]);
+  // Attention never reads the slots the append writes (SPEC §1): the append goes last, or
+  // runs inside the attention pass (fusedAppend).
+  const append = attention.fusedAppend && attention.passes.length > 0
+    ? []
+    : [await planAppend(gpu, dev)];
+  const plan = combinePasses(attention.key, [...attention.passes, ...append]);
   if (attention.passes.length === 0) {
     // Nothing to attend (every request empty): still list the generated WGSL.
     return { ...plan, wgsl: () => ({ [attention.key]: attention.code, ...plan.wgsl() }) };

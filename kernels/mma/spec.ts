@@ -133,6 +133,15 @@ export interface MmaSpec {
    * @default false
    */
   fixedMax?: boolean;
+  /**
+   * 16-bit caches: the append runs in this dispatch, in workgroups past the last attention
+   * item (each copies one 16-byte unit of the new K and V rows per invocation), instead of a
+   * pass of its own after a barrier: they launch last, onto the SMs the launch's tail leaves
+   * idle. Sound because attention never reads the slots the append writes (SPEC §1). The pools
+   * are then bound read_write. Not with `directKV` (which binds the pools a second time).
+   * @default false
+   */
+  fusedAppend?: boolean;
   /** Test hook, with `fixedMax`: every item takes the fallback (the rescaled loop). */
   forceRedo?: boolean;
   /**
@@ -162,6 +171,7 @@ export type MmaExtra = Pick<
   | "widePaddedScores"
   | "contiguousScores"
   | "fixedMax"
+  | "fusedAppend"
   | "forceRedo"
   | "poisonRedo"
 >;
@@ -243,6 +253,14 @@ export function mmaSpecProblem(spec: MmaSpec): string | null {
     (spec.directKV || spec.cacheDtype === "fp8_e4m3" || spec.cacheDtype === "int8")
   ) {
     return `fixedMax needs a 16-bit cache without directKV (fp8 and int8 apply their V scales through the rescale; here ${spec.cacheDtype}${
+      spec.directKV ? " with directKV" : ""
+    })`;
+  }
+  if (
+    spec.fusedAppend &&
+    (spec.directKV || spec.cacheDtype === "fp8_e4m3" || spec.cacheDtype === "int8")
+  ) {
+    return `fusedAppend copies 16-bit rows into 16-bit pools without directKV (here ${spec.cacheDtype}${
       spec.directKV ? " with directKV" : ""
     })`;
   }
@@ -362,6 +380,7 @@ export function mmaKey(spec: MmaSpec): string {
     ...(spec.widePaddedScores ? ["wps"] : []),
     ...(spec.contiguousScores ? ["cs"] : []),
     ...(spec.fixedMax ? ["fm"] : []),
+    ...(spec.fusedAppend ? ["fa"] : []),
     ...(spec.forceRedo ? ["redo"] : []),
     ...(spec.poisonRedo ? ["poison"] : []),
     ...(spec.ablate ? [`no-${spec.ablate}`] : []),

@@ -34,7 +34,7 @@
  * @module
  */
 import { wgslCodecs } from "../wgsl/codecs.ts";
-import { wgslQPack, wgslQPackCodec, wgslQUnpack } from "../_shared.ts";
+import { WGSL_FIND_REQUEST, wgslQPack, wgslQPackCodec, wgslQUnpack } from "../_shared.ts";
 import { MMA_TILE, mmaGeometry, mmaKey, type MmaSpec } from "./spec.ts";
 
 /** Bindings of the attention pass, in binding order (all in group 0). */
@@ -63,11 +63,23 @@ export const MMA_DIRECT_BINDINGS = [
   "read", // v_pages_h
 ] as const;
 
+/** Bindings of the attention pass with `fusedAppend`: `MMA_BINDINGS` with the pools read_write. */
+export const MMA_FUSED_APPEND_BINDINGS = [
+  ...MMA_BINDINGS.slice(0, 4),
+  "read_write", // k_pages
+  "read_write", // v_pages
+  ...MMA_BINDINGS.slice(6),
+] as const;
+
 /** The bindings of the attention pass of `spec`, in binding order. */
 export function mmaBindings(
   spec: MmaSpec,
-): typeof MMA_BINDINGS | typeof MMA_DIRECT_BINDINGS {
-  return spec.directKV ? MMA_DIRECT_BINDINGS : MMA_BINDINGS;
+): typeof MMA_BINDINGS | typeof MMA_DIRECT_BINDINGS | typeof MMA_FUSED_APPEND_BINDINGS {
+  return spec.directKV
+    ? MMA_DIRECT_BINDINGS
+    : spec.fusedAppend
+    ? MMA_FUSED_APPEND_BINDINGS
+    : MMA_BINDINGS;
 }
 
 /** Uniform fields of the attention pass, in order (the last two are f32). */
@@ -345,6 +357,28 @@ fn emu_mma(a: array<f32, 8>, b: array<f32, 8>, c: array<f32, 8>, warp: u32, lane
   const DU = D / SU; // units per row
   const UN = (BC * D) / SU / T; // units per thread
   const poolUnit = narrow ? "u32" : byteCache ? "vec2<u32>" : "vec4<u32>";
+  const poolAccess = spec.fusedAppend ? "read_write" : "read";
+  // fusedAppend: workgroups past the last item copy the new K/V rows into their slots, one
+  // pool unit (16 bytes, or a word with narrowStaging) per invocation. 16-bit caches only.
+  const appendUnits = narrow ? D / 2 : D / 8;
+  const fusedAppend = spec.fusedAppend
+    ? `    // The append (SPEC §1: attention never reads these slots): unit u of the new rows.
+    let u = (item - params.n_items) * ${T}u + lid;
+    if (u < u32(cu_seqlens[params.batch]) * params.num_kv_heads * ${appendUnits}u) {
+      let row = u / ${appendUnits}u; // t * H_kv + g
+      let j = u % ${appendUnits}u;
+      let t = row / params.num_kv_heads;
+      let g = row % params.num_kv_heads;
+      let b = find_request(t);
+      let p = u32(cache_seqlens[b]) + t - u32(cu_seqlens[b]);
+      let page = u32(block_table[b * params.max_pages + (p >> params.page_shift)]);
+      let slot = (page << params.page_shift) | (p & ((1u << params.page_shift) - 1u));
+      let dst = (slot * params.num_kv_heads + g) * ${appendUnits}u + j;
+      k_pages[dst] = k_new[row * ${appendUnits}u + j];
+      v_pages[dst] = v_new[row * ${appendUnits}u + j];
+    }
+`
+    : "";
   const newUnit = narrow ? (byteCache ? "vec2<u32>" : "u32") : "vec4<u32>";
   const rawType = narrow ? newUnit : "vec4<u32>";
   const oldRaw = (w: string) =>
@@ -970,8 +1004,8 @@ struct Params {
 @group(0) @binding(1) var<storage, read> q: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> k_new: array<${newUnit}>;
 @group(0) @binding(3) var<storage, read> v_new: array<${newUnit}>;
-@group(0) @binding(4) var<storage, read> k_pages: array<${poolUnit}>;
-@group(0) @binding(5) var<storage, read> v_pages: array<${poolUnit}>;
+@group(0) @binding(4) var<storage, ${poolAccess}> k_pages: array<${poolUnit}>;
+@group(0) @binding(5) var<storage, ${poolAccess}> v_pages: array<${poolUnit}>;
 @group(0) @binding(6) var<storage, read> scales: array<f32>;
 @group(0) @binding(7) var<storage, read> cu_seqlens: array<i32>;
 @group(0) @binding(8) var<storage, read> cache_seqlens: array<i32>;
@@ -1023,6 +1057,7 @@ fn bh2(w: u32) -> vec2<f16> {
 }`
       : ""
   }
+${spec.fusedAppend ? WGSL_FIND_REQUEST : ""}
 ${spec.split ? "" : wgslQPack(bf16 ? "bf16" : "f16")}
 ${
     wgslCodecs(
@@ -1037,7 +1072,7 @@ fn main(
 ) {
   let item = wid.y * params.grid_x + wid.x;
   if (item >= params.n_items) {
-    return;
+${fusedAppend}    return;
   }
   let it0 = items[2u * item];
   let it1 = items[2u * item + 1u];

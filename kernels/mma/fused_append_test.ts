@@ -97,6 +97,6 @@ Deno.test("the fused append binds the pools read_write and writes them only past
   assert.doesNotMatch(mmaWgsl(H200_D128_MMA_SPEC), /k_pages\[[^\]]+\] = /);
 });
 
-Deno.test("the fused append is off by default until timed", () => {
+Deno.test("the fused append is off by default until verified over every manifest case", () => {
   assert.equal(MMA_FUSED_APPEND, false);
 });

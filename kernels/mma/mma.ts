@@ -154,7 +154,11 @@ export const MMA_PIPELINED_CACHES: readonly CacheDtype[] = ["f16", "bf16", "int8
  */
 export const MMA_FIXED_MAX = true;
 
-/** Default of `MmaOptions.fusedAppend`: off until timed on a matrix adapter. */
+/**
+ * Default of `MmaOptions.fusedAppend`: off until `verify --all --backend dawn` has run with it.
+ * On the H200 it took 1.1% off b8 x (4k + 512) and the seed row, with o bit-identical to the op
+ * with its own append pass on four rows (docs/PERF_LOG_MMA.md, run 39).
+ */
 export const MMA_FUSED_APPEND = false;
 
 /**

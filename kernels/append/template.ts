@@ -130,6 +130,32 @@ export function appendWordsPerRow(spec: AppendSpec): number {
 }
 
 /**
+ * WGSL lines that place unit `idx` of the new rows (`upr` units per row of one KV head) in the
+ * pools: `j` (unit in the row), `row` (t * H_kv + g), `t`, `g`, request `b`, logical position
+ * `p`, `page`, `slot` and `dst` (the unit's index in a pool). Needs `find_request` and the
+ * bindings and params the append kernel names (num_kv_heads, max_pages, page_shift); the mma
+ * kernel's fused append uses it too.
+ *
+ * @example
+ * ```ts ignore
+ * wgslAppendTarget("u", "16u", "    "); // "    let j = u % 16u; // unit within the row\n..."
+ * ```
+ */
+export function wgslAppendTarget(idx: string, upr: string, indent: string): string {
+  return [
+    `let j = ${idx} % ${upr}; // unit within the row`,
+    `let row = ${idx} / ${upr}; // t * H_kv + g`,
+    "let t = row / params.num_kv_heads;",
+    "let g = row % params.num_kv_heads;",
+    "let b = find_request(t);",
+    "let p = u32(cache_seqlens[b]) + t - u32(cu_seqlens[b]); // logical position",
+    "let page = u32(block_table[b * params.max_pages + (p >> params.page_shift)]);",
+    "let slot = (page << params.page_shift) + (p & ((1u << params.page_shift) - 1u));",
+    `let dst = (slot * params.num_kv_heads + g) * ${upr} + j;`,
+  ].map((l) => indent + l).join("\n");
+}
+
+/**
  * Generates the append kernel's WGSL for `spec`.
  *
  * @example
@@ -233,15 +259,7 @@ fn main(
   if (idx >= params.total_q * params.num_kv_heads * UPR) {
     return;
   }
-  let j = idx % UPR; // unit within the row
-  let row = idx / UPR; // t * H_kv + g
-  let t = row / params.num_kv_heads;
-  let g = row % params.num_kv_heads;
-  let b = find_request(t);
-  let p = u32(cache_seqlens[b]) + t - u32(cu_seqlens[b]); // logical position
-  let page = u32(block_table[b * params.max_pages + (p >> params.page_shift)]);
-  let slot = (page << params.page_shift) + (p & ((1u << params.page_shift) - 1u));
-  let dst = (slot * params.num_kv_heads + g) * UPR + j;
+${wgslAppendTarget("idx", "UPR", "  ")}
 ${store}
 }
 `;

@@ -59,6 +59,17 @@ export async function checkEmulated(
   o: TestCaseOptions,
   options: MmaOptions = {},
 ): Promise<string> {
+  return (await runEmulated(o, options)).key;
+}
+
+/**
+ * `checkEmulated`, also returning the labels of the plan's passes (its WGSL modules), so a
+ * test can see which passes ran.
+ */
+export async function runEmulated(
+  o: TestCaseOptions,
+  options: MmaOptions = {},
+): Promise<{ key: string; passes: string[] }> {
   const g = await mmaTestGpu();
   const { inputs, params } = makeTestCase(o);
   const problem = validateProblem(inputs, params);
@@ -67,10 +78,11 @@ export async function checkEmulated(
   const dev = uploadInputs(g, inputs, problem);
   try {
     const plan = await planMma(g, dev, { ...options, emulate: true });
+    const passes = Object.keys(plan.wgsl());
     const out = await runPlan(g, plan, dev, inputs);
     plan.destroy();
     verifyOutputs(out, inputs, problem, plan.key);
-    return plan.key;
+    return { key: plan.key, passes };
   } finally {
     dev.destroy();
   }

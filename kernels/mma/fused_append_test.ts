@@ -1,44 +1,17 @@
 import assert from "node:assert/strict";
-import { validateProblem } from "../../op/validate.ts";
-import { uploadInputs } from "../device_inputs.ts";
-import { makeTestCase, runPlan, verifyOutputs } from "../_testing.ts";
-import { MMA_FUSED_APPEND, type MmaOptions, planMma } from "./mma.ts";
+import { MMA_FUSED_APPEND, type MmaOptions } from "./mma.ts";
 import { mmaSpecProblem } from "./spec.ts";
 import { mmaBindings, mmaWgsl } from "./template.ts";
 import {
   GQA_VARLEN_P8,
   H200_D128_MMA_SPEC,
-  mmaTestGpu,
+  runEmulated,
   TILE_2X1X16,
   TILE_8X2X32,
 } from "./_testing.ts";
 
 const SEED = Number(Deno.env.get("PP_TEST_SEED") ?? Math.floor(Math.random() * 2 ** 31));
 let caseNo = 0;
-
-/**
- * Runs the emulated plan with `options`; checks o and both pools bit-exactly against the
- * reference and returns the plan's key and the labels of its passes.
- */
-async function runEmulated(
-  o: Parameters<typeof makeTestCase>[0],
-  options: MmaOptions,
-): Promise<{ key: string; passes: string[] }> {
-  const g = await mmaTestGpu();
-  const { inputs, params } = makeTestCase(o);
-  const problem = validateProblem(inputs, params);
-  const dev = uploadInputs(g, inputs, problem);
-  try {
-    const plan = await planMma(g, dev, { ...options, emulate: true });
-    const passes = Object.keys(plan.wgsl());
-    const out = await runPlan(g, plan, dev, inputs);
-    plan.destroy();
-    verifyOutputs(out, inputs, problem, `${plan.key} seed ${o.seed} (PP_TEST_SEED=${SEED})`);
-    return { key: plan.key, passes };
-  } finally {
-    dev.destroy();
-  }
-}
 
 const FUSED: MmaOptions = { tile: TILE_2X1X16, fusedAppend: true, pipelined: false };
 

@@ -14,6 +14,7 @@ import {
   chooseMmaTile,
   fixedSubgroupSize,
   hasF16MatrixConfig,
+  mmaAppendUnitsPerRow,
   type MmaExtra,
   mmaGeometry,
   mmaKey,
@@ -338,10 +339,11 @@ export async function planMmaAttention(
     pipelinedMiss === null;
   // Said only when asked for explicitly (the int8 default quietly keeps the classic loop).
   const pipelinedRefused = askedPipelined === true ? pipelinedMiss : null;
-  const fixedMax = (options.fixedMax ?? MMA_FIXED_MAX) &&
-    (p.cacheDtype === "f16" || p.cacheDtype === "bf16") && extra.directKV === undefined;
-  const fusedAppend = (options.fusedAppend ?? MMA_FUSED_APPEND) &&
-    (p.cacheDtype === "f16" || p.cacheDtype === "bf16") && extra.directKV === undefined;
+  // fixedMax and fusedAppend apply to 16-bit caches staged through workgroup memory.
+  const staged16 = (p.cacheDtype === "f16" || p.cacheDtype === "bf16") &&
+    extra.directKV === undefined;
+  const fixedMax = (options.fixedMax ?? MMA_FIXED_MAX) && staged16;
+  const fusedAppend = (options.fusedAppend ?? MMA_FUSED_APPEND) && staged16;
   const loop = {
     ...extra,
     ...(fusedAppend ? { fusedAppend: true } : {}),
@@ -389,8 +391,8 @@ export async function planMmaAttention(
  * with narrowStaging) of every new K/V row.
  */
 export function mmaAppendWorkgroups(spec: MmaSpec, problem: Problem): number {
-  const units = spec.headDim / (spec.narrowStaging ? 2 : 8);
-  return Math.ceil((problem.totalQ * problem.numKvHeads * units) / mmaGeometry(spec).threads);
+  const units = problem.totalQ * problem.numKvHeads * mmaAppendUnitsPerRow(spec);
+  return Math.ceil(units / mmaGeometry(spec).threads);
 }
 
 /** Plans the whole op (attention, combine when split, append) with the mma kernel. */

@@ -273,6 +273,14 @@ export function mmaSpecProblem(spec: MmaSpec): string | null {
   return null;
 }
 
+/**
+ * Pool units per new K/V row that `fusedAppend` copies, one per invocation: 16-byte units
+ * (D / 8), or words (D / 2) with `narrowStaging`, whose pools are bound as words.
+ */
+export function mmaAppendUnitsPerRow(spec: MmaSpec): number {
+  return spec.headDim / (spec.narrowStaging ? 2 : 8);
+}
+
 /** The derived geometry of a valid spec. Throws a RangeError for an invalid one. */
 export function mmaGeometry(spec: MmaSpec): MmaGeometry {
   const why = mmaSpecProblem(spec);

@@ -35,7 +35,8 @@
  */
 import { wgslCodecs } from "../wgsl/codecs.ts";
 import { WGSL_FIND_REQUEST, wgslQPack, wgslQPackCodec, wgslQUnpack } from "../_shared.ts";
-import { MMA_TILE, mmaGeometry, mmaKey, type MmaSpec } from "./spec.ts";
+import { wgslAppendTarget } from "../append/template.ts";
+import { MMA_TILE, mmaAppendUnitsPerRow, mmaGeometry, mmaKey, type MmaSpec } from "./spec.ts";
 
 /** Bindings of the attention pass, in binding order (all in group 0). */
 export const MMA_BINDINGS = [
@@ -360,22 +361,14 @@ fn emu_mma(a: array<f32, 8>, b: array<f32, 8>, c: array<f32, 8>, warp: u32, lane
   const poolAccess = spec.fusedAppend ? "read_write" : "read";
   // fusedAppend: workgroups past the last item copy the new K/V rows into their slots, one
   // pool unit (16 bytes, or a word with narrowStaging) per invocation. 16-bit caches only.
-  const appendUnits = narrow ? D / 2 : D / 8;
+  const upr = `${mmaAppendUnitsPerRow(spec)}u`;
   const fusedAppend = spec.fusedAppend
     ? `    // The append (SPEC §1: attention never reads these slots): unit u of the new rows.
     let u = (item - params.n_items) * ${T}u + lid;
-    if (u < u32(cu_seqlens[params.batch]) * params.num_kv_heads * ${appendUnits}u) {
-      let row = u / ${appendUnits}u; // t * H_kv + g
-      let j = u % ${appendUnits}u;
-      let t = row / params.num_kv_heads;
-      let g = row % params.num_kv_heads;
-      let b = find_request(t);
-      let p = u32(cache_seqlens[b]) + t - u32(cu_seqlens[b]);
-      let page = u32(block_table[b * params.max_pages + (p >> params.page_shift)]);
-      let slot = (page << params.page_shift) | (p & ((1u << params.page_shift) - 1u));
-      let dst = (slot * params.num_kv_heads + g) * ${appendUnits}u + j;
-      k_pages[dst] = k_new[row * ${appendUnits}u + j];
-      v_pages[dst] = v_new[row * ${appendUnits}u + j];
+    if (u < u32(cu_seqlens[params.batch]) * params.num_kv_heads * ${upr}) {
+${wgslAppendTarget("u", upr, "      ")}
+      k_pages[dst] = k_new[row * ${upr} + j];
+      v_pages[dst] = v_new[row * ${upr} + j];
     }
 `
     : "";

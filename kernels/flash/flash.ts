@@ -49,7 +49,19 @@ export interface FlashOptions extends WorkListOptions {
    * @default FLASH_PIPELINED_DEFAULT
    */
   pipelined?: boolean;
+  /**
+   * Without `tile`: whether f16-arithmetic tiles (`FlashSpec.f16Math`) may be picked (f16 q;
+   * f16, fp8 or int8 cache; shader-f16 on the device).
+   * @default FLASH_F16_MATH_DEFAULT
+   */
+  f16Math?: boolean;
 }
+
+/**
+ * Whether plans without an explicit tile may use f16 arithmetic. On the H200 it takes the seed
+ * row from 1.64 to 1.01 ms with every sampled row inside SPEC §4 (docs/PERF_LOG.md).
+ */
+export const FLASH_F16_MATH_DEFAULT = true;
 
 /**
  * Whether plans without an explicit tile use the pipelined loop. Chosen by reasoning only (not
@@ -62,10 +74,11 @@ export function defaultFlashTile(
   problem: Problem,
   gpu: GpuContext,
   pipelined = FLASH_PIPELINED_DEFAULT,
+  f16Math = FLASH_F16_MATH_DEFAULT,
 ): FlashTile | null {
   const limits = flashLimits(gpu);
   return (pipelined ? choosePipelinedTile(problem, limits) : null) ??
-    chooseFlashTile(problem, limits);
+    chooseFlashTile(problem, limits, f16Math);
 }
 
 /** The device limits the flash kernel must respect. */
@@ -73,6 +86,7 @@ export function flashLimits(gpu: GpuContext): FlashLimits {
   return {
     workgroupBytes: gpu.limits.maxComputeWorkgroupStorageSize ?? 16384,
     invocations: gpu.limits.maxComputeInvocationsPerWorkgroup ?? 256,
+    f16: gpu.hasF16,
   };
 }
 
@@ -98,7 +112,12 @@ export async function planFlashAttention(
   options: FlashOptions = {},
 ): Promise<{ passes: PassPlan[]; key: string; list: ReturnType<typeof buildWorkList> }> {
   const p = dev.problem;
-  const tile = options.tile ?? defaultFlashTile(p, gpu, options.pipelined);
+  const tile = options.tile ?? defaultFlashTile(p, gpu, options.pipelined, options.f16Math);
+  if (tile?.f16Math && !gpu.hasF16) {
+    throw new RangeError(
+      `Cannot plan flash attention: tile f16Math needs shader-f16, adapter "${gpu.adapterName}" has none`,
+    );
+  }
   if (!tile || !tileFits(p, tile, flashLimits(gpu))) {
     throw new RangeError(
       `Cannot plan flash attention: ${flashSupport(p, gpu) ?? "tile does not fit"}`,

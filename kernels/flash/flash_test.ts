@@ -7,7 +7,15 @@ import { bf16BitsToNumber, f16BitsToNumber } from "../../reference/codecs.ts";
 import type { Tensor } from "../../op/types.ts";
 import { type FlashOptions, planFlash } from "./flash.ts";
 import { buildWorkList } from "./work_list.ts";
-import { chooseFlashTile, choosePipelinedTile, type FlashTile } from "./spec.ts";
+import assert from "node:assert/strict";
+import {
+  chooseFlashTile,
+  choosePipelinedTile,
+  flashKey,
+  type FlashSpec,
+  flashSpecProblem,
+  type FlashTile,
+} from "./spec.ts";
 
 let _gpu: Promise<GpuContext> | null = null;
 function gpu(): Promise<GpuContext> {
@@ -188,6 +196,8 @@ Deno.test("chooseFlashTile() finds a tile for every head_dim multiple of 16 and 
   const limits = [
     { workgroupBytes: 32768, invocations: 1024 }, // lavapipe
     { workgroupBytes: 49152, invocations: 1024 }, // NVIDIA Vulkan
+    { workgroupBytes: 32768, invocations: 256, f16: true }, // f16 arithmetic tiles first
+    { workgroupBytes: 49152, invocations: 256, f16: true },
   ];
   for (const lim of limits) {
     for (let D = 16; D <= 256; D += 16) {
@@ -372,4 +382,145 @@ Deno.test("choosePipelinedTile() picks 64x32 with 16-bit K/V on 48 KiB and a sma
     { workgroupBytes: 49152, invocations: 1024 },
   );
   if (fp8?.keys !== 16 || fp8.kv16) throw new Error(JSON.stringify(fp8));
+});
+
+// -- f16 arithmetic (f16Math): f16 tiles, vec4<f16> products, partial sums flushed into f32 --
+
+const half: FlashTile = { ...small, unrollD: false, f16Math: true };
+
+Deno.test("f16Math planFlash() matches the reference for a causal GQA f16 batch, flushing by default, every step or once per tile", async () => {
+  for (const flush of [{}, { f16QkFlush: 1, f16PvFlush: 4 }, { f16QkFlush: 4, f16PvFlush: 16 }]) {
+    await check({
+      qDtype: "f16",
+      qLens: [5, 19, 0, 1],
+      cacheLens: [37, 3, 9, 70],
+      heads: 4,
+      kvHeads: 2,
+      headDim: 64,
+      pageSize: 8,
+      seed: 31,
+    }, { tile: { ...half, ...flush }, targetItems: 0 });
+  }
+});
+
+Deno.test("f16Math planFlash() matches the reference at D128 with split-KV, page-aligned tiles and a rolled D loop", async () => {
+  await check({
+    qDtype: "f16",
+    qLens: [6, 1],
+    cacheLens: [300, 140],
+    heads: 8,
+    kvHeads: 2,
+    headDim: 128,
+    pageSize: 32,
+    seed: 32,
+  }, { tile: half, targetItems: 48, minSplitTiles: 2 });
+});
+
+Deno.test("f16Math planFlash() matches the reference for fp8 and int8 caches (scaled codes in f16 tiles)", async () => {
+  for (const cacheDtype of ["fp8_e4m3", "int8"] as const) {
+    await check({
+      qDtype: "f16",
+      cacheDtype,
+      qLens: [9, 4],
+      cacheLens: [40, 17],
+      heads: 2,
+      kvHeads: 1,
+      headDim: 32,
+      pageSize: 16,
+      seed: 34,
+    }, { tile: half, targetItems: 0 });
+  }
+});
+
+Deno.test("f16Math planFlash() matches the reference non-causal with softcap (MHA, unrolled D)", async () => {
+  await check({
+    qDtype: "f16",
+    qLens: [7, 12],
+    cacheLens: [20, 5],
+    heads: 3,
+    kvHeads: 3,
+    headDim: 32,
+    pageSize: 4,
+    isCausal: false,
+    softcap: 5,
+    seed: 33,
+  }, { tile: { ...half, unrollD: true }, targetItems: 0 });
+});
+
+Deno.test("flashSpecProblem() refuses f16Math where it cannot hold", () => {
+  const base: FlashSpec = {
+    qDtype: "f16",
+    cacheDtype: "f16",
+    headDim: 32,
+    ...small,
+    causal: true,
+    softcap: false,
+    pageAligned: false,
+    split: false,
+    f16Math: true,
+  };
+  assert.equal(flashSpecProblem(base), null);
+  const why = "f16Math needs f16 q and an f16, fp8 or int8 cache";
+  assert.equal(flashSpecProblem({ ...base, qDtype: "bf16" }), why);
+  assert.equal(flashSpecProblem({ ...base, cacheDtype: "bf16" }), why);
+  assert.equal(flashSpecProblem({ ...base, cacheDtype: "int8" }), null);
+  assert.equal(flashSpecProblem({ ...base, qF32: true }), "f16Math holds Q as f16");
+  assert.equal(flashSpecProblem({ ...base, pipelined: true }), "f16Math needs the v2 loop");
+  assert.equal(
+    flashSpecProblem({ ...base, f16QkFlush: 3 }),
+    "f16QkFlush 3 does not divide 4 D steps",
+  );
+  assert.equal(
+    flashSpecProblem({ ...base, f16PvFlush: 6 }),
+    "f16PvFlush 6 is not a multiple of 4 dividing 16 keys",
+  );
+  assert.equal(
+    flashSpecProblem({ ...base, f16Math: false, f16PvFlush: 8 }),
+    "f16QkFlush and f16PvFlush need f16Math",
+  );
+  assert.match(flashKey({ ...base, f16QkFlush: 2, f16PvFlush: 8 }), /_hm2p8$/);
+  assert.match(flashKey(base), /_hm$/);
+});
+
+Deno.test("chooseFlashTile() picks f16-arithmetic tiles only for f16 q with a non-bf16 cache on a shader-f16 device", () => {
+  const problem = (qDtype: "f16" | "bf16", cacheDtype: "f16" | "bf16" | "int8", headDim = 128) =>
+    ({
+      qDtype,
+      cacheDtype,
+      batch: 1,
+      totalQ: 512,
+      numHeads: 32,
+      numKvHeads: 8,
+      headDim,
+      pageSize: 64,
+      numPages: 80,
+      poolTokens: 5120,
+      maxPagesPerReq: 72,
+      isCausal: true,
+      smScale: 0.088,
+      softcap: 0,
+      qLens: [512],
+      qStarts: [0],
+      cacheLens: [4096],
+    }) as const;
+  const h200 = { workgroupBytes: 49152, invocations: 256, f16: true };
+  const shape = (t: FlashTile | null) =>
+    t
+      ? `${t.rows}x${t.keys}/${t.threads} s${t.sRows}o${t.oRows}${t.f16Math ? " f16" : ""}`
+      : "none";
+  assert.equal(shape(chooseFlashTile(problem("f16", "f16"), h200)), "64x64/256 s2o8 f16");
+  assert.equal(shape(chooseFlashTile(problem("f16", "int8"), h200)), "64x64/256 s2o8 f16");
+  assert.equal(shape(chooseFlashTile(problem("f16", "f16", 64), h200)), "64x64/256 s4o4 f16");
+  assert.equal(shape(chooseFlashTile(problem("f16", "f16", 256), h200)), "64x16/256 s1o4 f16");
+  // bf16 (range), no shader-f16, or f16 math turned off: the f32 tiles.
+  assert.equal(shape(chooseFlashTile(problem("bf16", "bf16"), h200)), "64x32/256 s2o4");
+  assert.equal(shape(chooseFlashTile(problem("f16", "bf16"), h200)), "64x32/256 s2o4");
+  assert.equal(
+    shape(chooseFlashTile(problem("f16", "f16"), { ...h200, f16: false })),
+    "64x32/256 s2o4",
+  );
+  assert.equal(shape(chooseFlashTile(problem("f16", "f16"), h200, false)), "64x32/256 s2o4");
+  // lavapipe's 32 KiB: the f16 tiles take half the bytes, so a 64-row tile still fits.
+  const lavapipe = { workgroupBytes: 32768, invocations: 256, f16: true };
+  assert.equal(shape(chooseFlashTile(problem("f16", "f16"), lavapipe)), "64x32/256 s2o4 f16");
 });

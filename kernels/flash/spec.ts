@@ -48,6 +48,44 @@ export interface FlashSpec {
    * workgroup memory (half the bytes of f32, unpacked at each use); else f32.
    */
   kv16?: boolean;
+  /**
+   * QK^T and PV in f16 arithmetic (shader-f16; f16 q; f16, fp8 or int8 cache, not bf16, whose
+   * range f16 does not hold; the v2 loop; issue 5's
+   * "f16 arithmetic where every verify case stays within tolerance"). Q, K, V and P sit in
+   * workgroup memory as f16 (converted once when staged), each product is a vec4<f16> fma (two
+   * multiply-adds per instruction), and the f16 partial sums are added into f32 every
+   * `f16QkFlush` D steps (scores) and every `f16PvFlush` keys (O). Softmax, row sums, the
+   * running max and O stay f32.
+   */
+  f16Math?: boolean;
+  /**
+   * With `f16Math`: 4-element D steps per flush of the f16 partial scores (each f16 lane
+   * sums this many products); must divide dGroups.
+   * @default F16_QK_FLUSH, or dGroups when smaller
+   */
+  f16QkFlush?: number;
+  /**
+   * With `f16Math`: keys per flush of the f16 partial O (a multiple of 4 dividing keys).
+   * @default F16_PV_FLUSH, or keys when smaller
+   */
+  f16PvFlush?: number;
+}
+
+/**
+ * Default flush intervals of `f16Math`. Chosen by the error model in docs/PERF_LOG.md ("f16
+ * arithmetic"): with 32 steps / 32 keys the worst simulated row reached 1.8x SPEC §4's f16
+ * tolerance (and one element of the H200's verify --all failed); the QK interval dominates,
+ * 8 steps / 16 keys stays at ~0.65x.
+ */
+export const F16_QK_FLUSH = 8;
+export const F16_PV_FLUSH = 16;
+
+/** The flush intervals `f16Math` code uses for `spec` (see `FlashSpec.f16QkFlush`). */
+export function f16Flushes(spec: FlashSpec, dGroups: number): { qk: number; pv: number } {
+  return {
+    qk: spec.f16QkFlush ?? Math.min(F16_QK_FLUSH, dGroups),
+    pv: spec.f16PvFlush ?? Math.min(F16_PV_FLUSH, spec.keys),
+  };
 }
 
 /** Tile geometry derived from a spec; every field is a compile-time constant of the WGSL. */
@@ -98,6 +136,22 @@ export function flashSpecProblem(spec: FlashSpec): string | null {
   if ((keys & (keys - 1)) !== 0) return `keys ${keys} is not a power of two`;
   if (spec.kv16 && !spec.pipelined) return "kv16 needs the pipelined loop";
   if (spec.kv16 && chunkElems !== 8) return "kv16 needs a 16-bit cache";
+  if (spec.f16Math) {
+    if (spec.qDtype !== "f16" || spec.cacheDtype === "bf16") {
+      return "f16Math needs f16 q and an f16, fp8 or int8 cache";
+    }
+    if (spec.pipelined) return "f16Math needs the v2 loop";
+    if (spec.qF32) return "f16Math holds Q as f16";
+    const { qk, pv } = f16Flushes(spec, dGroups);
+    if (!(qk >= 1 && dGroups % qk === 0)) {
+      return `f16QkFlush ${qk} does not divide ${dGroups} D steps`;
+    }
+    if (!(pv >= 4 && pv % 4 === 0 && keys % pv === 0)) {
+      return `f16PvFlush ${pv} is not a multiple of 4 dividing ${keys} keys`;
+    }
+  } else if (spec.f16QkFlush !== undefined || spec.f16PvFlush !== undefined) {
+    return "f16QkFlush and f16PvFlush need f16Math";
+  }
   return null;
 }
 
@@ -114,14 +168,14 @@ export function flashGeometry(spec: FlashSpec): FlashGeometry {
   const chunkElems = spec.cacheDtype === "f16" || spec.cacheDtype === "bf16" ? 8 : 16;
   const chunksPerRow = D / chunkElems;
   const qBytes = spec.rows * (d4 + 1) * (spec.qF32 ? 16 : 8); // q tile
-  const pBytes = spec.rows * (spec.keys / 4 + 1) * 16; // P, f32
+  const pBytes = spec.rows * (spec.keys / 4 + 1) * (spec.f16Math ? 8 : 16); // P
   const lutBytes = spec.cacheDtype === "fp8_e4m3" ? 1024 : 0; // e4m3 decode table
   const workgroupBytes = spec.pipelined
     ? qBytes + pBytes + lutBytes +
       2 * spec.keys * (d4 + 1) * (spec.kv16 ? 8 : 16) + // K tile and V tile
       2 * keyGroups * spec.rows * 4 // per key group: max and sum of this tile
     : qBytes + pBytes + lutBytes +
-      spec.keys * (d4 + 1) * 16 + // K then V tile, f32
+      spec.keys * (d4 + 1) * (spec.f16Math ? 8 : 16) + // K then V tile, f32 (f16Math: f16)
       keyGroups * spec.rows * 4 + // row-max / row-sum partials
       spec.rows * 4; // alpha (then m)
   return {
@@ -172,6 +226,9 @@ export function flashKey(spec: FlashSpec): string {
     ...(spec.qF32 ? ["qf32"] : []),
     ...(spec.pipelined ? ["pipe"] : []),
     ...(spec.kv16 ? ["kv16"] : []),
+    ...(spec.f16Math
+      ? [`hm${spec.f16QkFlush ?? ""}${spec.f16PvFlush ? `p${spec.f16PvFlush}` : ""}`]
+      : []),
   ].join("_");
 }
 
@@ -188,6 +245,12 @@ export interface FlashTile {
   pipelined?: boolean;
   /** See `FlashSpec.kv16`. */
   kv16?: boolean;
+  /** See `FlashSpec.f16Math`. */
+  f16Math?: boolean;
+  /** See `FlashSpec.f16QkFlush`. */
+  f16QkFlush?: number;
+  /** See `FlashSpec.f16PvFlush`. */
+  f16PvFlush?: number;
 }
 
 /**
@@ -262,6 +325,38 @@ export function flashPipelinedCandidates(
   return kv16 ? [t(32, 16, 128, 1, 2), t(16, 16, 64, 1, 2)] : [t(16, 16, 64, 1, 2)];
 }
 
+/**
+ * Tile shapes with f16 arithmetic (`FlashSpec.f16Math`) tried in order, before the f32 ones,
+ * for problems that allow it (`f16MathAllowed`) on devices with shader-f16. f16 tiles take
+ * half the workgroup memory, so the first shapes hold twice the keys of the f32 ones; tuned on
+ * the H200 (docs/PERF_LOG.md, "f16 arithmetic"). The f32 candidates follow, as f16 tiles, for
+ * smaller devices.
+ */
+export function flashHalfCandidates(headDim: number, maxRows = Infinity): FlashTile[] {
+  const h = (
+    rows: number,
+    keys: number,
+    threads: number,
+    sRows: number,
+    oRows: number,
+  ): FlashTile => ({ rows, keys, threads, sRows, oRows, unrollD: false, f16Math: true });
+  const tuned = headDim <= 64
+    ? [h(64, 64, 256, 4, 4)]
+    : headDim <= 128
+    ? [h(64, 64, 256, 2, 8)]
+    : [h(64, 16, 256, 1, 4)];
+  // Decode-shaped calls (few rows) start with the small row tiles of the f32 list.
+  return [
+    ...(maxRows <= 16 ? [] : tuned),
+    ...flashTileCandidates(headDim, maxRows).map((t) => ({ ...t, unrollD: false, f16Math: true })),
+  ];
+}
+
+/** Whether `problem`'s dtypes allow `FlashSpec.f16Math` (f16 q; f16, fp8 or int8 cache). */
+export function f16MathAllowed(problem: Problem): boolean {
+  return problem.qDtype === "f16" && problem.cacheDtype !== "bf16";
+}
+
 /** The first pipelined candidate for `problem` that is valid and fits `limits`, or null. */
 export function choosePipelinedTile(problem: Problem, limits: FlashLimits): FlashTile | null {
   const group = problem.numHeads / problem.numKvHeads;
@@ -277,6 +372,8 @@ export function choosePipelinedTile(problem: Problem, limits: FlashLimits): Flas
 export interface FlashLimits {
   workgroupBytes: number;
   invocations: number;
+  /** shader-f16 is enabled: `f16Math` tiles are allowed. @default false */
+  f16?: boolean;
 }
 
 /** The spec for `problem` with `tile` (split and page alignment from the arguments). */
@@ -293,11 +390,21 @@ export function flashSpecFor(problem: Problem, tile: FlashTile, split: boolean):
   };
 }
 
-/** The first candidate tile for `problem` that is valid and fits `limits`, or null. */
-export function chooseFlashTile(problem: Problem, limits: FlashLimits): FlashTile | null {
+/**
+ * The first candidate tile for `problem` that is valid and fits `limits`, or null: f16
+ * arithmetic first where `f16Math` allows it (and the device has shader-f16), then f32.
+ */
+export function chooseFlashTile(
+  problem: Problem,
+  limits: FlashLimits,
+  f16Math = true,
+): FlashTile | null {
   const group = problem.numHeads / problem.numKvHeads;
   const maxRows = Math.max(0, ...problem.qLens) * group;
-  for (const tile of flashTileCandidates(problem.headDim, maxRows)) {
+  const half = f16Math && limits.f16 === true && f16MathAllowed(problem)
+    ? flashHalfCandidates(problem.headDim, maxRows)
+    : [];
+  for (const tile of [...half, ...flashTileCandidates(problem.headDim, maxRows)]) {
     if (tileFits(problem, tile, limits)) return tile;
   }
   return null;
@@ -307,6 +414,7 @@ export function chooseFlashTile(problem: Problem, limits: FlashLimits): FlashTil
 export function tileFits(problem: Problem, tile: FlashTile, limits: FlashLimits): boolean {
   const spec = flashSpecFor(problem, tile, false);
   if (flashSpecProblem(spec)) return false;
+  if (tile.f16Math && !limits.f16) return false;
   if (tile.threads > limits.invocations) return false;
   return flashGeometry(spec).workgroupBytes <= limits.workgroupBytes;
 }

@@ -11,7 +11,7 @@
  */
 import { wgslCodecs } from "../wgsl/codecs.ts";
 import { wgslQPack, wgslQPackCodec, wgslQUnpack } from "../_shared.ts";
-import { flashGeometry, flashKey, type FlashSpec } from "./spec.ts";
+import { f16Flushes, flashGeometry, flashKey, type FlashSpec } from "./spec.ts";
 
 /** Bindings of the attention pass, in binding order (all in group 0). */
 export const FLASH_BINDINGS = [
@@ -98,6 +98,8 @@ export function flashWgsl(spec: FlashSpec): string {
     ...(int8 ? ["decode_int8" as const] : []),
   ];
   const qTiles = (BR * D) / 8;
+  const half = spec.f16Math === true;
+  const { qk: qkFlush, pv: pvFlush } = f16Flushes(spec, DU);
   const qPerThread = Math.ceil(qTiles / T);
 
   // -- staging of one K or V tile: raw 16-byte chunks into registers, decoded later ----------
@@ -138,8 +140,12 @@ export function flashWgsl(spec: FlashSpec): string {
     _lines(CPT, (i) => {
       const row = which === "k" ? `kk` : `(kk % ${KG}u) * ${TCS}u + kk / ${KG}u`;
       const arr = spec.pipelined ? `${which}s` : "kvs";
+      // f16Math: every value is converted to f16 once, here (exact for f16 and the decoded fp8 /
+      // int8 codes; a scaled byte value rounds like any f16).
       const put = (d4: string, v: string) =>
-        `${arr}[r / ${KG}u][r % ${KG}u].c[(${d4}) / ${DU}u][(${d4}) % ${DU}u] = ${v};`;
+        `${arr}[r / ${KG}u][r % ${KG}u].c[(${d4}) / ${DU}u][(${d4}) % ${DU}u] = ${
+          half ? `vec4<f16>(${v})` : v
+        };`;
       const sIdx = which === "k" ? 0 : 1;
       let body: string;
       if (spec.kv16) {
@@ -197,7 +203,24 @@ ${body}
   const kvRead = (e: string) => spec.kv16 ? `unpack_q4(${e})` : e;
 
   // -- QK^T over one D chunk dc: TRS x TCS scores per thread --------------------------------
-  const qkStep = (dc: string) =>
+  // f16Math: vec4<f16> partial scores h, added into the f32 scores every qkFlush D steps.
+  const qkFlushLines = _lines(
+    TRS,
+    (i) =>
+      _lines(
+        TCS,
+        (j) =>
+          `    { let t = vec4<f32>(h${i}_${j}); s${i}_${j} = s${i}_${j} + ((t.x + t.y) + (t.z + t.w)); h${i}_${j} = vec4<f16>(0.0); }`,
+      ),
+  );
+  const qkStepHalf = (dc: string) =>
+    _lines(DU, (u) =>
+      "    {\n" +
+      _lines(TRS, (i) => `    let q${i} = qs[${i}][rg].c[${dc}][${u}];`) + "\n" +
+      _lines(TCS, (j) => `    let k${j} = ${kArr}[${j}][kg].c[${dc}][${u}];`) + "\n" +
+      _lines(TRS, (i) => _lines(TCS, (j) => `    h${i}_${j} = fma(q${i}, k${j}, h${i}_${j});`)) +
+      "\n    }" + ((u + 1) % qkFlush === 0 ? "\n" + qkFlushLines : ""));
+  const qkStep = half ? qkStepHalf : (dc: string) =>
     _lines(DU, (u) =>
       "    {\n" +
       _lines(TRS, (i) =>
@@ -219,12 +242,40 @@ ${body}
     : `    for (var dc = 0u; dc < ${DC}u; dc = dc + 1u) {\n${qkStep("dc")}\n    }`;
 
   const scoreScale = spec.softcap
-    ? (v: string) => `${v} = params.scale_b * tanh(clamp(${v} * params.scale_a, -15.0, 15.0));`
+    // tanh(x) = 1 - 2 / (e^(2x) + 1): one exp2 and one reciprocal (the tanh builtin cost the
+    // D64 softcap row a 2x slowdown at 128 threads, PERF_LOG v2); 2.885... = 2 log2(e).
+    ? (v: string) =>
+      `${v} = params.scale_b * (1.0 - 2.0 / (exp2(clamp(${v} * params.scale_a, -15.0, 15.0) * 2.8853900817779268) + 1.0));`
     : (v: string) => `${v} = ${v} * params.scale_a;`;
 
   // -- PV over one tile: TRO rows x DC vec4 columns per thread ----------------------------
   // Pipelined: P of key group kg is relative to that group's max; f{i}_{kg} rescales it.
-  const pv = _lines(BC / 4, (p4) =>
+  // f16Math: vec4<f16> partial O (ob), added into the f32 O every pvFlush keys.
+  const pvFlushLines = _lines(
+    TRO,
+    (i) =>
+      _lines(
+        DC,
+        (mm) =>
+          `    o${i}_${mm} = o${i}_${mm} + vec4<f32>(ob${i}_${mm}); ob${i}_${mm} = vec4<f16>(0.0);`,
+      ),
+  );
+  const pvHalf = _lines(BC / 4, (p4) =>
+    "    {\n" +
+    _lines(TRO, (i) => `    let pp${i} = ps[${i}][rgo].c[${p4}];`) + "\n" +
+    _lines(4, (e) => {
+      const pos = p4 * 4 + e;
+      const comp = "xyzw"[e];
+      return "    {\n" +
+        _lines(DC, (mm) =>
+          `    let v${mm} = ${vArr}[${Math.floor(pos / KG)}][${pos % KG}].c[${mm}][dg];`) +
+        "\n" +
+        _lines(TRO, (i) =>
+          _lines(DC, (mm) =>
+            `    ob${i}_${mm} = fma(vec4<f16>(pp${i}.${comp}), v${mm}, ob${i}_${mm});`)) +
+        "\n    }";
+    }) + "\n    }" + (((p4 + 1) * 4) % pvFlush === 0 ? "\n" + pvFlushLines : ""));
+  const pv = half ? pvHalf : _lines(BC / 4, (p4) =>
     "    {\n" +
     _lines(TRO, (i) =>
       spec.pipelined
@@ -296,6 +347,8 @@ ${rawDecls("k")}
 ${rawDecls("v")}
   var tile_page = 0u;
 ${_lines(TRS, (i) => _lines(TCS, (j) => `  var s${i}_${j} = 0.0;`))}
+${half ? _lines(TRS, (i) => _lines(TCS, (j) => `  var h${i}_${j} = vec4<f16>(0.0);`)) : ""}
+${half ? _lines(TRO, (i) => _lines(DC, (mm) => `  var ob${i}_${mm} = vec4<f16>(0.0);`)) : ""}
 
 ${tilePage("kt0")}
 ${loadChunks("k", "kt0")}
@@ -340,16 +393,18 @@ ${
           `max(${a}, ${b})`
         );
         const ps4 = _lines(TCS / 4, (j4) =>
-          `    ps[${r} / ${RGO}u][${r} % ${RGO}u].c[kg * ${TCS / 4}u + ${j4}u] = vec4<f32>(${
-            [0, 1, 2, 3].map((e) =>
-              `s${i}_${4 * j4 + e}`
-            ).join(", ")
-          });`);
+          `    ps[${r} / ${RGO}u][${r} % ${RGO}u].c[kg * ${TCS / 4}u + ${j4}u] = ${
+            half ? "vec4<f16>(" : ""
+          }vec4<f32>(${
+            [0, 1, 2, 3].map((e) => `s${i}_${4 * j4 + e}`).join(", ")
+          })${half ? ")" : ""};`);
         return `    {
       let mnew = max(m${i}, ${mx});
       let alpha = exp2(m${i} - mnew);
       m${i} = mnew;
-${_lines(TCS, (j) => `      s${i}_${j} = exp2(s${i}_${j} - mnew);`)}
+${
+          _lines(TCS, (j) => `      s${i}_${j} = exp2(s${i}_${j} - mnew);`)
+        }
       l${i} = l${i} * alpha + ${Array.from({ length: TCS }, (_, j) => `s${i}_${j}`).join(" + ")};
       if (kg == 0u) {
         alpha_s[${r}] = alpha;
@@ -525,7 +580,7 @@ ${pv}
 ${pipeOutput}
 `;
 
-  return `// ${flashKey(spec)}
+  return `${half ? "enable f16;\n" : ""}// ${flashKey(spec)}
 // Tiled paged prefill: workgroup = ${BR} (query, head) rows of one KV head's group x a range of
 // ${BC}-key tiles; S = QK^T as ${TRS}x${TCS} per thread, O as ${TRO} rows x ${DC} vec4 per thread.
 // Generated by kernels/flash/template.ts; do not edit.
@@ -564,18 +619,24 @@ ${
 
 // Q rows (f32, or 16-bit pairs: 4 elements per vec2); one padding entry per row avoids bank conflicts.
 ${
-    spec.qF32
+    half
+      ? `struct QRow { c: array<array<vec4<f16>, ${DU}>, ${DC}>, pad: vec4<f16>, }`
+      : spec.qF32
       ? `struct QRow { c: array<array<vec4<f32>, ${DU}>, ${DC}>, pad: vec4<f32>, }`
       : `struct QRow { c: array<array<vec2<u32>, ${DU}>, ${DC}>, pad: vec2<u32>, }`
   }
 // A K row (QK^T) or V row (PV) in f32; padded likewise.
 ${
-    spec.kv16
+    half
+      ? `struct KRow { c: array<array<vec4<f16>, ${DU}>, ${DC}>, pad: vec4<f16>, }`
+      : spec.kv16
       ? `struct KRow { c: array<array<vec2<u32>, ${DU}>, ${DC}>, pad: vec2<u32>, }`
       : `struct KRow { c: array<array<vec4<f32>, ${DU}>, ${DC}>, pad: vec4<f32>, }`
   }
 // P row, in the key order of the S layout (thread kg's keys are contiguous).
-struct PRow { c: array<vec4<f32>, ${BC / 4}>, pad: vec4<f32>, }
+struct PRow { c: array<vec4<${half ? "f16" : "f32"}>, ${BC / 4}>, pad: vec4<${
+    half ? "f16" : "f32"
+  }>, }
 
 var<workgroup> qs: array<array<QRow, ${RGS}>, ${TRS}>;
 ${
@@ -648,10 +709,10 @@ ${
       }
       let a = 2u * w;
       qs[r / ${RGS}u][r % ${RGS}u].c[a / ${DU}u][a % ${DU}u] = ${
-    spec.qF32 ? "unpack_q4(v.xy)" : "v.xy"
+    half ? "vec4<f16>(unpack_q4(v.xy))" : spec.qF32 ? "unpack_q4(v.xy)" : "v.xy"
   };
       qs[r / ${RGS}u][r % ${RGS}u].c[(a + 1u) / ${DU}u][(a + 1u) % ${DU}u] = ${
-    spec.qF32 ? "unpack_q4(v.zw)" : "v.zw"
+    half ? "vec4<f16>(unpack_q4(v.zw))" : spec.qF32 ? "unpack_q4(v.zw)" : "v.zw"
   };
     }
   }

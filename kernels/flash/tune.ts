@@ -16,8 +16,13 @@
  * FMA, 4.17 TB/s copy), not re-measured. The short table (config, ms, TFLOP/s, % of 64.4, %
  * of 4.17 TB/s, PASS/FAIL) is printed last. Add `--only SUBSTR` to run fewer cases.
  *
- * Usage: deno run -A kernels/flash/tune.ts [--compare] [--out FILE] [--only SUBSTR] [--local]
- *   [--simple] [--probe]
+ * `--half` times the v2 loop against f16 arithmetic (`FlashSpec.f16Math`) tiles on the seed,
+ * fp8/int8 seed, b8, softcap-D64, D256 and decode q16/mixed rows, every config verified;
+ * `--half-check` times the defaults on the rows of the issue-5 targets; `--half-flush` times
+ * the f16 flush intervals (FlashSpec.f16QkFlush, f16PvFlush) on the seed and b8 rows.
+ *
+ * Usage: deno run -A kernels/flash/tune.ts [--compare] [--half | --half-check | --half-flush] [--out FILE]
+ *   [--only SUBSTR] [--local] [--simple] [--probe]
  * @module
  */
 import { acquireGpu } from "../gpu.ts";
@@ -84,8 +89,18 @@ const byId = (id: string): WorkloadCase => {
   return c;
 };
 const dflt: Config = { name: "default", options: {} };
-const v2: Config = { name: "v2 default", options: { pipelined: false } };
+const v2: Config = { name: "v2 default (f32)", options: { pipelined: false, f16Math: false } };
 const v3: Config = { name: "v3 pipe (default tile)", options: { pipelined: true } };
+/** A v2 tile with f16 arithmetic (FlashSpec.f16Math). */
+const th = (
+  rows: number,
+  keys: number,
+  threads: number,
+  sRows: number,
+  oRows: number,
+  flush: { f16QkFlush?: number; f16PvFlush?: number } = {},
+): FlashTile => ({ ...t(rows, keys, threads, sRows, oRows), f16Math: true, ...flush });
+const half = flag("--half") || flag("--half-check") || flag("--half-flush");
 const jobs: Job[] = local
   ? [{
     c: adHocCase({ batch: 2, heads: 8, headsKv: 2, headDim: 32, qLen: 40, cacheLen: 100 }),
@@ -95,6 +110,86 @@ const jobs: Job[] = local
       v3,
     ],
   }]
+  : flag("--half-flush")
+  ? [
+    {
+      c: byId("llama-3.1-8b-prefill-paged-pg64-4k-old-512-new/f16"),
+      configs: [
+        dflt,
+        ...[[8, 32], [4, 32], [32, 32], [8, 8], [16, 16]].map(([qk, pv]) => ({
+          name: `f16 64x64 s2o8 flush qk ${qk} pv ${pv}`,
+          options: { tile: th(64, 64, 256, 2, 8, { f16QkFlush: qk, f16PvFlush: pv }) },
+        })),
+      ],
+    },
+    {
+      c: byId("llama-8b-prefill-paged-b8-prefix4k-chunk512-p64/f16"),
+      configs: [dflt, {
+        name: "f16 64x64 s2o8 flush qk 8 pv 32",
+        options: { tile: th(64, 64, 256, 2, 8, { f16QkFlush: 8, f16PvFlush: 32 }) },
+      }],
+    },
+  ]
+  : flag("--half-check")
+  ? [
+    { c: byId("llama-3.1-8b-prefill-paged-pg64-4k-old-512-new/f16"), configs: [v2, dflt] },
+    { c: byId("llama-3.1-8b-prefill-paged-pg64-4k-old-512-new-fp8/f16"), configs: [dflt] },
+    { c: byId("llama-3.1-8b-prefill-paged-pg64-4k-old-512-new-int8/f16"), configs: [dflt] },
+    { c: byId("llama-8b-prefill-paged-b8-prefix4k-chunk512-p64/f16"), configs: [dflt] },
+    { c: byId("gqa-prefill-paged-softcap50-b4-prefix4k-chunk512-p64/f16"), configs: [v2, dflt] },
+    { c: byId("qwen35-9b-prefill-paged-mixed-b8-p64/f16"), configs: [dflt] },
+  ]
+  : half
+  ? [
+    {
+      c: byId("llama-3.1-8b-prefill-paged-pg64-4k-old-512-new/f16"),
+      configs: [
+        v2,
+        dflt,
+        { name: "f16 64x64 wg256 s4o4", options: { tile: th(64, 64, 256, 4, 4) } },
+        { name: "f16 64x64 wg256 s2o8", options: { tile: th(64, 64, 256, 2, 8) } },
+        { name: "f16 64x32 wg256 s2o4", options: { tile: th(64, 32, 256, 2, 4) } },
+        {
+          name: "f16 64x64 qk flush 8",
+          options: { tile: th(64, 64, 256, 2, 4, { f16QkFlush: 8 }) },
+        },
+      ],
+    },
+    { c: byId("llama-3.1-8b-prefill-paged-pg64-4k-old-512-new-fp8/f16"), configs: [v2, dflt] },
+    { c: byId("llama-3.1-8b-prefill-paged-pg64-4k-old-512-new-int8/f16"), configs: [v2, dflt] },
+    {
+      c: byId("llama-8b-prefill-paged-b8-prefix4k-chunk512-p64/f16"),
+      configs: [dflt, { name: "f16 64x64 wg256 s4o4", options: { tile: th(64, 64, 256, 4, 4) } }],
+    },
+    {
+      c: byId("gqa-prefill-paged-softcap50-b4-prefix4k-chunk512-p64/f16"),
+      configs: [
+        dflt,
+        { name: "f16 128x64 wg256 s4o8", options: { tile: th(128, 64, 256, 4, 8) } },
+        { name: "f16 64x128 wg256 s4o4", options: { tile: th(64, 128, 256, 4, 4) } },
+      ],
+    },
+    {
+      c: adHocCase({
+        batch: 1,
+        heads: 32,
+        headsKv: 8,
+        headDim: 256,
+        qLen: 1024,
+        cacheLen: 8192,
+        pageSize: 64,
+        label: "adhoc-d256-q1k-old8k",
+      }),
+      configs: [
+        dflt,
+        { name: "f16 32x32 wg128 s1o2", options: { tile: th(32, 32, 128, 1, 2) } },
+        { name: "f16 64x16 wg256 s1o4", options: { tile: th(64, 16, 256, 1, 4) } },
+        { name: "f16 32x32 wg256 s1o2", options: { tile: th(32, 32, 256, 1, 2) } },
+      ],
+    },
+    { c: byId("llama-8b-decode-paged-b8-prefix32k-q16-p64/f16"), configs: [v2, dflt] },
+    { c: byId("llama-8b-decode-paged-b8-mixed-q1-16-p64/f16"), configs: [v2, dflt] },
+  ]
   : compare
   ? [
     {
@@ -217,7 +312,9 @@ console.error(
   }`,
 );
 // --compare uses the PERF_LOG ceilings (measuring them costs device time and moves little).
-const ceilings = compare ? null : await measureCeilings(gpu, { quick: true, cachePath: null });
+const ceilings = compare || half
+  ? null
+  : await measureCeilings(gpu, { quick: true, cachePath: null });
 const bw = ceilings?.bandwidth.bytesPerSecond ?? 4.17e12;
 const fma = ceilings?.f32.flopsPerSecond ?? 64.4e12;
 console.error(
@@ -306,7 +403,7 @@ for (const job of jobs) {
         continue;
       }
       let verify: string | undefined;
-      if (ci === 0 || compare) {
+      if (ci === 0 || compare || half) {
         try {
           verify = await verifyConfig(inputs, problem, cfg.options, refFor());
         } catch (e) {

@@ -75,6 +75,23 @@ async function check(o: TestCaseOptions, options: FlashOptions = {}): Promise<vo
 
 const small: FlashTile = { rows: 16, keys: 16, threads: 32, sRows: 2, oRows: 2, unrollD: true };
 
+/** `check()` on one small causal GQA case with an fp8 and then an int8 cache. */
+async function checkByteCaches(tile: FlashTile, seed: number): Promise<void> {
+  for (const cacheDtype of ["fp8_e4m3", "int8"] as const) {
+    await check({
+      qDtype: "f16",
+      cacheDtype,
+      qLens: [9, 4],
+      cacheLens: [40, 17],
+      heads: 2,
+      kvHeads: 1,
+      headDim: 32,
+      pageSize: 16,
+      seed,
+    }, { tile, targetItems: 0 });
+  }
+}
+
 Deno.test("planFlash() matches the reference for a causal GQA f16 batch with permuted pages", async () => {
   await check({
     qDtype: "f16",
@@ -102,19 +119,7 @@ Deno.test("planFlash() matches the reference with split-KV and page-aligned tile
 });
 
 Deno.test("planFlash() matches the reference for fp8 and int8 caches", async () => {
-  for (const cacheDtype of ["fp8_e4m3", "int8"] as const) {
-    await check({
-      qDtype: "f16",
-      cacheDtype,
-      qLens: [9, 4],
-      cacheLens: [40, 17],
-      heads: 2,
-      kvHeads: 1,
-      headDim: 32,
-      pageSize: 16,
-      seed: 13,
-    }, { tile: small, targetItems: 0 });
-  }
+  await checkByteCaches(small, 13);
 });
 
 Deno.test("planFlash() matches the reference non-causal with softcap and MHA", async () => {
@@ -264,19 +269,7 @@ Deno.test("pipelined planFlash() matches the reference for a causal GQA f16 batc
 });
 
 Deno.test("pipelined planFlash() matches the reference for fp8 and int8 caches (f32 K/V tiles)", async () => {
-  for (const cacheDtype of ["fp8_e4m3", "int8"] as const) {
-    await check({
-      qDtype: "f16",
-      cacheDtype,
-      qLens: [9, 4],
-      cacheLens: [40, 17],
-      heads: 2,
-      kvHeads: 1,
-      headDim: 32,
-      pageSize: 16,
-      seed: 22,
-    }, { tile: pipe32, targetItems: 0 });
-  }
+  await checkByteCaches(pipe32, 22);
 });
 
 Deno.test("pipelined planFlash() matches the reference with split-KV (bf16, page-aligned)", async () => {
@@ -417,19 +410,7 @@ Deno.test("f16Math planFlash() matches the reference at D128 with split-KV, page
 });
 
 Deno.test("f16Math planFlash() matches the reference for fp8 and int8 caches (scaled codes in f16 tiles)", async () => {
-  for (const cacheDtype of ["fp8_e4m3", "int8"] as const) {
-    await check({
-      qDtype: "f16",
-      cacheDtype,
-      qLens: [9, 4],
-      cacheLens: [40, 17],
-      heads: 2,
-      kvHeads: 1,
-      headDim: 32,
-      pageSize: 16,
-      seed: 34,
-    }, { tile: half, targetItems: 0 });
-  }
+  await checkByteCaches(half, 34);
 });
 
 Deno.test("f16Math planFlash() matches the reference non-causal with softcap (MHA, unrolled D)", async () => {

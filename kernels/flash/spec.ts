@@ -137,9 +137,7 @@ export function flashSpecProblem(spec: FlashSpec): string | null {
   if (spec.kv16 && !spec.pipelined) return "kv16 needs the pipelined loop";
   if (spec.kv16 && chunkElems !== 8) return "kv16 needs a 16-bit cache";
   if (spec.f16Math) {
-    if (spec.qDtype !== "f16" || spec.cacheDtype === "bf16") {
-      return "f16Math needs f16 q and an f16, fp8 or int8 cache";
-    }
+    if (!f16MathAllowed(spec)) return "f16Math needs f16 q and an f16, fp8 or int8 cache";
     if (spec.pipelined) return "f16Math needs the v2 loop";
     if (spec.qF32) return "f16Math holds Q as f16";
     const { qk, pv } = f16Flushes(spec, dGroups);
@@ -352,9 +350,9 @@ export function flashHalfCandidates(headDim: number, maxRows = Infinity): FlashT
   ];
 }
 
-/** Whether `problem`'s dtypes allow `FlashSpec.f16Math` (f16 q; f16, fp8 or int8 cache). */
-export function f16MathAllowed(problem: Problem): boolean {
-  return problem.qDtype === "f16" && problem.cacheDtype !== "bf16";
+/** Whether the dtypes (of a problem or spec) allow `FlashSpec.f16Math` (f16 q; f16, fp8 or int8 cache). */
+export function f16MathAllowed(dtypes: { qDtype: QDtype; cacheDtype: CacheDtype }): boolean {
+  return dtypes.qDtype === "f16" && dtypes.cacheDtype !== "bf16";
 }
 
 /** The first pipelined candidate for `problem` that is valid and fits `limits`, or null. */

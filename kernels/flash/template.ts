@@ -203,7 +203,8 @@ ${body}
   const kvRead = (e: string) => spec.kv16 ? `unpack_q4(${e})` : e;
 
   // -- QK^T over one D chunk dc: TRS x TCS scores per thread --------------------------------
-  // f16Math: vec4<f16> partial scores h, added into the f32 scores every qkFlush D steps.
+  // f16Math: vec4<f16> partial scores h (Q and K as stored), added into the f32 scores every
+  // qkFlush D steps.
   const qkFlushLines = _lines(
     TRS,
     (i) =>
@@ -213,30 +214,23 @@ ${body}
           `    { let t = vec4<f32>(h${i}_${j}); s${i}_${j} = s${i}_${j} + ((t.x + t.y) + (t.z + t.w)); h${i}_${j} = vec4<f16>(0.0); }`,
       ),
   );
-  const qkStepHalf = (dc: string) =>
-    _lines(DU, (u) =>
-      "    {\n" +
-      _lines(TRS, (i) => `    let q${i} = qs[${i}][rg].c[${dc}][${u}];`) + "\n" +
-      _lines(TCS, (j) => `    let k${j} = ${kArr}[${j}][kg].c[${dc}][${u}];`) + "\n" +
-      _lines(TRS, (i) => _lines(TCS, (j) => `    h${i}_${j} = fma(q${i}, k${j}, h${i}_${j});`)) +
-      "\n    }" + ((u + 1) % qkFlush === 0 ? "\n" + qkFlushLines : ""));
-  const qkStep = half ? qkStepHalf : (dc: string) =>
+  const qkAccumulate = (i: number, j: number) =>
+    half
+      ? `    h${i}_${j} = fma(q${i}, k${j}, h${i}_${j});`
+      : `    s${i}_${j} = fma(q${i}.x, k${j}.x, s${i}_${j}); s${i}_${j} = fma(q${i}.y, k${j}.y, s${i}_${j}); s${i}_${j} = fma(q${i}.z, k${j}.z, s${i}_${j}); s${i}_${j} = fma(q${i}.w, k${j}.w, s${i}_${j});`;
+  const qkStep = (dc: string) =>
     _lines(DU, (u) =>
       "    {\n" +
       _lines(TRS, (i) =>
-        spec.qF32
+        half || spec.qF32
           ? `    let q${i} = qs[${i}][rg].c[${dc}][${u}];`
           : `    let q${i} = unpack_q4(qs[${i}][rg].c[${dc}][${u}]);`) +
       "\n" +
       _lines(TCS, (j) => `    let k${j} = ${kvRead(`${kArr}[${j}][kg].c[${dc}][${u}]`)};`) +
       "\n" +
       _lines(TRS, (i) =>
-        _lines(
-          TCS,
-          (j) =>
-            `    s${i}_${j} = fma(q${i}.x, k${j}.x, s${i}_${j}); s${i}_${j} = fma(q${i}.y, k${j}.y, s${i}_${j}); s${i}_${j} = fma(q${i}.z, k${j}.z, s${i}_${j}); s${i}_${j} = fma(q${i}.w, k${j}.w, s${i}_${j});`,
-        )) +
-      "\n    }");
+        _lines(TCS, (j) => qkAccumulate(i, j))) +
+      "\n    }" + (half && (u + 1) % qkFlush === 0 ? "\n" + qkFlushLines : ""));
   const qk = spec.unrollD
     ? _lines(DC, (dc) => `    {\n${qkStep(`${dc}`)}\n    }`)
     : `    for (var dc = 0u; dc < ${DC}u; dc = dc + 1u) {\n${qkStep("dc")}\n    }`;
@@ -250,7 +244,9 @@ ${body}
 
   // -- PV over one tile: TRO rows x DC vec4 columns per thread ----------------------------
   // Pipelined: P of key group kg is relative to that group's max; f{i}_{kg} rescales it.
-  // f16Math: vec4<f16> partial O (ob), added into the f32 O every pvFlush keys.
+  // f16Math: into vec4<f16> partial O (ob), added into the f32 O every pvFlush keys.
+  const pvAcc = half ? "ob" : "o";
+  const pvType = half ? "f16" : "f32";
   const pvFlushLines = _lines(
     TRO,
     (i) =>
@@ -260,22 +256,7 @@ ${body}
           `    o${i}_${mm} = o${i}_${mm} + vec4<f32>(ob${i}_${mm}); ob${i}_${mm} = vec4<f16>(0.0);`,
       ),
   );
-  const pvHalf = _lines(BC / 4, (p4) =>
-    "    {\n" +
-    _lines(TRO, (i) => `    let pp${i} = ps[${i}][rgo].c[${p4}];`) + "\n" +
-    _lines(4, (e) => {
-      const pos = p4 * 4 + e;
-      const comp = "xyzw"[e];
-      return "    {\n" +
-        _lines(DC, (mm) =>
-          `    let v${mm} = ${vArr}[${Math.floor(pos / KG)}][${pos % KG}].c[${mm}][dg];`) +
-        "\n" +
-        _lines(TRO, (i) =>
-          _lines(DC, (mm) =>
-            `    ob${i}_${mm} = fma(vec4<f16>(pp${i}.${comp}), v${mm}, ob${i}_${mm});`)) +
-        "\n    }";
-    }) + "\n    }" + (((p4 + 1) * 4) % pvFlush === 0 ? "\n" + pvFlushLines : ""));
-  const pv = half ? pvHalf : _lines(BC / 4, (p4) =>
+  const pv = _lines(BC / 4, (p4) =>
     "    {\n" +
     _lines(TRO, (i) =>
       spec.pipelined
@@ -292,9 +273,9 @@ ${body}
         "\n" +
         _lines(TRO, (i) =>
           _lines(DC, (mm) =>
-            `    o${i}_${mm} = fma(vec4<f32>(pp${i}.${comp}), v${mm}, o${i}_${mm});`)) +
+            `    ${pvAcc}${i}_${mm} = fma(vec4<${pvType}>(pp${i}.${comp}), v${mm}, ${pvAcc}${i}_${mm});`)) +
         "\n    }";
-    }) + "\n    }");
+    }) + "\n    }" + (half && ((p4 + 1) * 4) % pvFlush === 0 ? "\n" + pvFlushLines : ""));
 
   const rowS = (i: number) => `(rg + ${RGS * i}u)`;
   const rowO = (i: number) => `(rgo + ${RGO * i}u)`;

@@ -88,6 +88,17 @@ const byId = (id: string): WorkloadCase => {
   if (!c) throw new Error(`no case ${id}`);
   return c;
 };
+/** The D256 row of the tuning runs (not in the manifest): B1, q 1024, 8192 old keys, 32/8 heads. */
+const d256Case = adHocCase({
+  batch: 1,
+  heads: 32,
+  headsKv: 8,
+  headDim: 256,
+  qLen: 1024,
+  cacheLen: 8192,
+  pageSize: 64,
+  label: "adhoc-d256-q1k-old8k",
+});
 const dflt: Config = { name: "default", options: {} };
 const v2: Config = { name: "v2 default (f32)", options: { pipelined: false, f16Math: false } };
 const v3: Config = { name: "v3 pipe (default tile)", options: { pipelined: true } };
@@ -170,16 +181,7 @@ const jobs: Job[] = local
       ],
     },
     {
-      c: adHocCase({
-        batch: 1,
-        heads: 32,
-        headsKv: 8,
-        headDim: 256,
-        qLen: 1024,
-        cacheLen: 8192,
-        pageSize: 64,
-        label: "adhoc-d256-q1k-old8k",
-      }),
+      c: d256Case,
       configs: [
         dflt,
         { name: "f16 32x32 wg128 s1o2", options: { tile: th(32, 32, 128, 1, 2) } },
@@ -291,16 +293,7 @@ const jobs: Job[] = local
       configs: [dflt],
     },
     {
-      c: adHocCase({
-        batch: 1,
-        heads: 32,
-        headsKv: 8,
-        headDim: 256,
-        qLen: 1024,
-        cacheLen: 8192,
-        pageSize: 64,
-        label: "adhoc-d256-q1k-old8k",
-      }),
+      c: d256Case,
       configs: [dflt],
     },
   ];

@@ -55,6 +55,11 @@ export interface TestCaseOptions {
   junk?: boolean;
   /** Extra never-referenced pages in the pool (canaries). @default 2 */
   extraPages?: number;
+  /**
+   * Every q, k and v value (and the fp8/int8 scales) times this: large-magnitude inputs that
+   * stay finite in the input dtype. @default 1
+   */
+  magnitude?: number;
   seed: number;
 }
 
@@ -75,10 +80,10 @@ export function normal(rand: () => number): number {
   return Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
 }
 
-function _half(dtype: QDtype, values: number, rand: () => number): Tensor {
+function _half(dtype: QDtype, values: number, rand: () => number, magnitude: number): Tensor {
   const data = new Uint16Array(values);
   const enc = dtype === "f16" ? numberToF16Bits : numberToBf16Bits;
-  for (let i = 0; i < values; i++) data[i] = enc(normal(rand));
+  for (let i = 0; i < values; i++) data[i] = enc(magnitude * normal(rand));
   return { dtype, shape: [], data };
 }
 
@@ -87,6 +92,7 @@ export function makeTestCase(
   o: TestCaseOptions,
 ): { inputs: PagedPrefillInputs; params: PagedPrefillParams } {
   const rand = seededRandom(o.seed);
+  const mag = o.magnitude ?? 1;
   const cache = o.cacheDtype ?? o.qDtype;
   const B = o.qLens.length;
   const H = o.heads, Hkv = o.kvHeads, D = o.headDim, ps = o.pageSize;
@@ -130,7 +136,7 @@ export function makeTestCase(
     const s = new Float32Array(n);
     // fp8: |x| * inv stays well under 448; int8: ~3 sigma maps near 127.
     for (let i = 0; i < n; i++) {
-      s[i] = cache === "int8" ? (2.5 + 1.5 * rand()) / 127 : (1 + rand()) / 64;
+      s[i] = mag * (cache === "int8" ? (2.5 + 1.5 * rand()) / 127 : (1 + rand()) / 64);
     }
     return s;
   };
@@ -151,7 +157,7 @@ export function makeTestCase(
         const slot = table[b * maxPages + Math.floor(pos / ps)]! * ps + (pos % ps);
         for (let e = 0; e < rowElems; e++) {
           const inv = scale ? inverseScale(scale[cache === "int8" ? e : 0]!) : 1;
-          const x = Math.fround(normal(rand));
+          const x = Math.fround(mag * normal(rand));
           data[slot * rowElems + e] = quantized
             ? encodeCacheElement(cache, x, inv)
             : cache === "f16"
@@ -164,9 +170,9 @@ export function makeTestCase(
   };
   const kPages = makePool(kScale);
   const vPages = makePool(vScale);
-  const q = _half(o.qDtype, totalQ * H * D, rand);
-  const kNew = _half(o.qDtype, totalQ * Hkv * D, rand);
-  const vNew = _half(o.qDtype, totalQ * Hkv * D, rand);
+  const q = _half(o.qDtype, totalQ * H * D, rand, mag);
+  const kNew = _half(o.qDtype, totalQ * Hkv * D, rand, mag);
+  const vNew = _half(o.qDtype, totalQ * Hkv * D, rand, mag);
   const cu = new Int32Array(B + 1);
   o.qLens.forEach((q, b) => cu[b + 1] = cu[b]! + q);
   const inputs: PagedPrefillInputs = {

@@ -85,7 +85,7 @@ export function planPoolLayout(
       ["k_new", kvNewBytes],
       ["v_new", kvNewBytes],
       ["block_table", p.batch * p.maxPagesPerReq * 4],
-      ["k_scale/v_scale", scaleCount(p) * 16],
+      ["k_scale/v_scale", scaleCount(p) * 16 + 8],
     ] as const
   ) {
     if (bytes > limit) {
@@ -221,26 +221,32 @@ export function uploadInputs(
 }
 
 /**
- * The host copy of the scales buffer: f32 `[kScale(n), vScale(n), kInv(n), vInv(n)]`,
- * n = 1 for fp8 and for f16/bf16 caches (scale 1), n = H_kv * D for int8.
+ * The host copy of the scales buffer: f32 `[kScale(n), vScale(n), kInv(n), vInv(n), kMax,
+ * vMax]`, n = 1 for fp8 and for f16/bf16 caches (scale 1), n = H_kv * D for int8; kMax / vMax
+ * are the largest k / v scale (flash's f16 arithmetic bounds the decoded values with them).
  *
  * @example
  * ```ts ignore
- * const s = scalesHost(inputs, problem); // fp8 with k_scale 0.5: [0.5, vs, 2, 1/vs]
+ * const s = scalesHost(inputs, problem); // fp8 with k_scale 0.5: [0.5, vs, 2, 1/vs, 0.5, vs]
  * ```
  */
 export function scalesHost(inputs: PagedPrefillInputs, problem: Problem): Float32Array {
   const n = scaleCount(problem);
-  const out = new Float32Array(4 * n).fill(1);
+  const out = new Float32Array(4 * n + 2).fill(1);
   if (problem.cacheDtype === "fp8_e4m3" || problem.cacheDtype === "int8") {
     const k = inputs.kScale!.data as Float32Array;
     const v = inputs.vScale!.data as Float32Array;
+    let kMax = 0, vMax = 0;
     for (let i = 0; i < n; i++) {
       out[i] = k[i]!;
       out[n + i] = v[i]!;
       out[2 * n + i] = Math.fround(1 / k[i]!);
       out[3 * n + i] = Math.fround(1 / v[i]!);
+      kMax = Math.max(kMax, k[i]!);
+      vMax = Math.max(vMax, v[i]!);
     }
+    out[4 * n] = kMax;
+    out[4 * n + 1] = vMax;
   }
   return out;
 }

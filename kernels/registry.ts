@@ -7,7 +7,7 @@ import type { KernelVariant } from "./variant.ts";
 import type { Problem } from "../op/types.ts";
 import { simpleVariant } from "./paged_prefill/simple.ts";
 import { dequantVariant } from "./paged_prefill/dequant.ts";
-import { flashVariant } from "./flash/flash.ts";
+import { flashF32Variant, flashVariant } from "./flash/flash.ts";
 import { decodeVariant } from "./decode/decode.ts";
 import { mmaVariant } from "./mma/mma.ts";
 
@@ -15,7 +15,7 @@ import { mmaVariant } from "./mma/mma.ts";
  * Every kernel variant, most preferred first: an unnamed selection takes the first that
  * supports the problem. Faster variants go before `simple`, which runs everything; `decode`
  * claims only decode-like problems (few rows per KV head, long caches), so prefill falls
- * through to the tiled kernels.
+ * through to the tiled kernels. `dequant` and `flash-f32` come after `simple`: by name only.
  *
  * @example
  * ```ts ignore
@@ -28,6 +28,7 @@ export const KERNEL_VARIANTS: KernelVariant[] = [
   flashVariant,
   simpleVariant,
   dequantVariant,
+  flashF32Variant,
 ];
 
 /**

@@ -59,7 +59,9 @@ export interface FlashOptions extends WorkListOptions {
 
 /**
  * Whether plans without an explicit tile may use f16 arithmetic. On the H200 it takes the seed
- * row from 1.64 to 1.09 ms, and verify --all passes with it (docs/PERF_LOG.md, v4).
+ * row from 1.64 to 1.09 ms, and verify --all passes with it (docs/PERF_LOG.md, v4). Its error
+ * is ~1.5e-3 of the scale of v (PERF_LOG v5): inside SPEC §4's tolerance for unit-scale inputs,
+ * not for |v| far above 1, where the `flash-f32` variant keeps f32 products.
  */
 export const FLASH_F16_MATH_DEFAULT = true;
 
@@ -367,4 +369,25 @@ export const flashVariant: KernelVariant = {
     "tiled flash prefill: GQA group x query tile per workgroup, paged K/V tiles dequantized in workgroup memory, register-tiled QK^T/PV, split-KV",
   supports: flashSupport,
   plan: (gpu, dev) => planFlash(gpu, dev),
+};
+
+/**
+ * `flash` with f32 QK^T and PV products where `flash` would use f16 arithmetic: for inputs far
+ * from unit scale, where f16 products cost the tolerance (PERF_LOG v5). Chosen only by name.
+ *
+ * @example
+ * ```ts ignore
+ * const out = await pagedPrefill(gpu, inputs, params, { kernel: "flash-f32" });
+ * ```
+ */
+export const flashF32Variant: KernelVariant = {
+  name: "flash-f32",
+  description:
+    "flash with f32 QK^T and PV products (no f16 arithmetic), for inputs far from unit scale",
+  supports: (problem, gpu) =>
+    flashSupport(problem, gpu) ??
+      (defaultFlashTile(problem, gpu)?.f16Math
+        ? null
+        : "flash already multiplies in f32 here (bf16 q or cache, or no shader-f16)"),
+  plan: (gpu, dev) => planFlash(gpu, dev, { f16Math: false }),
 };

@@ -3,9 +3,9 @@ import { makeTestCase, runPlan, type TestCaseOptions } from "../_testing.ts";
 import { validateProblem } from "../../op/validate.ts";
 import { uploadInputs } from "../device_inputs.ts";
 import { referenceAppend, referenceAttention } from "../../reference/attention.ts";
-import { bf16BitsToNumber, f16BitsToNumber } from "../../reference/codecs.ts";
+import { bf16BitsToNumber, decodeCacheElement, f16BitsToNumber } from "../../reference/codecs.ts";
 import type { Tensor } from "../../op/types.ts";
-import { type FlashOptions, planFlash } from "./flash.ts";
+import { flashF32Variant, type FlashOptions, planFlash } from "./flash.ts";
 import { buildWorkList } from "./work_list.ts";
 import assert from "node:assert/strict";
 import {
@@ -428,6 +428,116 @@ Deno.test("f16Math planFlash() matches the reference non-causal with softcap (MH
   }, { tile: { ...half, unrollD: true }, targetItems: 0 });
 });
 
+/** Largest |o - ref| and |ref| of a flash run, and how many outputs are not finite. */
+async function errorOf(
+  o: TestCaseOptions,
+  options: FlashOptions,
+  scales?: (s: Float32Array) => void,
+): Promise<
+  { maxErr: number; maxRef: number; maxCache: number; nonFinite: number; tolRatio: number }
+> {
+  const g = await gpu();
+  const { inputs, params } = makeTestCase(o);
+  if (scales) { for (const t of [inputs.kScale!, inputs.vScale!]) scales(t.data as Float32Array); }
+  const problem = validateProblem(inputs, params);
+  // Largest decoded K or V value the attention reads (positions below each request's old).
+  let maxCache = 0;
+  const rowElems = problem.numKvHeads * problem.headDim;
+  for (const [pool, scale] of [[inputs.kPages, inputs.kScale], [inputs.vPages, inputs.vScale]]) {
+    if (!scale) continue;
+    for (let b = 0; b < problem.batch; b++) {
+      for (let pos = 0; pos < problem.cacheLens[b]!; pos++) {
+        const page = (inputs.blockTable.data as Int32Array)[
+          b * problem.maxPagesPerReq + Math.floor(pos / problem.pageSize)
+        ]!;
+        const slot = page * problem.pageSize + (pos % problem.pageSize);
+        for (let e = 0; e < rowElems; e++) {
+          const raw = (pool!.data as Uint8Array | Int8Array)[slot * rowElems + e]!;
+          const sc = (scale.data as Float32Array)[problem.cacheDtype === "int8" ? e : 0]!;
+          const x = decodeCacheElement(problem.cacheDtype, raw, sc);
+          if (Number.isFinite(x)) maxCache = Math.max(maxCache, Math.abs(x));
+        }
+      }
+    }
+  }
+  const dev = uploadInputs(g, inputs, problem);
+  const plan = await planFlash(g, dev, options);
+  try {
+    const out = await runPlan(g, plan, dev, inputs);
+    const ref = referenceAttention(inputs, problem);
+    const H = problem.numHeads, D = problem.headDim;
+    let maxErr = 0, maxRef = 0, nonFinite = 0, tolRatio = 0;
+    ref.rows.forEach((row, ri) => {
+      for (let e = 0; e < H * D; e++) {
+        const want = ref.o[ri * H * D + e]!;
+        const got = f16BitsToNumber((out.o.data as Uint16Array)[row.token * H * D + e]!);
+        if (!Number.isFinite(got)) nonFinite++;
+        const diff = Math.abs(got - want);
+        maxErr = Math.max(maxErr, diff);
+        maxRef = Math.max(maxRef, Math.abs(want));
+        tolRatio = Math.max(tolRatio, diff / (2e-3 + 2e-3 * Math.abs(want)));
+      }
+    });
+    return { maxErr, maxRef, maxCache, nonFinite, tolRatio };
+  } finally {
+    plan.destroy();
+    dev.destroy();
+  }
+}
+
+Deno.test("f16Math keeps every output finite and its error relative to the inputs' scale for q, k and v up to 3000 (f16, fp8 and int8 caches)", async () => {
+  for (const cacheDtype of ["f16", "fp8_e4m3", "int8"] as const) {
+    for (const magnitude of [300, 3000]) {
+      const o: TestCaseOptions = {
+        qDtype: "f16",
+        cacheDtype,
+        qLens: [9, 4],
+        cacheLens: [40, 17],
+        heads: 2,
+        kvHeads: 1,
+        headDim: 32,
+        pageSize: 16,
+        magnitude,
+        // Scores of unit scale, as with unit inputs: products of size magnitude^2.
+        smScale: 1 / (Math.sqrt(32) * magnitude * magnitude),
+        seed: 35,
+      };
+      const half16 = await errorOf(o, { tile: half, targetItems: 0 });
+      const what = `${cacheDtype} x${magnitude}: ${JSON.stringify(half16)}`;
+      // Before the range guard: 832 of 832 outputs NaN (q k products over 65504).
+      assert.equal(half16.nonFinite, 0, what);
+      // f16 arithmetic: ~1.5e-3 of the scale of v (measured); the f32 path is inside SPEC §4.
+      assert.ok(half16.maxErr <= 5e-3 * half16.maxRef, what);
+      const f32 = await errorOf(o, { tile: small, targetItems: 0 });
+      assert.ok(f32.tolRatio <= 1, `${cacheDtype} x${magnitude} f32 path: ${JSON.stringify(f32)}`);
+    }
+  }
+});
+
+Deno.test("f16Math keeps every output finite with fp8 and int8 scales that decode past the f16 range", async () => {
+  for (const cacheDtype of ["fp8_e4m3", "int8"] as const) {
+    // Scales x 20000: decoded K and V reach ~1e5 (f16's largest value is 65504).
+    const o: TestCaseOptions = {
+      qDtype: "f16",
+      cacheDtype,
+      qLens: [9, 4],
+      cacheLens: [40, 17],
+      heads: 2,
+      kvHeads: 1,
+      headDim: 32,
+      pageSize: 16,
+      smScale: 1e-5,
+      seed: 36,
+    };
+    const big = (s: Float32Array) => s.forEach((x, i) => s[i] = x * 20000);
+    const r = await errorOf(o, { tile: half, targetItems: 0 }, big);
+    const what = `${cacheDtype}: ${JSON.stringify(r)}`;
+    assert.ok(r.maxCache > 65504, what);
+    assert.equal(r.nonFinite, 0, what);
+    assert.ok(r.maxErr <= 5e-3 * r.maxRef, what);
+  }
+});
+
 Deno.test("flashSpecProblem() refuses f16Math where it cannot hold", () => {
   const base: FlashSpec = {
     qDtype: "f16",
@@ -504,4 +614,44 @@ Deno.test("chooseFlashTile() picks f16-arithmetic tiles only for f16 q with a no
   // lavapipe's 32 KiB: the f16 tiles take half the bytes, so a 64-row tile still fits.
   const lavapipe = { workgroupBytes: 32768, invocations: 256, f16: true };
   assert.equal(shape(chooseFlashTile(problem("f16", "f16"), lavapipe)), "64x32/256 s2o4 f16");
+});
+
+Deno.test("flash-f32 plans flash without f16 arithmetic, and claims only problems where flash would use it", async () => {
+  const g = await gpu();
+  const o: TestCaseOptions = {
+    qDtype: "f16",
+    qLens: [9, 4],
+    cacheLens: [40, 17],
+    heads: 2,
+    kvHeads: 1,
+    headDim: 32,
+    pageSize: 16,
+    magnitude: 300,
+    smScale: 1 / (Math.sqrt(32) * 300 * 300),
+    seed: 37,
+  };
+  const { inputs, params } = makeTestCase(o);
+  const f16 = validateProblem(inputs, params);
+  const bf16 = { ...f16, qDtype: "bf16", cacheDtype: "bf16" } as const;
+  assert.match(flashF32Variant.supports(bf16, g)!, /already multiplies in f32/);
+  assert.equal(flashF32Variant.supports(f16, g) === null, g.hasF16);
+  if (!g.hasF16) return;
+  const dev = uploadInputs(g, inputs, f16);
+  const plan = await flashF32Variant.plan(g, dev);
+  try {
+    assert.doesNotMatch(plan.key, /_hm/);
+    const out = await runPlan(g, plan, dev, inputs);
+    const ref = referenceAttention(inputs, f16);
+    const H = f16.numHeads, D = f16.headDim;
+    ref.rows.forEach((row, ri) => {
+      for (let e = 0; e < H * D; e++) {
+        const want = ref.o[ri * H * D + e]!;
+        const got = f16BitsToNumber((out.o.data as Uint16Array)[row.token * H * D + e]!);
+        assert.ok(Math.abs(got - want) <= 2e-3 + 2e-3 * Math.abs(want), `${got} vs ${want}`);
+      }
+    });
+  } finally {
+    plan.destroy();
+    dev.destroy();
+  }
 });

@@ -167,7 +167,12 @@ export function flashGeometry(spec: FlashSpec): FlashGeometry {
   const chunksPerRow = D / chunkElems;
   const qBytes = spec.rows * (d4 + 1) * (spec.qF32 ? 16 : 8); // q tile
   const pBytes = spec.rows * (spec.keys / 4 + 1) * (spec.f16Math ? 8 : 16); // P
-  const lutBytes = spec.cacheDtype === "fp8_e4m3" ? 1024 : 0; // e4m3 decode table
+  // e4m3 decode table; int8 with f16Math: the k and v scales times fk, fv (2 x D f32).
+  const lutBytes = spec.cacheDtype === "fp8_e4m3"
+    ? 1024
+    : spec.cacheDtype === "int8" && spec.f16Math
+    ? 8 * D
+    : 0;
   const workgroupBytes = spec.pipelined
     ? qBytes + pBytes + lutBytes +
       2 * spec.keys * (d4 + 1) * (spec.kv16 ? 8 : 16) + // K tile and V tile

@@ -61,6 +61,34 @@ export const COMBINE_PARAMS = ["num_heads", "group", "n_items", "grid_x", "ml_ba
 const M_INIT = "-1.0e30";
 const MASKED = "-3.0e38";
 
+/** The largest f16 value the range guard lets a value or partial sum reach (65504 - 32). */
+const F16_GUARD_MAX = 65472;
+
+/**
+ * f16Math's range guard: Q, K and V enter the f16 tiles times powers of two (fq per work item,
+ * fk and fv per call) so that no f16 value or partial sum can overflow for any finite input
+ * (SPEC §1: no Inf or NaN comes out of finite input). The scores are divided by fq * fk and O's
+ * partial sums by fv when they are added into f32, both exact. Bounds: |k~| <= 65504 (an f16
+ * value, or the largest code times the largest scale times fk), so with |q~| < 2^qExp each
+ * f16 lane of `qkFlush` products stays under 2^15; P <= 1 and |v~| <= vLimit keep each lane
+ * of `pvFlush` PV products under 65472.
+ *
+ * @example
+ * ```ts
+ * import { f16RangeGuard } from "./template.ts";
+ * f16RangeGuard(8, 16); // { qExp: -4, vLimit: 4092 }
+ * ```
+ */
+export function f16RangeGuard(qkFlush: number, pvFlush: number): { qExp: number; vLimit: number } {
+  return { qExp: -1 - Math.ceil(Math.log2(qkFlush)), vLimit: F16_GUARD_MAX / pvFlush };
+}
+
+/** A WGSL f32 literal of `x`. */
+function _f32(x: number): string {
+  const t = String(Math.fround(x));
+  return /[.e]/.test(t) ? t : `${t}.0`;
+}
+
 function _lines(n: number, f: (i: number) => string): string {
   return Array.from({ length: n }, (_, i) => f(i)).join("\n");
 }
@@ -101,6 +129,10 @@ export function flashWgsl(spec: FlashSpec): string {
   const half = spec.f16Math === true;
   const { qk: qkFlush, pv: pvFlush } = f16Flushes(spec, DU);
   const qPerThread = Math.ceil(qTiles / T);
+  const guard = f16RangeGuard(qkFlush, pvFlush);
+  // f16Math: the power-of-two factor of each staged K or V value (see f16RangeGuard).
+  const factor = (which: "k" | "v") =>
+    !half ? "" : which === "v" ? " * fv" : byteCache ? " * fk" : "";
 
   // -- staging of one K or V tile: raw 16-byte chunks into registers, decoded later ----------
   const loadChunks = (which: "k" | "v", kt: string, pageVar = "tile_page") =>
@@ -154,12 +186,21 @@ export function flashWgsl(spec: FlashSpec): string {
     ${put("cc * 2u + 1u", "w.zw")}`;
       } else if (!byteCache) {
         body = `    let w = ${which}r${i};
-    ${put("cc * 2u", "vec4<f32>(unpack_q2(w.x), unpack_q2(w.y))")}
-    ${put("cc * 2u + 1u", "vec4<f32>(unpack_q2(w.z), unpack_q2(w.w))")}`;
+    ${put("cc * 2u", `vec4<f32>(unpack_q2(w.x), unpack_q2(w.y))${factor(which)}`)}
+    ${put("cc * 2u + 1u", `vec4<f32>(unpack_q2(w.z), unpack_q2(w.w))${factor(which)}`)}`;
       } else {
         const scaled = (w: string, e: number) => {
           if (fp8) {
-            return `vec4<f32>(e4m3_lut[${w} & 0xffu], e4m3_lut[(${w} >> 8u) & 0xffu], e4m3_lut[(${w} >> 16u) & 0xffu], e4m3_lut[${w} >> 24u]) * scales[${sIdx}u]`;
+            // f16Math: the scale with the tile factor folded in (ksc = k_scale * fk).
+            return `vec4<f32>(e4m3_lut[${w} & 0xffu], e4m3_lut[(${w} >> 8u) & 0xffu], e4m3_lut[(${w} >> 16u) & 0xffu], e4m3_lut[${w} >> 24u]) * ${
+              half ? `${which}sc` : `scales[${sIdx}u]`
+            }`;
+          }
+          if (half) {
+            // The item's per-channel scales, times fk or fv, from workgroup memory.
+            return `vec4<f32>(decode_int8(${w} & 0xffu), decode_int8((${w} >> 8u) & 0xffu), decode_int8((${w} >> 16u) & 0xffu), decode_int8(${w} >> 24u)) * sc_tab[${
+              sIdx * (D / 4)
+            }u + cc * 4u + ${e}u]`;
           }
           const base = `${sIdx}u * params.scale_n + kvh * ${D}u + cc * 16u + ${4 * e}u`;
           return `vec4<f32>(decode_int8(${w} & 0xffu) * scales[${base}], decode_int8((${w} >> 8u) & 0xffu) * scales[${base} + 1u], decode_int8((${w} >> 16u) & 0xffu) * scales[${base} + 2u], decode_int8(${w} >> 24u) * scales[${base} + 3u])`;
@@ -167,10 +208,10 @@ export function flashWgsl(spec: FlashSpec): string {
         body = `    let w = ${which}r${i};
     if (${which}n${i}) {
       let w2 = ${which}s${i};
-      ${put("cc * 4u", "vec4<f32>(unpack_q2(w.x), unpack_q2(w.y))")}
-      ${put("cc * 4u + 1u", "vec4<f32>(unpack_q2(w.z), unpack_q2(w.w))")}
-      ${put("cc * 4u + 2u", "vec4<f32>(unpack_q2(w2.x), unpack_q2(w2.y))")}
-      ${put("cc * 4u + 3u", "vec4<f32>(unpack_q2(w2.z), unpack_q2(w2.w))")}
+      ${put("cc * 4u", `vec4<f32>(unpack_q2(w.x), unpack_q2(w.y))${factor(which)}`)}
+      ${put("cc * 4u + 1u", `vec4<f32>(unpack_q2(w.z), unpack_q2(w.w))${factor(which)}`)}
+      ${put("cc * 4u + 2u", `vec4<f32>(unpack_q2(w2.x), unpack_q2(w2.y))${factor(which)}`)}
+      ${put("cc * 4u + 3u", `vec4<f32>(unpack_q2(w2.z), unpack_q2(w2.w))${factor(which)}`)}
     } else {
       ${put("cc * 4u", scaled("w.x", 0))}
       ${put("cc * 4u + 1u", scaled("w.y", 1))}
@@ -235,12 +276,14 @@ ${body}
     ? _lines(DC, (dc) => `    {\n${qkStep(`${dc}`)}\n    }`)
     : `    for (var dc = 0u; dc < ${DC}u; dc = dc + 1u) {\n${qkStep("dc")}\n    }`;
 
+  // f16Math: sa = scale_a / (fq * fk) undoes the Q and K factors (exact powers of two).
+  const sa = half ? "sa" : "params.scale_a";
   const scoreScale = spec.softcap
     // tanh(x) = 1 - 2 / (e^(2x) + 1): one exp2 and one reciprocal (the tanh builtin cost the
     // D64 softcap row a 2x slowdown at 128 threads, PERF_LOG v2); 2.885... = 2 log2(e).
     ? (v: string) =>
-      `${v} = params.scale_b * (1.0 - 2.0 / (exp2(clamp(${v} * params.scale_a, -15.0, 15.0) * 2.8853900817779268) + 1.0));`
-    : (v: string) => `${v} = ${v} * params.scale_a;`;
+      `${v} = params.scale_b * (1.0 - 2.0 / (exp2(clamp(${v} * ${sa}, -15.0, 15.0) * 2.8853900817779268) + 1.0));`
+    : (v: string) => `${v} = ${v} * ${sa};`;
 
   // -- PV over one tile: TRO rows x DC vec4 columns per thread ----------------------------
   // Pipelined: P of key group kg is relative to that group's max; f{i}_{kg} rescales it.
@@ -253,7 +296,7 @@ ${body}
       _lines(
         DC,
         (mm) =>
-          `    o${i}_${mm} = o${i}_${mm} + vec4<f32>(ob${i}_${mm}); ob${i}_${mm} = vec4<f16>(0.0);`,
+          `    o${i}_${mm} = fma(vec4<f32>(ob${i}_${mm}), vec4<f32>(ivf), o${i}_${mm}); ob${i}_${mm} = vec4<f16>(0.0);`,
       ),
   );
   const pv = _lines(BC / 4, (p4) =>
@@ -561,6 +604,92 @@ ${pv}
 ${pipeOutput}
 `;
 
+  // -- Q tile: rows f0 .. f0 + BR of the flattened (query, head-in-group) rows ------------
+  const qLoad = (v: string, idx: string) =>
+    `      let r = ${idx} / ${D / 8}u;
+      let flat = f0 + r;
+      if (flat < nrows) {
+        let tok = q_start + flat / params.group;
+        let head = kvh * params.group + flat % params.group;
+        ${v} = q[(tok * params.num_heads + head) * ${D / 8}u + ${idx} % ${D / 8}u];
+      }`;
+  const qStore = (v: string, idx: string, conv: (half: string) => string) =>
+    `      let qrow = ${idx} / ${D / 8}u;
+      let a = 2u * (${idx} % ${D / 8}u);
+      qs[qrow / ${RGS}u][qrow % ${RGS}u].c[a / ${DU}u][a % ${DU}u] = ${conv(`${v}.xy`)};
+      qs[qrow / ${RGS}u][qrow % ${RGS}u].c[(a + 1u) / ${DU}u][(a + 1u) % ${DU}u] = ${
+      conv(`${v}.zw`)
+    };`;
+  const qStaging = `  // Q tile: rows f0 .. f0 + ${BR} of the flattened (query, head-in-group) rows.
+  for (var e = 0u; e < ${qPerThread}u; e = e + 1u) {
+    let idx = lid + e * ${T}u;
+    if (idx < ${qTiles}u) {
+      var v = vec4<u32>(0u);
+${qLoad("v", "idx")}
+${qStore("v", "idx", (w) => spec.qF32 ? `unpack_q4(${w})` : w)}
+    }
+  }`;
+  // f16Math: the Q tile's largest |q| (f16 bits, through a workgroup atomic) sets fq so that
+  // |q * fq| < 2^qExp; sa folds 1 / (fq * fk) into the score scale.
+  const qStagingHalf =
+    `  // Q tile: rows f0 .. f0 + ${BR} of the flattened (query, head-in-group) rows, times fq.
+  var qmag = vec4<u32>(0u);
+${
+      _lines(qPerThread, (e) =>
+        `  var qr${e} = vec4<u32>(0u);
+  {
+    let idx = lid + ${e * T}u;
+    if (idx < ${qTiles}u) {
+${qLoad(`qr${e}`, "idx")}
+    }
+    let t = qr${e} & vec4<u32>(0x7fff7fffu);
+    qmag = max(qmag, max(t, t << vec4<u32>(16u)));
+  }`)
+    }
+  atomicMax(&q_amax, max(max(qmag.x, qmag.y), max(qmag.z, qmag.w)) >> 16u);
+  workgroupBarrier();
+  // Biased f16 exponent of the largest |q|: |q| < 2^(qe - 14).
+  let qe = atomicLoad(&q_amax) >> 10u;
+  let fq = bitcast<f32>((${127 + guard.qExp + 14}u - qe) << 23u);
+  let sa = params.scale_a * bitcast<f32>((qe + ${127 - guard.qExp - 14}u) << 23u) * pow2_inv(fk);
+${
+      _lines(qPerThread, (e) =>
+        `  {
+    let idx = lid + ${e * T}u;
+    if (idx < ${qTiles}u) {
+${qStore(`qr${e}`, "idx", (w) => `vec4<f16>(vec4<f32>(unpack_q2(${w}.x), unpack_q2(${w}.y)) * fq)`)}
+    }
+  }`)
+    }`;
+  const codeMax = fp8 ? 448 : 127;
+  const guardFactors =
+    `  // f16 range guard (f16RangeGuard): K and V values times fk, fv (powers of two).
+  let fk = ${
+      byteCache
+        ? `pow2_floor(min(1.0, ${_f32(F16_GUARD_MAX / codeMax)} / scales[4u * params.scale_n]))`
+        : "1.0"
+    };
+  let fv = ${
+      byteCache
+        ? `pow2_floor(min(${_f32(guard.vLimit / 65504)}, ${
+          _f32(guard.vLimit / codeMax)
+        } / scales[4u * params.scale_n + 1u]))`
+        : _f32(2 ** Math.floor(Math.log2(guard.vLimit / 65504)))
+    };
+  let ivf = pow2_inv(fv);${
+      fp8 ? "\n  let ksc = scales[0u] * fk;\n  let vsc = scales[1u] * fv;" : ""
+    }${
+      int8
+        ? `
+  // This KV head's k and v scales times fk, fv (ready after the Q barrier below).
+  for (var e = lid; e < ${D / 2}u; e = e + ${T}u) {
+    let which = e / ${D / 4}u;
+    let base = which * params.scale_n + kvh * ${D}u + (e % ${D / 4}u) * 4u;
+    sc_tab[e] = vec4<f32>(scales[base], scales[base + 1u], scales[base + 2u], scales[base + 3u]) * select(fk, fv, which == 1u);
+  }`
+        : ""
+    }`;
+
   return `${half ? "enable f16;\n" : ""}// ${flashKey(spec)}
 // Tiled paged prefill: workgroup = ${BR} (query, head) rows of one KV head's group x a range of
 // ${BC}-key tiles; S = QK^T as ${TRS}x${TCS} per thread, O as ${TRO} rows x ${DC} vec4 per thread.
@@ -633,7 +762,21 @@ var<workgroup> ps: array<array<PRow, ${RGO}>, ${TRO}>;
 var<workgroup> red: array<array<f32, ${BR}>, ${KG}>;
 var<workgroup> alpha_s: array<f32, ${BR}>;`
   }
-${fp8 ? `var<workgroup> e4m3_lut: array<f32, 256>;\n` : ""}
+${fp8 ? `var<workgroup> e4m3_lut: array<f32, 256>;\n` : ""}${
+    half
+      ? `var<workgroup> q_amax: atomic<u32>;${
+        int8 ? `\nvar<workgroup> sc_tab: array<vec4<f32>, ${D / 2}>;` : ""
+      }
+// 2^floor(log2 x) of a positive normal x; 1 / x of a power of two x.
+fn pow2_floor(x: f32) -> f32 {
+  return bitcast<f32>(bitcast<u32>(x) & 0x7f800000u);
+}
+fn pow2_inv(x: f32) -> f32 {
+  return bitcast<f32>((254u << 23u) - (bitcast<u32>(x) & 0x7f800000u));
+}
+`
+      : ""
+  }
 ${wgslQUnpack(spec.qDtype)}
 ${spec.split ? "" : wgslQPack(spec.qDtype)}
 ${wgslCodecs(...codecs)}
@@ -669,35 +812,14 @@ fn main(
   let kg = lid % ${KG}u;
   let rgo = lid / ${DU}u;
   let dg = lid % ${DU}u;
+${half ? guardFactors : ""}
 ${
     fp8
       ? `  for (var e = lid; e < 256u; e = e + ${T}u) {\n    e4m3_lut[e] = decode_e4m3(e);\n  }`
       : ""
   }
 
-  // Q tile: rows f0 .. f0 + ${BR} of the flattened (query, head-in-group) rows.
-  for (var e = 0u; e < ${qPerThread}u; e = e + 1u) {
-    let idx = lid + e * ${T}u;
-    if (idx < ${qTiles}u) {
-      let r = idx / ${D / 8}u;
-      let w = idx % ${D / 8}u;
-      let flat = f0 + r;
-      var v = vec4<u32>(0u);
-      if (flat < nrows) {
-        let tok = q_start + flat / params.group;
-        let head = kvh * params.group + flat % params.group;
-        v = q[(tok * params.num_heads + head) * ${D / 8}u + w];
-      }
-      let a = 2u * w;
-      qs[r / ${RGS}u][r % ${RGS}u].c[a / ${DU}u][a % ${DU}u] = ${
-    half ? "vec4<f16>(unpack_q4(v.xy))" : spec.qF32 ? "unpack_q4(v.xy)" : "v.xy"
-  };
-      qs[r / ${RGS}u][r % ${RGS}u].c[(a + 1u) / ${DU}u][(a + 1u) % ${DU}u] = ${
-    half ? "vec4<f16>(unpack_q4(v.zw))" : spec.qF32 ? "unpack_q4(v.zw)" : "v.zw"
-  };
-    }
-  }
-
+${half ? qStagingHalf : qStaging}
 ${spec.pipelined ? pipelinedBody : v2Body}
 }
 `;

@@ -657,7 +657,7 @@ ${
         `  {
     let idx = lid + ${e * T}u;
     if (idx < ${qTiles}u) {
-${qStore(`qr${e}`, "idx", (w) => `vec4<f16>(vec4<f32>(unpack_q2(${w}.x), unpack_q2(${w}.y)) * fq)`)}
+${qStore(`qr${e}`, "idx", (w) => `vec4<f16>(unpack_q4(${w}) * fq)`)}
     }
   }`)
     }`;

@@ -18,6 +18,23 @@ export function scaleCount(problem: Problem): number {
   return problem.cacheDtype === "int8" ? problem.numKvHeads * problem.headDim : 1;
 }
 
+/**
+ * Layout of the scales buffer (`scalesHost`), f32 words for `n = scaleCount(problem)`: k scales
+ * [0, n), v scales [n, 2n), their f32 inverses [2n, 3n) and [3n, 4n), then the largest k and v
+ * scale (`kMax`, `vMax`) and the largest |k| and |v| of the bf16 values a call reads (`kAmax`,
+ * `vAmax`, written on the GPU by flash's bf16 range pass). Kernels address these words as
+ * `4u * params.scale_n + i`.
+ */
+export function scaleSlots(n: number): {
+  kMax: number;
+  vMax: number;
+  kAmax: number;
+  vAmax: number;
+  length: number;
+} {
+  return { kMax: 4 * n, vMax: 4 * n + 1, kAmax: 4 * n + 2, vAmax: 4 * n + 3, length: 4 * n + 4 };
+}
+
 /** Short dtype names used in variant keys. */
 export const DTYPE_KEY: Readonly<Record<CacheDtype, string>> = {
   f16: "f16",

@@ -17,7 +17,7 @@ import {
   type TensorData,
   type TensorDtype,
 } from "../op/types.ts";
-import { paddedSize, scaleCount } from "./_shared.ts";
+import { paddedSize, scaleCount, scaleSlots } from "./_shared.ts";
 
 /** Options of `uploadInputs()`. */
 export interface UploadOptions {
@@ -85,7 +85,7 @@ export function planPoolLayout(
       ["k_new", kvNewBytes],
       ["v_new", kvNewBytes],
       ["block_table", p.batch * p.maxPagesPerReq * 4],
-      ["k_scale/v_scale", scaleCount(p) * 16 + 8],
+      ["k_scale/v_scale", scaleSlots(scaleCount(p)).length * 4],
     ] as const
   ) {
     if (bytes > limit) {
@@ -188,7 +188,12 @@ export function uploadInputs(
     const vNew = upload("v_new", _bytesOf(inputs.vNew.data), STORAGE);
     const kPages = upload("k_pages", poolBytes(inputs.kPages), pool);
     const vPages = upload("v_pages", poolBytes(inputs.vPages), pool);
-    const scales = upload("scales", _bytesOf(scalesHost(inputs, problem)), STORAGE);
+    // COPY_SRC: tests read back what flash's bf16 range pass writes into it.
+    const scales = upload(
+      "scales",
+      _bytesOf(scalesHost(inputs, problem)),
+      STORAGE | GPUBufferUsage.COPY_SRC,
+    );
     const cuSeqlensQ = upload("cu_seqlens_q", _bytesOf(inputs.cuSeqlensQ.data), STORAGE);
     const cacheSeqlens = upload("cache_seqlens", _bytesOf(inputs.cacheSeqlens.data), STORAGE);
     const blockTable = upload("block_table", _bytesOf(layout.blockTable), STORAGE);
@@ -221,18 +226,23 @@ export function uploadInputs(
 }
 
 /**
- * The host copy of the scales buffer: f32 `[kScale(n), vScale(n), kInv(n), vInv(n), kMax,
- * vMax]`, n = 1 for fp8 and for f16/bf16 caches (scale 1), n = H_kv * D for int8; kMax / vMax
- * are the largest k / v scale (flash's f16 arithmetic bounds the decoded values with them).
+ * The host copy of the scales buffer (layout: `scaleSlots`): f32 `[kScale(n), vScale(n),
+ * kInv(n), vInv(n), kMax, vMax, kAmax, vAmax]`, n = 1 for fp8 and for f16/bf16 caches (scale 1),
+ * n = H_kv * D for int8; kMax / vMax are the largest k / v scale (flash's f16 arithmetic bounds
+ * the decoded values with them); kAmax / vAmax start at 0 and are filled on the GPU by flash's
+ * bf16 range pass.
  *
  * @example
  * ```ts ignore
- * const s = scalesHost(inputs, problem); // fp8 with k_scale 0.5: [0.5, vs, 2, 1/vs, 0.5, vs]
+ * const s = scalesHost(inputs, problem); // fp8, k_scale 0.5: [0.5, vs, 2, 1/vs, 0.5, vs, 0, 0]
  * ```
  */
 export function scalesHost(inputs: PagedPrefillInputs, problem: Problem): Float32Array {
   const n = scaleCount(problem);
-  const out = new Float32Array(4 * n + 2).fill(1);
+  const slots = scaleSlots(n);
+  const out = new Float32Array(slots.length).fill(1);
+  out[slots.kAmax] = 0;
+  out[slots.vAmax] = 0;
   if (problem.cacheDtype === "fp8_e4m3" || problem.cacheDtype === "int8") {
     const k = inputs.kScale!.data as Float32Array;
     const v = inputs.vScale!.data as Float32Array;
@@ -245,8 +255,8 @@ export function scalesHost(inputs: PagedPrefillInputs, problem: Problem): Float3
       kMax = Math.max(kMax, k[i]!);
       vMax = Math.max(vMax, v[i]!);
     }
-    out[4 * n] = kMax;
-    out[4 * n + 1] = vMax;
+    out[slots.kMax] = kMax;
+    out[slots.vMax] = vMax;
   }
   return out;
 }

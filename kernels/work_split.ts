@@ -33,16 +33,17 @@ export function rowTilesOf(problem: Problem, rows: number): RowTile[] {
 
 /**
  * Key units (tiles or steps) per split-KV item: unbounded when the row tiles alone give at
- * least `target` workgroups (or `target` is 0), else enough to reach `target` items over all
- * `units` (one count per row tile, times `kvHeads`), but never fewer than `minSplit`.
+ * least `splitBelow` workgroups (or `target` is 0), else enough to reach `target` items over
+ * all `units` (one count per row tile, times `kvHeads`), but never fewer than `minSplit`.
  */
 export function unitsPerItem(
   units: readonly number[],
   kvHeads: number,
   target: number,
   minSplit: number,
+  splitBelow = target,
 ): number {
-  if (target <= 0 || units.length * kvHeads >= target) return Infinity;
+  if (target <= 0 || units.length * kvHeads >= splitBelow) return Infinity;
   const work = units.reduce((s, n) => s + n, 0) * kvHeads;
   return Math.max(minSplit, Math.ceil(work / target));
 }

@@ -49,6 +49,8 @@ Deno.test("unitsPerItem() splits only when the row tiles give too few workgroups
   assert.equal(unitsPerItem([10, 10], 2, 0, 1), Infinity); // splitting off
   assert.equal(unitsPerItem([10, 10], 2, 8, 1), 5); // 40 units over 8 items
   assert.equal(unitsPerItem([10, 10], 2, 8, 7), 7); // but never under minSplit
+  assert.equal(unitsPerItem([10, 10], 2, 8, 1, 4), Infinity); // 4 items, not below splitBelow 4
+  assert.equal(unitsPerItem([10, 10], 2, 8, 1, 5), 5); // below 5: split towards target 8
   assert.equal(splitsOf(10, Infinity), 1);
   assert.equal(splitsOf(10, 4), 3);
   assert.equal(splitsOf(0, 4), 1);

@@ -65,6 +65,11 @@ export interface OutputCheck {
   maxRelErr: number;
   /** ||o - ref||₂ / ||ref||₂ over finite elements (the absolute L2 error when ref is all zero). */
   relL2Err: number;
+  /**
+   * max |o - ref| / (atol + rtol |ref|) over finite elements: the share of the tolerance the
+   * worst element uses (every finite element is within tolerance when this is <= 1).
+   */
+  toleranceUsed: number;
   /** Requests with at least one mismatch, ascending. */
   failingRequests: number[];
   /** The first mismatch in row order, when any. */
@@ -140,6 +145,7 @@ export function compareOutput(
   const data = actual.data as Uint16Array;
 
   let mismatches = 0, nonFinite = 0, maxAbsErr = 0, maxRelErr = 0, errSq = 0, refSq = 0;
+  let toleranceUsed = 0;
   const failing = new Set<number>();
   let firstBad: OutputMismatch | undefined;
   for (const [n, { request, row, token }] of ref.rows.entries()) {
@@ -157,6 +163,8 @@ export function compareOutput(
           if (err > maxAbsErr) maxAbsErr = err;
           const rel = err / Math.max(Math.abs(r), atol);
           if (rel > maxRelErr) maxRelErr = rel;
+          const used = err / (atol + rtol * Math.abs(r));
+          if (used > toleranceUsed) toleranceUsed = used;
           errSq += err * err;
           refSq += r * r;
         } else {
@@ -182,6 +190,7 @@ export function compareOutput(
     maxAbsErr,
     maxRelErr,
     relL2Err: refSq > 0 ? Math.sqrt(errSq / refSq) : Math.sqrt(errSq),
+    toleranceUsed,
     failingRequests: [...failing].sort((x, y) => x - y),
   };
   if (firstBad) check.firstBad = firstBad;
@@ -199,7 +208,8 @@ const _g = (x: number) => Number.isFinite(x) ? x.toPrecision(3) : String(x);
  * import { describeOutputCheck } from "./check.ts";
  * const line = describeOutputCheck({
  *   ok: true, atol: 2e-3, rtol: 2e-3, checkedRows: 4, checkedElements: 512, mismatches: 0,
- *   nonFinite: 0, maxAbsErr: 1e-4, maxRelErr: 3e-3, relL2Err: 2e-4, failingRequests: [],
+ *   nonFinite: 0, maxAbsErr: 1e-4, maxRelErr: 3e-3, relL2Err: 2e-4, toleranceUsed: 0.05,
+ *   failingRequests: [],
  * });
  * if (!line.startsWith("ok: 4 rows")) throw new Error(line);
  * ```
@@ -207,7 +217,7 @@ const _g = (x: number) => Number.isFinite(x) ? x.toPrecision(3) : String(x);
 export function describeOutputCheck(check: OutputCheck): string {
   const errors = `max abs ${_g(check.maxAbsErr)}, max rel ${_g(check.maxRelErr)}, rel L2 ${
     _g(check.relL2Err)
-  }`;
+  }, tolerance used ${_g(check.toleranceUsed)}`;
   const tol = `atol ${check.atol} + rtol ${check.rtol}`;
   if (check.ok) {
     return `ok: ${check.checkedRows} rows (${check.checkedElements} elements) within ${tol}; ${errors}`;

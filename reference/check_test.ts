@@ -108,6 +108,11 @@ Deno.test("compareOutput() accepts the reference rounded to the output dtype and
     assert.ok(Math.abs(check.relL2Err - l2) <= 1e-12 * l2);
     const rel = Math.max(...errs.map((e, i) => e / Math.max(Math.abs(ref.o[i]!), check.atol)));
     assert.equal(check.maxRelErr, rel);
+    const used = Math.max(
+      ...errs.map((e, i) => e / (check.atol + check.rtol * Math.abs(ref.o[i]!))),
+    );
+    assert.equal(check.toleranceUsed, used);
+    assert.ok(used > 0 && used <= 1, `${used}`);
   }
 });
 
@@ -124,6 +129,8 @@ Deno.test("compareOutput() flags an element beyond atol + rtol * |ref| and names
   const check = compareOutput(o, ref, problem);
   assert.equal(check.ok, false);
   assert.equal(check.mismatches, 1);
+  // The bad element uses 0.004 / (0.002 + 0.002 * 0.996) of its tolerance.
+  assert.ok(Math.abs(check.toleranceUsed - (1 - 0.996) / (0.002 + 0.002 * 0.996)) < 1e-9);
   assert.deepEqual(check.failingRequests, [1]);
   assert.deepEqual(check.firstBad, {
     request: 1,

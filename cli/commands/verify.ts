@@ -60,6 +60,8 @@ export interface VerifyRecord {
   maxAbsErr: number;
   maxRelErr: number;
   relL2Err: number;
+  /** Share of the tolerance the worst element uses (`OutputCheck.toleranceUsed`). */
+  toleranceUsed: number;
   mismatches: number;
   poolBadBytes: number;
   message: string;
@@ -90,6 +92,7 @@ function _record(
     maxAbsErr: v.output.maxAbsErr,
     maxRelErr: v.output.maxRelErr,
     relL2Err: v.output.relL2Err,
+    toleranceUsed: v.output.toleranceUsed,
     mismatches: v.output.mismatches + (v.expectedOutput?.mismatches ?? 0),
     poolBadBytes: v.pools.badBytes + (v.expectedPools?.badBytes ?? 0),
     message: v.message,

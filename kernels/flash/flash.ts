@@ -35,6 +35,7 @@ import {
   flashWgsl,
 } from "./template.ts";
 import { buildWorkList, type WorkListOptions } from "./work_list.ts";
+import { planBf16Amax } from "./amax.ts";
 
 /** Options of `planFlash()`. */
 export interface FlashOptions extends WorkListOptions {
@@ -50,8 +51,8 @@ export interface FlashOptions extends WorkListOptions {
    */
   pipelined?: boolean;
   /**
-   * Without `tile`: whether f16-arithmetic tiles (`FlashSpec.f16Math`) may be picked (f16 q;
-   * f16, fp8 or int8 cache; shader-f16 on the device).
+   * Without `tile`: whether f16-arithmetic tiles (`FlashSpec.f16Math`) may be picked
+   * (shader-f16 on the device).
    * @default FLASH_F16_MATH_DEFAULT
    */
   f16Math?: boolean;
@@ -107,6 +108,20 @@ export function flashSupport(problem: Problem, gpu: GpuContext): string | null {
   return null;
 }
 
+/**
+ * The work list's split-KV settings for `tile` (H200, docs/PERF_LOG.md v6). Decode-shaped tiles
+ * (few rows, long prefixes) need many splits to fill the GPU. f16 tiles hold 64 keys per tile and
+ * gain nothing from splits once the row tiles give 128 workgroups: each split adds its partials
+ * and the combine pass (seed 1.086 -> 1.005 ms, MHA b2 0.227 -> 0.169 ms without), while 64
+ * row tiles (decode q16) run best split into ~512 items (1.866 ms at 1024, 1.710 at 512). The
+ * f32 tiles keep v1's 1024 items.
+ */
+export function flashSplitDefaults(tile: FlashTile): Required<WorkListOptions> {
+  if (tile.rows <= 16) return { targetItems: 4096, minSplitTiles: 4, splitBelow: 4096 };
+  if (tile.f16Math) return { targetItems: 512, minSplitTiles: 8, splitBelow: 128 };
+  return { targetItems: 1024, minSplitTiles: 8, splitBelow: 1024 };
+}
+
 /** Plans the attention pass(es) only (no append); for the variant and the tuner. */
 export async function planFlashAttention(
   gpu: GpuContext,
@@ -125,11 +140,12 @@ export async function planFlashAttention(
       `Cannot plan flash attention: ${flashSupport(p, gpu) ?? "tile does not fit"}`,
     );
   }
-  // Decode-shaped tiles (few rows, long prefixes) need many more splits to fill the GPU.
-  const decodeLike = tile.rows <= 16;
+  const d = flashSplitDefaults(tile);
   const list = buildWorkList(p, tile.rows, tile.keys, {
-    targetItems: options.targetItems ?? (decodeLike ? 4096 : 1024),
-    minSplitTiles: options.minSplitTiles ?? (decodeLike ? 4 : 8),
+    targetItems: options.targetItems ?? d.targetItems,
+    minSplitTiles: options.minSplitTiles ?? d.minSplitTiles,
+    // An explicit targetItems alone keeps its plain meaning: split below that many items.
+    splitBelow: options.splitBelow ?? options.targetItems ?? d.splitBelow,
   });
   const spec = flashSpecFor(p, tile, list.split);
   const why = flashSpecProblem(spec);
@@ -143,6 +159,10 @@ export async function planFlashAttention(
     rows: spec.rows,
     list,
   });
+  // bf16 q on f16 tiles: the range guard's K and V factors come from the data (amax.ts).
+  if (spec.f16Math && p.qDtype === "bf16" && passes.length > 0) {
+    passes.unshift(await planBf16Amax(gpu, dev));
+  }
   return { passes, key, list };
 }
 
@@ -388,6 +408,6 @@ export const flashF32Variant: KernelVariant = {
     flashSupport(problem, gpu) ??
       (defaultFlashTile(problem, gpu)?.f16Math
         ? null
-        : "flash already multiplies in f32 here (bf16 q or cache, or no shader-f16)"),
+        : "flash already multiplies in f32 here (no shader-f16, or no f16 tile fits)"),
   plan: (gpu, dev) => planFlash(gpu, dev, { f16Math: false }),
 };

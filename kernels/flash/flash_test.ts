@@ -11,7 +11,7 @@ import {
   describePoolCheck,
   type OutputCheck,
 } from "../../reference/check.ts";
-import { flashF32Variant, type FlashOptions, planFlash } from "./flash.ts";
+import { flashF32Variant, type FlashOptions, flashSplitDefaults, planFlash } from "./flash.ts";
 import { buildWorkList } from "./work_list.ts";
 import assert from "node:assert/strict";
 import {
@@ -153,6 +153,43 @@ Deno.test("buildWorkList() skips causal tiles and splits long few-row requests",
   const split = buildWorkList(problem, 4, 4, { targetItems: 64, minSplitTiles: 8 });
   if (!split.split || split.count <= plain.count) throw new Error(JSON.stringify(split.count));
   if (split.tiles !== plain.tiles) throw new Error("splitting must not change the tiles visited");
+});
+
+Deno.test("flashSplitDefaults() leaves f16 tiles unsplit from 128 row tiles on and splits fewer towards 512 items", () => {
+  const llama = (batch: number, qLen: number, old: number) =>
+    ({
+      qDtype: "f16",
+      cacheDtype: "f16",
+      batch,
+      totalQ: batch * qLen,
+      numHeads: 32,
+      numKvHeads: 8,
+      headDim: 128,
+      pageSize: 64,
+      numPages: batch * 520,
+      poolTokens: batch * 520 * 64,
+      maxPagesPerReq: 520,
+      isCausal: true,
+      smScale: 0.088,
+      softcap: 0,
+      qLens: Array(batch).fill(qLen),
+      cacheLens: Array(batch).fill(old),
+      qStarts: Array.from({ length: batch }, (_, b) => b * qLen),
+    }) as const;
+  const f16Tile: FlashTile = { ...small, rows: 64, keys: 64, f16Math: true };
+  const list = (p: ReturnType<typeof llama>, tile: FlashTile) => {
+    const d = flashSplitDefaults(tile);
+    return buildWorkList(p, tile.rows, tile.keys, d);
+  };
+  // Seed: 32 row tiles x 8 KV heads = 256 items, unsplit.
+  const seed = list(llama(1, 512, 4096), f16Tile);
+  assert.deepEqual([seed.count, seed.split], [256, false]);
+  // Decode q16 shape: 8 x 1 row tile x 8 heads = 64 items, split to about 512.
+  const q16 = list(llama(8, 16, 32000), f16Tile);
+  assert.ok(q16.split && q16.count >= 448 && q16.count <= 576, `${q16.count}`);
+  // The f32 tiles keep splitting the seed towards 1024 items.
+  const f32 = list(llama(1, 512, 4096), { ...f16Tile, f16Math: false });
+  assert.ok(f32.split && f32.count > 256, `${f32.count}`);
 });
 
 Deno.test("planFlash() matches the reference for decode-like rows with a one-row-per-thread tile", async () => {
@@ -464,12 +501,16 @@ Deno.test("f16Math keeps every output finite and its error relative to the input
         smScale: 1 / (Math.sqrt(32) * magnitude * magnitude),
         seed: 35,
       };
-      const half16 = await errorOf(o, { tile: half, targetItems: 0 });
-      const what = `${cacheDtype} x${magnitude}: ${JSON.stringify(half16)}`;
-      // Before the range guard: 832 of 832 outputs NaN (q k products over 65504).
-      assert.equal(half16.nonFinite, 0, what);
-      // f16 arithmetic: ~1.5e-3 of the scale of v (measured); the f32 path is inside SPEC §4.
-      assert.ok(half16.maxAbsErr <= 5e-3 * half16.maxRef, what);
+      for (const tile of [half, { ...half, f16QkLaneSum: true }]) {
+        const half16 = await errorOf(o, { tile, targetItems: 0 });
+        const what = `${cacheDtype} x${magnitude} ${JSON.stringify(tile)}: ${
+          JSON.stringify(half16)
+        }`;
+        // Before the range guard: 832 of 832 outputs NaN (q k products over 65504).
+        assert.equal(half16.nonFinite, 0, what);
+        // f16 arithmetic: ~1.5e-3 of the scale of v (measured); the f32 path is inside SPEC §4.
+        assert.ok(half16.maxAbsErr <= 5e-3 * half16.maxRef, what);
+      }
       const f32 = await errorOf(o, { tile: small, targetItems: 0 });
       assert.ok(f32.ok, `${cacheDtype} x${magnitude} f32 path: ${describeOutputCheck(f32)}`);
     }
@@ -500,6 +541,49 @@ Deno.test("f16Math keeps every output finite with fp8 and int8 scales that decod
   }
 });
 
+// -- bf16 on f16 tiles: K and V factors from the data (amax.ts), Q's from its tile --
+
+Deno.test("f16Math planFlash() matches the reference for bf16 q with bf16, fp8 and int8 caches (split-KV, page-aligned)", async () => {
+  for (const cacheDtype of ["bf16", "fp8_e4m3", "int8"] as const) {
+    await check({
+      qDtype: "bf16",
+      cacheDtype,
+      qLens: [6, 1, 0, 9],
+      cacheLens: [300, 140, 20, 0],
+      heads: 8,
+      kvHeads: 2,
+      headDim: 64,
+      pageSize: 32,
+      seed: 38,
+    }, { tile: half, targetItems: 48, minSplitTiles: 2 });
+  }
+});
+
+Deno.test("f16Math with bf16 keeps its error relative to the inputs' scale for q, k and v from 1e-6 to 1e6, past f16's range both ways", async () => {
+  for (const cacheDtype of ["bf16", "fp8_e4m3", "int8"] as const) {
+    for (const magnitude of [1e-6, 1e6]) {
+      const o: TestCaseOptions = {
+        qDtype: "bf16",
+        cacheDtype,
+        qLens: [9, 4],
+        cacheLens: [40, 17],
+        heads: 2,
+        kvHeads: 1,
+        headDim: 32,
+        pageSize: 16,
+        magnitude,
+        smScale: 1 / (Math.sqrt(32) * magnitude * magnitude),
+        seed: 39,
+      };
+      const r = await errorOf(o, { tile: half, targetItems: 0 });
+      const what = `${cacheDtype} x${magnitude}: ${JSON.stringify(r)}`;
+      assert.equal(r.nonFinite, 0, what);
+      // Powers of two only move the f16 window: the same relative error as at unit scale.
+      assert.ok(r.maxAbsErr <= 5e-3 * r.maxRef, what);
+    }
+  }
+});
+
 Deno.test("flashSpecProblem() refuses f16Math where it cannot hold", () => {
   const base: FlashSpec = {
     qDtype: "f16",
@@ -513,9 +597,8 @@ Deno.test("flashSpecProblem() refuses f16Math where it cannot hold", () => {
     f16Math: true,
   };
   assert.equal(flashSpecProblem(base), null);
-  const why = "f16Math needs f16 q and an f16, fp8 or int8 cache";
-  assert.equal(flashSpecProblem({ ...base, qDtype: "bf16" }), why);
-  assert.equal(flashSpecProblem({ ...base, cacheDtype: "bf16" }), why);
+  // bf16 enters f16 tiles through the range guard's data-derived factors.
+  assert.equal(flashSpecProblem({ ...base, qDtype: "bf16", cacheDtype: "bf16" }), null);
   assert.equal(flashSpecProblem({ ...base, cacheDtype: "int8" }), null);
   assert.equal(flashSpecProblem({ ...base, qF32: true }), "f16Math holds Q as f16");
   assert.equal(flashSpecProblem({ ...base, pipelined: true }), "f16Math needs the v2 loop");
@@ -529,13 +612,18 @@ Deno.test("flashSpecProblem() refuses f16Math where it cannot hold", () => {
   );
   assert.equal(
     flashSpecProblem({ ...base, f16Math: false, f16PvFlush: 8 }),
-    "f16QkFlush and f16PvFlush need f16Math",
+    "f16QkFlush, f16PvFlush and f16QkLaneSum need f16Math",
   );
+  assert.equal(
+    flashSpecProblem({ ...base, f16Math: false, f16QkLaneSum: true }),
+    "f16QkFlush, f16PvFlush and f16QkLaneSum need f16Math",
+  );
+  assert.match(flashKey({ ...base, f16QkLaneSum: true }), /_hmls$/);
   assert.match(flashKey({ ...base, f16QkFlush: 2, f16PvFlush: 8 }), /_hm2p8$/);
   assert.match(flashKey(base), /_hm$/);
 });
 
-Deno.test("chooseFlashTile() picks f16-arithmetic tiles only for f16 q with a non-bf16 cache on a shader-f16 device", () => {
+Deno.test("chooseFlashTile() picks f16-arithmetic tiles for every dtype on a shader-f16 device, f32 ones without shader-f16 or when turned off", () => {
   const problem = (qDtype: "f16" | "bf16", cacheDtype: "f16" | "bf16" | "int8", headDim = 128) =>
     ({
       qDtype,
@@ -565,9 +653,9 @@ Deno.test("chooseFlashTile() picks f16-arithmetic tiles only for f16 q with a no
   assert.equal(shape(chooseFlashTile(problem("f16", "int8"), h200)), "64x64/256 s2o8 f16");
   assert.equal(shape(chooseFlashTile(problem("f16", "f16", 64), h200)), "64x64/256 s4o4 f16");
   assert.equal(shape(chooseFlashTile(problem("f16", "f16", 256), h200)), "64x16/256 s1o4 f16");
-  // bf16 (range), no shader-f16, or f16 math turned off: the f32 tiles.
-  assert.equal(shape(chooseFlashTile(problem("bf16", "bf16"), h200)), "64x32/256 s2o4");
-  assert.equal(shape(chooseFlashTile(problem("f16", "bf16"), h200)), "64x32/256 s2o4");
+  assert.equal(shape(chooseFlashTile(problem("bf16", "bf16"), h200)), "64x64/256 s2o8 f16");
+  assert.equal(shape(chooseFlashTile(problem("bf16", "int8"), h200)), "64x64/256 s2o8 f16");
+  // No shader-f16, or f16 math turned off: the f32 tiles.
   assert.equal(
     shape(chooseFlashTile(problem("f16", "f16"), { ...h200, f16: false })),
     "64x32/256 s2o4",
@@ -595,8 +683,12 @@ Deno.test("flash-f32 plans flash without f16 arithmetic, and claims only problem
   const { inputs, params } = makeTestCase(o);
   const f16 = validateProblem(inputs, params);
   const bf16 = { ...f16, qDtype: "bf16", cacheDtype: "bf16" } as const;
-  assert.match(flashF32Variant.supports(bf16, g)!, /already multiplies in f32/);
+  assert.equal(flashF32Variant.supports(bf16, g) === null, g.hasF16);
   assert.equal(flashF32Variant.supports(f16, g) === null, g.hasF16);
+  assert.match(
+    flashF32Variant.supports(f16, { ...g, hasF16: false })!,
+    /already multiplies in f32 here \(no shader-f16/,
+  );
   if (!g.hasF16) return;
   const dev = uploadInputs(g, inputs, f16);
   const plan = await flashF32Variant.plan(g, dev);

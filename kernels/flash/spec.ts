@@ -49,8 +49,9 @@ export interface FlashSpec {
    */
   kv16?: boolean;
   /**
-   * QK^T and PV in f16 arithmetic (shader-f16; f16 q; f16, fp8 or int8 cache, not bf16, whose
-   * range f16 does not hold; the v2 loop; issue 5's
+   * QK^T and PV in f16 arithmetic (shader-f16; any q and cache dtype: the range guard of
+   * template.ts scales bf16 values into f16's range, from amax.ts's bf16 range pass; the v2
+   * loop; issue 5's
    * "f16 arithmetic where every verify case stays within tolerance"). Q, K, V and P sit in
    * workgroup memory as f16 (converted once when staged), each product is a vec4<f16> fma (two
    * multiply-adds per instruction), and the f16 partial sums are added into f32 every
@@ -64,6 +65,12 @@ export interface FlashSpec {
    * @default F16_QK_FLUSH, or dGroups when smaller
    */
   f16QkFlush?: number;
+  /**
+   * With `f16Math`: at each QK flush, sum the four f16 lanes of a partial score in f16 and add
+   * one f32 (5 instructions instead of 8: four conversions and four f32 adds); the range guard
+   * then bounds Q's lanes 4x lower. Two more f16 roundings per flush. @default false
+   */
+  f16QkLaneSum?: boolean;
   /**
    * With `f16Math`: keys per flush of the f16 partial O (a multiple of 4 dividing keys).
    * @default F16_PV_FLUSH, or keys when smaller
@@ -79,6 +86,14 @@ export interface FlashSpec {
  */
 export const F16_QK_FLUSH = 8;
 export const F16_PV_FLUSH = 16;
+
+/**
+ * Whether the default f16 tiles sum each partial score's four f16 lanes in f16 before the f32
+ * add (`FlashSpec.f16QkLaneSum`): on the H200 the seed row 1.010 -> 0.972 ms and b8 7.90 -> 7.65
+ * ms, with relative L2 error 7.3e-4 -> 8.5e-4 (docs/PERF_LOG.md v6, where verify --all's
+ * largest share of the tolerance used is recorded with and without).
+ */
+export const F16_QK_LANE_SUM_DEFAULT = true;
 
 /** The flush intervals `f16Math` code uses for `spec` (see `FlashSpec.f16QkFlush`). */
 export function f16Flushes(spec: FlashSpec, dGroups: number): { qk: number; pv: number } {
@@ -137,7 +152,6 @@ export function flashSpecProblem(spec: FlashSpec): string | null {
   if (spec.kv16 && !spec.pipelined) return "kv16 needs the pipelined loop";
   if (spec.kv16 && chunkElems !== 8) return "kv16 needs a 16-bit cache";
   if (spec.f16Math) {
-    if (!f16MathAllowed(spec)) return "f16Math needs f16 q and an f16, fp8 or int8 cache";
     if (spec.pipelined) return "f16Math needs the v2 loop";
     if (spec.qF32) return "f16Math holds Q as f16";
     const { qk, pv } = f16Flushes(spec, dGroups);
@@ -147,8 +161,10 @@ export function flashSpecProblem(spec: FlashSpec): string | null {
     if (!(pv >= 4 && pv % 4 === 0 && keys % pv === 0)) {
       return `f16PvFlush ${pv} is not a multiple of 4 dividing ${keys} keys`;
     }
-  } else if (spec.f16QkFlush !== undefined || spec.f16PvFlush !== undefined) {
-    return "f16QkFlush and f16PvFlush need f16Math";
+  } else if (
+    spec.f16QkFlush !== undefined || spec.f16PvFlush !== undefined || spec.f16QkLaneSum
+  ) {
+    return "f16QkFlush, f16PvFlush and f16QkLaneSum need f16Math";
   }
   return null;
 }
@@ -230,7 +246,11 @@ export function flashKey(spec: FlashSpec): string {
     ...(spec.pipelined ? ["pipe"] : []),
     ...(spec.kv16 ? ["kv16"] : []),
     ...(spec.f16Math
-      ? [`hm${spec.f16QkFlush ?? ""}${spec.f16PvFlush ? `p${spec.f16PvFlush}` : ""}`]
+      ? [
+        `hm${spec.f16QkFlush ?? ""}${spec.f16PvFlush ? `p${spec.f16PvFlush}` : ""}${
+          spec.f16QkLaneSum ? "ls" : ""
+        }`,
+      ]
       : []),
   ].join("_");
 }
@@ -252,6 +272,8 @@ export interface FlashTile {
   f16Math?: boolean;
   /** See `FlashSpec.f16QkFlush`. */
   f16QkFlush?: number;
+  /** See `FlashSpec.f16QkLaneSum`. */
+  f16QkLaneSum?: boolean;
   /** See `FlashSpec.f16PvFlush`. */
   f16PvFlush?: number;
 }
@@ -330,8 +352,8 @@ export function flashPipelinedCandidates(
 
 /**
  * Tile shapes with f16 arithmetic (`FlashSpec.f16Math`) tried in order, before the f32 ones,
- * for problems that allow it (`f16MathAllowed`) on devices with shader-f16. f16 tiles take
- * half the workgroup memory, so the first shapes hold twice the keys of the f32 ones; tuned on
+ * on devices with shader-f16. f16 tiles take half the workgroup memory, so the first shapes
+ * hold twice the keys of the f32 ones; tuned on
  * the H200 (docs/PERF_LOG.md, "f16 arithmetic"). The f32 candidates follow, as f16 tiles, for
  * smaller devices.
  */
@@ -342,7 +364,16 @@ export function flashHalfCandidates(headDim: number, maxRows = Infinity): FlashT
     threads: number,
     sRows: number,
     oRows: number,
-  ): FlashTile => ({ rows, keys, threads, sRows, oRows, unrollD: false, f16Math: true });
+  ): FlashTile => ({
+    rows,
+    keys,
+    threads,
+    sRows,
+    oRows,
+    unrollD: false,
+    f16Math: true,
+    f16QkLaneSum: F16_QK_LANE_SUM_DEFAULT,
+  });
   const tuned = headDim <= 64
     ? [h(64, 64, 256, 4, 4)]
     : headDim <= 128
@@ -351,13 +382,13 @@ export function flashHalfCandidates(headDim: number, maxRows = Infinity): FlashT
   // Decode-shaped calls (few rows) start with the small row tiles of the f32 list.
   return [
     ...(maxRows <= 16 ? [] : tuned),
-    ...flashTileCandidates(headDim, maxRows).map((t) => ({ ...t, unrollD: false, f16Math: true })),
+    ...flashTileCandidates(headDim, maxRows).map((t) => ({
+      ...t,
+      unrollD: false,
+      f16Math: true,
+      f16QkLaneSum: F16_QK_LANE_SUM_DEFAULT,
+    })),
   ];
-}
-
-/** Whether the dtypes (of a problem or spec) allow `FlashSpec.f16Math` (f16 q; f16, fp8 or int8 cache). */
-export function f16MathAllowed(dtypes: { qDtype: QDtype; cacheDtype: CacheDtype }): boolean {
-  return dtypes.qDtype === "f16" && dtypes.cacheDtype !== "bf16";
 }
 
 /** The first pipelined candidate for `problem` that is valid and fits `limits`, or null. */
@@ -404,9 +435,7 @@ export function chooseFlashTile(
 ): FlashTile | null {
   const group = problem.numHeads / problem.numKvHeads;
   const maxRows = Math.max(0, ...problem.qLens) * group;
-  const half = f16Math && limits.f16 === true && f16MathAllowed(problem)
-    ? flashHalfCandidates(problem.headDim, maxRows)
-    : [];
+  const half = f16Math && limits.f16 === true ? flashHalfCandidates(problem.headDim, maxRows) : [];
   for (const tile of [...half, ...flashTileCandidates(problem.headDim, maxRows)]) {
     if (tileFits(problem, tile, limits)) return tile;
   }

@@ -129,10 +129,15 @@ export function flashWgsl(spec: FlashSpec): string {
   const half = spec.f16Math === true;
   const { qk: qkFlush, pv: pvFlush } = f16Flushes(spec, DU);
   const qPerThread = Math.ceil(qTiles / T);
-  const guard = f16RangeGuard(qkFlush, pvFlush);
+  // Lane sums in f16 (f16QkLaneSum): each f16 partial then holds 4 x qkFlush products.
+  const laneSum = spec.f16QkLaneSum === true;
+  const guard = f16RangeGuard(laneSum ? 4 * qkFlush : qkFlush, pvFlush);
   // f16Math: the power-of-two factor of each staged K or V value (see f16RangeGuard).
+  const bf16q = spec.qDtype === "bf16";
+  // |q| < 2^(qe - qOff) for the biased exponent qe of the Q tile's largest |q|.
+  const qOff = bf16q ? 126 : 14;
   const factor = (which: "k" | "v") =>
-    !half ? "" : which === "v" ? " * fv" : byteCache ? " * fk" : "";
+    !half ? "" : which === "v" ? " * fv" : byteCache || bf16q ? " * fk" : "";
 
   // -- staging of one K or V tile: raw 16-byte chunks into registers, decoded later ----------
   const loadChunks = (which: "k" | "v", kt: string, pageVar = "tile_page") =>
@@ -252,7 +257,9 @@ ${body}
       _lines(
         TCS,
         (j) =>
-          `    { let t = vec4<f32>(h${i}_${j}); s${i}_${j} = s${i}_${j} + ((t.x + t.y) + (t.z + t.w)); h${i}_${j} = vec4<f16>(0.0); }`,
+          laneSum
+            ? `    { let t = h${i}_${j}; s${i}_${j} = s${i}_${j} + f32((t.x + t.y) + (t.z + t.w)); h${i}_${j} = vec4<f16>(0.0); }`
+            : `    { let t = vec4<f32>(h${i}_${j}); s${i}_${j} = s${i}_${j} + ((t.x + t.y) + (t.z + t.w)); h${i}_${j} = vec4<f16>(0.0); }`,
       ),
   );
   const qkAccumulate = (i: number, j: number) =>
@@ -648,10 +655,18 @@ ${qLoad(`qr${e}`, "idx")}
     }
   atomicMax(&q_amax, max(max(qmag.x, qmag.y), max(qmag.z, qmag.w)) >> 16u);
   workgroupBarrier();
-  // Biased f16 exponent of the largest |q|: |q| < 2^(qe - 14).
-  let qe = atomicLoad(&q_amax) >> 10u;
-  let fq = bitcast<f32>((${127 + guard.qExp + 14}u - qe) << 23u);
-  let sa = params.scale_a * bitcast<f32>((qe + ${127 - guard.qExp - 14}u) << 23u) * pow2_inv(fk);
+${
+      bf16q
+        ? `  // Biased bf16 exponent of the largest |q|: |q| < 2^(qe - 126). Capped where fq and its
+  // inverse leave f32's normal range (|q| >= 2^${
+          126 + guard.qExp
+        }, where f32 scores overflow anyway).
+  let qe = min(atomicLoad(&q_amax) >> 7u, ${252 + guard.qExp}u);`
+        : `  // Biased f16 exponent of the largest |q|: |q| < 2^(qe - 14).
+  let qe = atomicLoad(&q_amax) >> 10u;`
+    }
+  let fq = bitcast<f32>((${127 + guard.qExp + qOff}u - qe) << 23u);
+  let sa = params.scale_a * bitcast<f32>((qe + ${127 - guard.qExp - qOff}u) << 23u) * pow2_inv(fk);
 ${
       _lines(qPerThread, (e) =>
         `  {
@@ -662,20 +677,32 @@ ${qStore(`qr${e}`, "idx", (w) => `vec4<f16>(unpack_q4(${w}) * fq)`)}
   }`)
     }`;
   const codeMax = fp8 ? 448 : 127;
+  // bf16 q: the largest |k| / |v| of the bf16 values read (amax.ts's range pass) bounds them too.
+  const amaxTerm = (slot: number, limit: number) =>
+    `${_f32(limit)} / max(scales[4u * params.scale_n + ${slot}u], ${_f32(2 ** -60)})`;
+  const kTerms = [
+    ...(byteCache ? [`${_f32(F16_GUARD_MAX / codeMax)} / scales[4u * params.scale_n]`] : []),
+    ...(bf16q ? [amaxTerm(2, F16_GUARD_MAX)] : []),
+  ];
+  const vTerms = [
+    ...(byteCache ? [`${_f32(guard.vLimit / codeMax)} / scales[4u * params.scale_n + 1u]`] : []),
+    ...(bf16q ? [amaxTerm(3, guard.vLimit)] : []),
+  ];
+  // f16 q: new K / V values are f16 (|x| <= 65504), so the factors are capped by that bound.
+  const fkExpr = bf16q
+    ? `pow2_floor(${kTerms.length === 2 ? `min(${kTerms[0]}, ${kTerms[1]})` : kTerms[0]})`
+    : byteCache
+    ? `pow2_floor(min(1.0, ${kTerms[0]}))`
+    : "1.0";
+  const fvExpr = bf16q
+    ? `pow2_floor(${vTerms.length === 2 ? `min(${vTerms[0]}, ${vTerms[1]})` : vTerms[0]})`
+    : byteCache
+    ? `pow2_floor(min(${_f32(guard.vLimit / 65504)}, ${vTerms[0]}))`
+    : _f32(2 ** Math.floor(Math.log2(guard.vLimit / 65504)));
   const guardFactors =
     `  // f16 range guard (f16RangeGuard): K and V values times fk, fv (powers of two).
-  let fk = ${
-      byteCache
-        ? `pow2_floor(min(1.0, ${_f32(F16_GUARD_MAX / codeMax)} / scales[4u * params.scale_n]))`
-        : "1.0"
-    };
-  let fv = ${
-      byteCache
-        ? `pow2_floor(min(${_f32(guard.vLimit / 65504)}, ${
-          _f32(guard.vLimit / codeMax)
-        } / scales[4u * params.scale_n + 1u]))`
-        : _f32(2 ** Math.floor(Math.log2(guard.vLimit / 65504)))
-    };
+  let fk = ${fkExpr};
+  let fv = ${fvExpr};
   let ivf = pow2_inv(fv);${
       fp8 ? "\n  let ksc = scales[0u] * fk;\n  let vsc = scales[1u] * fv;" : ""
     }${

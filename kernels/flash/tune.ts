@@ -20,8 +20,13 @@
  * fp8/int8 seed, b8, softcap-D64, D256 and decode q16/mixed rows, every config verified;
  * `--half-check` times the defaults on the rows of the issue-5 targets; `--half-flush` times
  * the f16 flush intervals (FlashSpec.f16QkFlush, f16PvFlush) on the seed and b8 rows.
+ * `--splits` times the default tiles with more split-KV items (work list targetItems and
+ * minSplitTiles) on the seed, softcap-D64, MHA and non-causal rows; `--splits-long` on the
+ * rows with few row tiles and long prefixes (decode q16, decode mixed, qwen mixed D256).
+ * `--lane-sum` times `FlashSpec.f16QkLaneSum` against the default on D128 rows.
  *
- * Usage: deno run -A kernels/flash/tune.ts [--compare] [--half | --half-check | --half-flush] [--out FILE]
+ * Usage: deno run -A kernels/flash/tune.ts [--compare] [--half | --half-check | --half-flush |
+ *   --splits] [--out FILE]
  *   [--only SUBSTR] [--local] [--simple] [--probe]
  * @module
  */
@@ -111,7 +116,8 @@ const th = (
   oRows: number,
   flush: { f16QkFlush?: number; f16PvFlush?: number } = {},
 ): FlashTile => ({ ...t(rows, keys, threads, sRows, oRows), f16Math: true, ...flush });
-const half = flag("--half") || flag("--half-check") || flag("--half-flush");
+const half = flag("--half") || flag("--half-check") || flag("--half-flush") || flag("--splits") ||
+  flag("--splits-long") || flag("--lane-sum");
 const jobs: Job[] = local
   ? [{
     c: adHocCase({ batch: 2, heads: 8, headsKv: 2, headDim: 32, qLen: 40, cacheLen: 100 }),
@@ -141,6 +147,45 @@ const jobs: Job[] = local
       }],
     },
   ]
+  : flag("--lane-sum")
+  ? [
+    "llama-3.1-8b-prefill-paged-pg64-4k-old-512-new/f16",
+    "llama-3.1-8b-prefill-paged-pg64-4k-old-512-new/bf16",
+    "llama-8b-prefill-paged-b8-prefix4k-chunk512-p64/f16",
+    "llama-8b-prefill-paged-noncausal-b2-prefix1k-chunk256-p64/f16",
+  ].map((id) => ({
+    c: byId(id),
+    configs: [dflt, {
+      name: "f16 64x64 s2o8 lane sum",
+      options: { tile: { ...th(64, 64, 256, 2, 8), f16QkLaneSum: true } },
+    }],
+  }))
+  : flag("--splits") || flag("--splits-long")
+  ? (flag("--splits")
+    ? [
+      "llama-3.1-8b-prefill-paged-pg64-4k-old-512-new/f16",
+      "gqa-prefill-paged-softcap50-b4-prefix4k-chunk512-p64/f16",
+      "mha-prefill-paged-b2-h16-d128-p32/f16",
+      "llama-8b-prefill-paged-noncausal-b2-prefix1k-chunk256-p64/f16",
+    ]
+    : [
+      "llama-8b-decode-paged-b8-prefix32k-q16-p64/f16",
+      "llama-8b-decode-paged-b8-mixed-q1-16-p64/f16",
+      "qwen35-9b-prefill-paged-mixed-b8-p64/f16",
+    ]).map((id) => ({
+      c: byId(id),
+      configs: [
+        dflt,
+        ...(flag("--splits")
+          ? [[0, 8], [256, 8], [512, 8], [512, 16], [1024, 16], [2048, 4]]
+          : [[0, 8], [128, 8], [256, 8], [512, 8]]).map((
+            [targetItems, minSplitTiles],
+          ) => ({
+            name: `split ${targetItems} min ${minSplitTiles}`,
+            options: { targetItems, minSplitTiles },
+          })),
+      ],
+    }))
   : flag("--half-check")
   ? [
     { c: byId("llama-3.1-8b-prefill-paged-pg64-4k-old-512-new/f16"), configs: [v2, dflt] },

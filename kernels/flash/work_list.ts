@@ -28,6 +28,11 @@ export interface WorkListOptions {
    * @default 8
    */
   minSplitTiles?: number;
+  /**
+   * Split only when the row tiles alone give fewer workgroups than this.
+   * @default targetItems
+   */
+  splitBelow?: number;
 }
 
 /** The work list, in the GPU layout the kernels read. */
@@ -76,7 +81,13 @@ export function buildWorkList(
     ...t,
     tiles: Math.ceil(t.kend / keys),
   }));
-  const perItem = unitsPerItem(rowTiles.map((t) => t.tiles), H, target, minSplit);
+  const perItem = unitsPerItem(
+    rowTiles.map((t) => t.tiles),
+    H,
+    target,
+    minSplit,
+    options.splitBelow ?? target,
+  );
   const splits = rowTiles.map((t) => splitsOf(t.tiles, perItem));
   const split = splits.some((n) => n > 1);
   const out: number[][] = [];

@@ -31,6 +31,7 @@ import {
   paddedSize,
   type PassPlan,
   scaleCount,
+  scaleSlots,
   wgslByteDecode,
   wgslByteDecodeCodec,
   wgslQPack,
@@ -196,6 +197,7 @@ async function _planDequant(gpu: GpuContext, dev: DeviceProblem): Promise<{
   kScratch: GPUBuffer;
   vScratch: GPUBuffer;
   blockTable: GPUBuffer;
+  scales: GPUBuffer;
 }> {
   const p = dev.problem;
   const spec: DequantSpec = {
@@ -245,6 +247,11 @@ async function _planDequant(gpu: GpuContext, dev: DeviceProblem): Promise<{
     STORAGE | GPUBufferUsage.COPY_DST,
     table,
   );
+  // The scratch pool is a 16-bit cache: its own scales buffer (scale 1; flash's bf16 range pass
+  // writes its kAmax / vAmax there, not over the quantized pool's scales the append reads).
+  const scales16 = new Float32Array(scaleSlots(1).length).fill(1);
+  const scratchScales = buffer("scales", scales16.byteLength, STORAGE | GPUBufferUsage.COPY_DST);
+  device.queue.writeBuffer(scratchScales, 0, scales16);
   const kScratch = buffer("k_scratch", bytes, STORAGE);
   const vScratch = buffer("v_scratch", bytes, STORAGE);
   const rowWords = (p.numKvHeads * p.headDim) / 4;
@@ -281,6 +288,7 @@ async function _planDequant(gpu: GpuContext, dev: DeviceProblem): Promise<{
     kScratch,
     vScratch,
     blockTable: tableBuf,
+    scales: scratchScales,
   };
 }
 
@@ -328,6 +336,7 @@ export const dequantVariant: KernelVariant = {
         kPages: dequant.kScratch,
         vPages: dequant.vScratch,
         blockTable: dequant.blockTable,
+        scales: dequant.scales,
       };
       const attention = flashSupport(scratch.problem, gpu) === null
         ? (await planFlashAttention(gpu, scratch)).passes

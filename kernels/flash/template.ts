@@ -10,7 +10,7 @@
  * @module
  */
 import { wgslCodecs } from "../wgsl/codecs.ts";
-import { wgslQPack, wgslQPackCodec, wgslQUnpack } from "../_shared.ts";
+import { scaleSlots, wgslQPack, wgslQPackCodec, wgslQUnpack } from "../_shared.ts";
 import { f16Flushes, flashGeometry, flashKey, type FlashSpec } from "./spec.ts";
 
 /** Bindings of the attention pass, in binding order (all in group 0). */
@@ -677,32 +677,31 @@ ${qStore(`qr${e}`, "idx", (w) => `vec4<f16>(unpack_q4(${w}) * fq)`)}
   }`)
     }`;
   const codeMax = fp8 ? 448 : 127;
-  // bf16 q: the largest |k| / |v| of the bf16 values read (amax.ts's range pass) bounds them too.
-  const amaxTerm = (slot: number, limit: number) =>
-    `${_f32(limit)} / max(scales[4u * params.scale_n + ${slot}u], ${_f32(2 ** -60)})`;
+  // Words of the scales buffer past the 4n scales (`scaleSlots`): kMax, vMax, kAmax, vAmax.
+  const slots = scaleSlots(0);
+  const slot = (i: number) => `scales[4u * params.scale_n${i === 0 ? "" : ` + ${i}u`}]`;
+  // Bounds on |K| and |V| a factor must respect: the largest code times the largest scale (byte
+  // caches) and, for bf16 q, the largest |k| / |v| of the bf16 values read (amax.ts's pass).
   const kTerms = [
-    ...(byteCache ? [`${_f32(F16_GUARD_MAX / codeMax)} / scales[4u * params.scale_n]`] : []),
-    ...(bf16q ? [amaxTerm(2, F16_GUARD_MAX)] : []),
+    ...(byteCache ? [`${_f32(F16_GUARD_MAX / codeMax)} / ${slot(slots.kMax)}`] : []),
+    ...(bf16q ? [`${_f32(F16_GUARD_MAX)} / max(${slot(slots.kAmax)}, ${_f32(2 ** -60)})`] : []),
   ];
   const vTerms = [
-    ...(byteCache ? [`${_f32(guard.vLimit / codeMax)} / scales[4u * params.scale_n + 1u]`] : []),
-    ...(bf16q ? [amaxTerm(3, guard.vLimit)] : []),
+    ...(byteCache ? [`${_f32(guard.vLimit / codeMax)} / ${slot(slots.vMax)}`] : []),
+    ...(bf16q ? [`${_f32(guard.vLimit)} / max(${slot(slots.vAmax)}, ${_f32(2 ** -60)})`] : []),
   ];
-  // f16 q: new K / V values are f16 (|x| <= 65504), so the factors are capped by that bound.
-  const fkExpr = bf16q
-    ? `pow2_floor(${kTerms.length === 2 ? `min(${kTerms[0]}, ${kTerms[1]})` : kTerms[0]})`
-    : byteCache
-    ? `pow2_floor(min(1.0, ${kTerms[0]}))`
-    : "1.0";
-  const fvExpr = bf16q
-    ? `pow2_floor(${vTerms.length === 2 ? `min(${vTerms[0]}, ${vTerms[1]})` : vTerms[0]})`
-    : byteCache
-    ? `pow2_floor(min(${_f32(guard.vLimit / 65504)}, ${vTerms[0]}))`
-    : _f32(2 ** Math.floor(Math.log2(guard.vLimit / 65504)));
+  // A K or V factor: the largest power of two under every bound. f16 q adds `cap` (new K / V
+  // values are f16, |x| <= 65504), a constant power of two when nothing else bounds it.
+  const guardFactor = (cap: number, terms: string[]) => {
+    const all = bf16q ? terms : [_f32(cap), ...terms];
+    return terms.length === 0
+      ? _f32(2 ** Math.floor(Math.log2(cap)))
+      : `pow2_floor(${all.reduce((a, b) => `min(${a}, ${b})`)})`;
+  };
   const guardFactors =
     `  // f16 range guard (f16RangeGuard): K and V values times fk, fv (powers of two).
-  let fk = ${fkExpr};
-  let fv = ${fvExpr};
+  let fk = ${guardFactor(1, kTerms)};
+  let fv = ${guardFactor(guard.vLimit / 65504, vTerms)};
   let ivf = pow2_inv(fv);${
       fp8 ? "\n  let ksc = scales[0u] * fk;\n  let vsc = scales[1u] * fv;" : ""
     }${

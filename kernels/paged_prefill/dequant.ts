@@ -247,8 +247,9 @@ async function _planDequant(gpu: GpuContext, dev: DeviceProblem): Promise<{
     STORAGE | GPUBufferUsage.COPY_DST,
     table,
   );
-  // The scratch pool is a 16-bit cache: its own scales buffer (scale 1; flash's bf16 range pass
-  // writes its kAmax / vAmax there, not over the quantized pool's scales the append reads).
+  // The scratch pool is a 16-bit cache: its own scales buffer, laid out as scaleCount says for
+  // one (scale 1), so a kernel over the scratch never reads or writes (flash's bf16 range pass)
+  // the quantized pool's scales, which the append reads.
   const scales16 = new Float32Array(scaleSlots(1).length).fill(1);
   const scratchScales = buffer("scales", scales16.byteLength, STORAGE | GPUBufferUsage.COPY_DST);
   device.queue.writeBuffer(scratchScales, 0, scales16);

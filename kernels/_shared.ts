@@ -21,18 +21,10 @@ export function scaleCount(problem: Problem): number {
 /**
  * Layout of the scales buffer (`scalesHost`), f32 words for `n = scaleCount(problem)`: k scales
  * [0, n), v scales [n, 2n), their f32 inverses [2n, 3n) and [3n, 4n), then the largest k and v
- * scale (`kMax`, `vMax`) and the largest |k| and |v| of the bf16 values a call reads (`kAmax`,
- * `vAmax`, written on the GPU by flash's bf16 range pass). Kernels address these words as
- * `4u * params.scale_n + i`.
+ * scale (`kMax`, `vMax`). Kernels address these words as `4u * params.scale_n + i`.
  */
-export function scaleSlots(n: number): {
-  kMax: number;
-  vMax: number;
-  kAmax: number;
-  vAmax: number;
-  length: number;
-} {
-  return { kMax: 4 * n, vMax: 4 * n + 1, kAmax: 4 * n + 2, vAmax: 4 * n + 3, length: 4 * n + 4 };
+export function scaleSlots(n: number): { kMax: number; vMax: number; length: number } {
+  return { kMax: 4 * n, vMax: 4 * n + 1, length: 4 * n + 2 };
 }
 
 /** Short dtype names used in variant keys. */

@@ -35,7 +35,6 @@ import {
   flashWgsl,
 } from "./template.ts";
 import { buildWorkList, type WorkListOptions } from "./work_list.ts";
-import { planBf16Amax } from "./amax.ts";
 
 /** Options of `planFlash()`. */
 export interface FlashOptions extends WorkListOptions {
@@ -159,10 +158,6 @@ export async function planFlashAttention(
     rows: spec.rows,
     list,
   });
-  // bf16 q on f16 tiles: the range guard's K and V factors come from the data (amax.ts).
-  if (spec.f16Math && p.qDtype === "bf16" && passes.length > 0) {
-    passes.unshift(await planBf16Amax(gpu, dev));
-  }
   return { passes, key, list };
 }
 

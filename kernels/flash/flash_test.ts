@@ -13,6 +13,7 @@ import {
 } from "../../reference/check.ts";
 import { flashF32Variant, type FlashOptions, flashSplitDefaults, planFlash } from "./flash.ts";
 import { buildWorkList } from "./work_list.ts";
+import type { PagedPrefillInputs, Problem } from "../../op/types.ts";
 import assert from "node:assert/strict";
 import {
   chooseFlashTile,
@@ -446,11 +447,13 @@ async function errorOf(
   o: TestCaseOptions,
   options: FlashOptions,
   scales?: (s: Float32Array) => void,
+  edit?: (inputs: PagedPrefillInputs, problem: Problem) => void,
 ): Promise<OutputCheck & { maxRef: number; maxCache: number }> {
   const g = await gpu();
   const { inputs, params } = makeTestCase(o);
   if (scales) { for (const t of [inputs.kScale!, inputs.vScale!]) scales(t.data as Float32Array); }
   const problem = validateProblem(inputs, params);
+  edit?.(inputs, problem);
   // Largest decoded K or V value the attention reads (positions below each request's old).
   let maxCache = 0;
   const rowElems = problem.numKvHeads * problem.headDim;
@@ -541,7 +544,7 @@ Deno.test("f16Math keeps every output finite with fp8 and int8 scales that decod
   }
 });
 
-// -- bf16 on f16 tiles: K and V factors from the data (amax.ts), Q's from its tile --
+// -- bf16 on f16 tiles: K and V factors per K/V tile from its data, Q's from its tile --
 
 Deno.test("f16Math planFlash() matches the reference for bf16 q with bf16, fp8 and int8 caches (split-KV, page-aligned)", async () => {
   for (const cacheDtype of ["bf16", "fp8_e4m3", "int8"] as const) {
@@ -581,6 +584,60 @@ Deno.test("f16Math with bf16 keeps its error relative to the inputs' scale for q
       // Powers of two only move the f16 window: the same relative error as at unit scale.
       assert.ok(r.maxAbsErr <= 5e-3 * r.maxRef, what);
     }
+  }
+});
+
+/** bf16 bits of the largest finite value. */
+const BF16_MAX_BITS = 0x7f7f;
+
+/** Sets every pool slot that no request reads (beyond old, unreferenced pages) to `bits`. */
+function fillUnreadSlots(inputs: PagedPrefillInputs, problem: Problem, bits: number): number {
+  const read = new Uint8Array(problem.poolTokens);
+  const table = inputs.blockTable.data as Int32Array;
+  for (let b = 0; b < problem.batch; b++) {
+    for (let pos = 0; pos < problem.cacheLens[b]!; pos++) {
+      const page = table[b * problem.maxPagesPerReq + Math.floor(pos / problem.pageSize)]!;
+      read[page * problem.pageSize + (pos % problem.pageSize)] = 1;
+    }
+  }
+  const rowElems = problem.numKvHeads * problem.headDim;
+  let filled = 0;
+  for (const pool of [inputs.kPages, inputs.vPages]) {
+    for (let slot = 0; slot < problem.poolTokens; slot++) {
+      if (read[slot]) continue;
+      (pool.data as Uint16Array).fill(bits, slot * rowElems, (slot + 1) * rowElems);
+      filled++;
+    }
+  }
+  return filled;
+}
+
+Deno.test("f16Math with bf16 takes each tile's factors from the values it reads, never from unread pool slots at bf16's largest value", async () => {
+  // Page sizes 1 to 64 (tiles span pages, or pages span tiles); 16-key tiles over 37-300 keys.
+  for (const pageSize of [1, 8, 64]) {
+    let filled = 0;
+    const r = await errorOf(
+      {
+        qDtype: "bf16",
+        cacheDtype: "bf16",
+        qLens: [5, 19, 0, 1],
+        cacheLens: [37, 3, 9, 300],
+        heads: 4,
+        kvHeads: 2,
+        headDim: 32,
+        pageSize,
+        extraPages: 3,
+        seed: 40 + pageSize,
+      },
+      { tile: half, targetItems: 0 },
+      undefined,
+      (inputs, problem) => filled = fillUnreadSlots(inputs, problem, BF16_MAX_BITS),
+    );
+    const what = `page ${pageSize}: ${JSON.stringify(r)}`;
+    assert.ok(filled > 0, what);
+    assert.equal(r.nonFinite, 0, what);
+    // A factor taken from a 3.4e38 canary would flush every real value to zero in f16.
+    assert.ok(r.ok, what);
   }
 });
 

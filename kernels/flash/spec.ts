@@ -50,8 +50,8 @@ export interface FlashSpec {
   kv16?: boolean;
   /**
    * QK^T and PV in f16 arithmetic (shader-f16; any q and cache dtype: the range guard of
-   * template.ts scales bf16 values into f16's range, from amax.ts's bf16 range pass; the v2
-   * loop; issue 5's
+   * template.ts scales bf16 values into f16's range per K/V tile, from each tile's largest
+   * bf16 |k| and |v|; the v2 loop; issue 5's
    * "f16 arithmetic where every verify case stays within tolerance"). Q, K, V and P sit in
    * workgroup memory as f16 (converted once when staged), each product is a vec4<f16> fma (two
    * multiply-adds per instruction), and the f16 partial sums are added into f32 every
@@ -79,13 +79,17 @@ export interface FlashSpec {
 }
 
 /**
- * Default flush intervals of `f16Math`. Chosen by the error model in docs/PERF_LOG.md ("f16
- * arithmetic"): with 32 steps / 32 keys the worst simulated row reached 1.8x SPEC §4's f16
- * tolerance (and one element of the H200's verify --all failed); the QK interval dominates,
- * 8 steps / 16 keys stays at ~0.65x.
+ * Default flush intervals of `f16Math`. Chosen by the error model (`tools/f16_error_model.ts`,
+ * docs/PERF_LOG.md "f16 arithmetic" and v7): with 32 steps / 32 keys the worst simulated row
+ * reached 1.8x SPEC §4's f16 tolerance (and one element of the H200's verify --all failed); the
+ * QK interval dominates, and its worst rows are those with few keys, where the PV interval
+ * does not matter (a row of <= 16 keys adds the same products either way). v4-v6 flushed O
+ * every 16 keys; 32 keys (v7) takes the modelled rows of 65-1000 keys from <= 0.48x to <= 0.69x
+ * of the tolerance and leaves the worst row (1-8 keys, ~1.0x in 1200 modelled D64 fp8 rows,
+ * unchanged) where it was, for ~2.5% of the seed's time.
  */
 export const F16_QK_FLUSH = 8;
-export const F16_PV_FLUSH = 16;
+export const F16_PV_FLUSH = 32;
 
 /**
  * Whether the default f16 tiles sum each partial score's four f16 lanes in f16 before the f32

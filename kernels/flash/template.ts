@@ -76,7 +76,7 @@ const F16_GUARD_MAX = 65472;
  * @example
  * ```ts
  * import { f16RangeGuard } from "./template.ts";
- * f16RangeGuard(8, 16); // { qExp: -4, vLimit: 4092 }
+ * f16RangeGuard(8, 32); // { qExp: -4, vLimit: 2046 }
  * ```
  */
 export function f16RangeGuard(qkFlush: number, pvFlush: number): { qExp: number; vLimit: number } {
@@ -136,6 +136,9 @@ export function flashWgsl(spec: FlashSpec): string {
   const bf16q = spec.qDtype === "bf16";
   // |q| < 2^(qe - qOff) for the biased exponent qe of the Q tile's largest |q|.
   const qOff = bf16q ? 126 : 14;
+  // bf16 q: K and V factors per K/V tile, from the tile's largest bf16 |k| and |v| (the
+  // staged words' bf16 bits, one workgroup atomic per tile before a barrier the loop has).
+  const tileGuard = half && bf16q;
   const factor = (which: "k" | "v") =>
     !half ? "" : which === "v" ? " * fv" : byteCache || bf16q ? " * fk" : "";
 
@@ -173,7 +176,9 @@ export function flashWgsl(spec: FlashSpec): string {
     });
 
   // Writes the staged chunks of K (row kk) or V (row pos(kk)) into the f32 tile.
-  const storeChunks = (which: "k" | "v") =>
+  // `fix`: int8 codes with bf16 q times the tile's factor over the static one (the scale table
+  // holds the static factor; see stageTile).
+  const storeChunks = (which: "k" | "v", fix = false) =>
     _lines(CPT, (i) => {
       const row = which === "k" ? `kk` : `(kk % ${KG}u) * ${TCS}u + kk / ${KG}u`;
       const arr = spec.pipelined ? `${which}s` : "kvs";
@@ -205,7 +210,7 @@ export function flashWgsl(spec: FlashSpec): string {
             // The item's per-channel scales, times fk or fv, from workgroup memory.
             return `vec4<f32>(decode_int8(${w} & 0xffu), decode_int8((${w} >> 8u) & 0xffu), decode_int8((${w} >> 16u) & 0xffu), decode_int8(${w} >> 24u)) * sc_tab[${
               sIdx * (D / 4)
-            }u + cc * 4u + ${e}u]`;
+            }u + cc * 4u + ${e}u]${fix ? ` * ${which}fix` : ""}`;
           }
           const base = `${sIdx}u * params.scale_n + kvh * ${D}u + cc * 16u + ${4 * e}u`;
           return `vec4<f32>(decode_int8(${w} & 0xffu) * scales[${base}], decode_int8((${w} >> 8u) & 0xffu) * scales[${base} + 1u], decode_int8((${w} >> 16u) & 0xffu) * scales[${base} + 2u], decode_int8(${w} >> 24u) * scales[${base} + 3u])`;
@@ -237,6 +242,50 @@ ${body}
     _lines(CPT, (i) =>
       `  var ${which}r${i}: vec4<u32>;` +
       (byteCache ? ` var ${which}s${i}: vec4<u32>; var ${which}n${i}: bool;` : ""));
+
+  // tileGuard: this thread's largest bf16 |x| of the staged K or V words (byte caches: the new
+  // tokens' words only; their codes are bounded through the scales) into the tile's atomic.
+  const publishAmax = (which: "k" | "v") => {
+    const words = Array.from(
+      { length: CPT },
+      (_, i) =>
+        byteCache
+          ? `select(vec4<u32>(0u), max(bf16_mag(${which}r${i}), bf16_mag(${which}s${i})), ${which}n${i})`
+          : `bf16_mag(${which}r${i})`,
+    );
+    return `    {
+      let m = ${words.reduce((a, b) => `max(${a}, ${b})`)};
+      atomicMax(&kv_amax[${which === "k" ? 0 : 1}], max(max(m.x, m.y), max(m.z, m.w)) >> 16u);
+    }`;
+  };
+  // tileGuard: the factors of the tile whose maxima the last barrier published.
+  const readFactor = (which: "k" | "v") =>
+    which === "k"
+      ? `    fk = k_factor(atomicLoad(&kv_amax[0]));
+    sa = sq * pow2_inv(fk);${fp8 ? "\n    ksc = scales[0u] * fk;" : ""}${
+        int8 ? "\n    kfix = fk * pow2_inv(fks);" : ""
+      }`
+      : `    fv = v_factor(atomicLoad(&kv_amax[1]));
+    ivf = pow2_inv(fv);${fp8 ? "\n    vsc = scales[1u] * fv;" : ""}${
+        int8 ? "\n    vfix = fv * pow2_inv(fvs);" : ""
+      }`;
+  // tileGuard: thread 0 clears a maximum once every thread has read it (ordered by barriers
+  // before the next tile's atomics).
+  const resetAmax = (which: "k" | "v") =>
+    `    if (lid == 0u) {
+      atomicStore(&kv_amax[${which === "k" ? 0 : 1}], 0u);
+    }`;
+
+  // Stores a staged tile. bf16 q with an int8 cache: the scale table holds the codes' static
+  // factor, so only a tile whose new tokens need a smaller one pays a multiply per code.
+  const stageTile = (which: "k" | "v") =>
+    tileGuard && int8
+      ? `    if (${which}fix == 1.0) {
+${storeChunks(which)}
+    } else {
+${storeChunks(which, true)}
+    }`
+      : storeChunks(which);
 
   const tilePage = spec.pageAligned
     ? (kt: string) =>
@@ -383,15 +432,15 @@ ${half ? _lines(TRO, (i) => _lines(DC, (mm) => `  var ob${i}_${mm} = vec4<f16>(0
 
 ${tilePage("kt0")}
 ${loadChunks("k", "kt0")}
-  workgroupBarrier();
-${storeChunks("k")}
+${tileGuard ? publishAmax("k") + "\n" : ""}  workgroupBarrier();
+${tileGuard ? readFactor("k") + "\n" : ""}${stageTile("k")}
   let first_lim = ${spec.causal ? "old + f0 / params.group" : "kend - 1u"};
 
   for (var kt = kt0; kt < kt1; kt = kt + 1u) {
 ${tilePage("kt")}
 ${loadChunks("v", "kt")}
     workgroupBarrier(); // K tile (and Q) ready
-
+${tileGuard ? resetAmax("k") + "\n" : ""}
 ${_lines(TRS, (i) => _lines(TCS, (j) => `    s${i}_${j} = 0.0;`))}
 ${qk}
 
@@ -414,9 +463,13 @@ ${
             `s${i}_${j}`).reduce((a, b) => `max(${a}, ${b})`)
         }, ${M_INIT});`)
     }
-    workgroupBarrier(); // row maxima ready; K tile no longer read
-
-${storeChunks("v")}
+${
+      tileGuard
+        ? publishAmax("v") + "\n"
+        : ""
+    }    workgroupBarrier(); // row maxima ready; K tile no longer read
+${tileGuard ? readFactor("v") + "\n" : ""}
+${stageTile("v")}
 ${
       _lines(TRS, (i) => {
         const r = rowS(i);
@@ -450,13 +503,17 @@ ${tilePage("(kt + 1u)")}
 ${loadChunks("k", "(kt + 1u)")}
     }
     workgroupBarrier(); // P, alpha and V tile ready
-
+${tileGuard ? resetAmax("v") + "\n" : ""}
 ${_lines(TRO, (i) => `    let a${i} = alpha_s[${rowO(i)}];`)}
 ${_lines(TRO, (i) => _lines(DC, (mm) => `    o${i}_${mm} = o${i}_${mm} * a${i};`))}
 ${pv}
-    workgroupBarrier(); // V tile and P no longer read
+${
+      tileGuard
+        ? `    if (more) {\n${publishAmax("k")}\n    }\n`
+        : ""
+    }    workgroupBarrier(); // V tile and P no longer read
     if (more) {
-${storeChunks("k")}
+${tileGuard ? readFactor("k") + "\n" : ""}${stageTile("k")}
     }
   }
 
@@ -666,7 +723,9 @@ ${
   let qe = atomicLoad(&q_amax) >> 10u;`
     }
   let fq = bitcast<f32>((${127 + guard.qExp + qOff}u - qe) << 23u);
-  let sa = params.scale_a * bitcast<f32>((qe + ${127 - guard.qExp - qOff}u) << 23u) * pow2_inv(fk);
+  ${tileGuard ? "let sq" : "let sa"} = params.scale_a * bitcast<f32>((qe + ${
+      127 - guard.qExp - qOff
+    }u) << 23u)${tileGuard ? "" : " * pow2_inv(fk)"};
 ${
       _lines(qPerThread, (e) =>
         `  {
@@ -677,29 +736,59 @@ ${qStore(`qr${e}`, "idx", (w) => `vec4<f16>(unpack_q4(${w}) * fq)`)}
   }`)
     }`;
   const codeMax = fp8 ? 448 : 127;
-  // Words of the scales buffer past the 4n scales (`scaleSlots`): kMax, vMax, kAmax, vAmax.
+  // Words of the scales buffer past the 4n scales (`scaleSlots`): kMax, vMax.
   const slots = scaleSlots(0);
   const slot = (i: number) => `scales[4u * params.scale_n${i === 0 ? "" : ` + ${i}u`}]`;
   // Bounds on |K| and |V| a factor must respect: the largest code times the largest scale (byte
-  // caches) and, for bf16 q, the largest |k| / |v| of the bf16 values read (amax.ts's pass).
-  const kTerms = [
-    ...(byteCache ? [`${_f32(F16_GUARD_MAX / codeMax)} / ${slot(slots.kMax)}`] : []),
-    ...(bf16q ? [`${_f32(F16_GUARD_MAX)} / max(${slot(slots.kAmax)}, ${_f32(2 ** -60)})`] : []),
-  ];
-  const vTerms = [
-    ...(byteCache ? [`${_f32(guard.vLimit / codeMax)} / ${slot(slots.vMax)}`] : []),
-    ...(bf16q ? [`${_f32(guard.vLimit)} / max(${slot(slots.vAmax)}, ${_f32(2 ** -60)})`] : []),
-  ];
+  // caches); for bf16 q (tileGuard), also the tile's largest bf16 |k| or |v| (`bits`).
+  const kTerms = byteCache ? [`${_f32(F16_GUARD_MAX / codeMax)} / ${slot(slots.kMax)}`] : [];
+  const vTerms = byteCache ? [`${_f32(guard.vLimit / codeMax)} / ${slot(slots.vMax)}`] : [];
+  const tileTerm = (limit: number) =>
+    `${_f32(limit)} / max(bitcast<f32>(bits << 16u), ${_f32(2 ** -60)})`;
   // A K or V factor: the largest power of two under every bound. f16 q adds `cap` (new K / V
   // values are f16, |x| <= 65504), a constant power of two when nothing else bounds it.
-  const guardFactor = (cap: number, terms: string[]) => {
-    const all = bf16q ? terms : [_f32(cap), ...terms];
-    return terms.length === 0
+  const guardFactor = (cap: number, terms: string[]) =>
+    terms.length === 0
       ? _f32(2 ** Math.floor(Math.log2(cap)))
-      : `pow2_floor(${all.reduce((a, b) => `min(${a}, ${b})`)})`;
-  };
-  const guardFactors =
-    `  // f16 range guard (f16RangeGuard): K and V values times fk, fv (powers of two).
+      : `pow2_floor(${[_f32(cap), ...terms].reduce((a, b) => `min(${a}, ${b})`)})`;
+  const tileFactorFns =
+    `// bf16 q: a tile's K or V factor from its largest bf16 |x| (bits) and the code bounds.
+fn k_factor(bits: u32) -> f32 {
+  return pow2_floor(${[...kTerms, tileTerm(F16_GUARD_MAX)].reduce((a, b) => `min(${a}, ${b})`)});
+}
+fn v_factor(bits: u32) -> f32 {
+  return pow2_floor(${[...vTerms, tileTerm(guard.vLimit)].reduce((a, b) => `min(${a}, ${b})`)});
+}
+// Each 16-bit half's magnitude bits in the high half (max over both halves, >> 16).
+fn bf16_mag(w: vec4<u32>) -> vec4<u32> {
+  let t = w & vec4<u32>(0x7fff7fffu);
+  return max(t, t << vec4<u32>(16u));
+}
+`;
+  const guardFactors = tileGuard
+    ? `  // f16 range guard (f16RangeGuard), bf16 q: fk, fv, the score scale sa (and the fp8 scales
+  // times the factors) are set per K/V tile from each tile's maxima.
+  var fk = 1.0;
+  var fv = 1.0;
+  var ivf = 1.0;
+  var sa = 0.0;${fp8 ? "\n  var ksc = scales[0u];\n  var vsc = scales[1u];" : ""}${
+      int8
+        ? `
+  // The codes' static factors (a tile without new tokens has these), and each tile's factor
+  // over them.
+  let fks = k_factor(0u);
+  let fvs = v_factor(0u);
+  var kfix = 1.0;
+  var vfix = 1.0;
+  // This KV head's k and v scales times fks, fvs (ready after the Q barrier below).
+  for (var e = lid; e < ${D / 2}u; e = e + ${T}u) {
+    let which = e / ${D / 4}u;
+    let base = which * params.scale_n + kvh * ${D}u + (e % ${D / 4}u) * 4u;
+    sc_tab[e] = vec4<f32>(scales[base], scales[base + 1u], scales[base + 2u], scales[base + 3u]) * select(fks, fvs, which == 1u);
+  }`
+        : ""
+    }`
+    : `  // f16 range guard (f16RangeGuard): K and V values times fk, fv (powers of two).
   let fk = ${guardFactor(1, kTerms)};
   let fv = ${guardFactor(guard.vLimit / 65504, vTerms)};
   let ivf = pow2_inv(fv);${
@@ -791,8 +880,10 @@ var<workgroup> alpha_s: array<f32, ${BR}>;`
 ${fp8 ? `var<workgroup> e4m3_lut: array<f32, 256>;\n` : ""}${
     half
       ? `var<workgroup> q_amax: atomic<u32>;${
-        int8 ? `\nvar<workgroup> sc_tab: array<vec4<f32>, ${D / 2}>;` : ""
-      }
+        tileGuard
+          ? "\n// bf16 q: the largest bf16 |k| and |v| bits of the tile being staged.\nvar<workgroup> kv_amax: array<atomic<u32>, 2>;"
+          : ""
+      }${int8 ? `\nvar<workgroup> sc_tab: array<vec4<f32>, ${D / 2}>;` : ""}
 // 2^floor(log2 x) of a positive normal x; 1 / x of a power of two x.
 fn pow2_floor(x: f32) -> f32 {
   return bitcast<f32>(bitcast<u32>(x) & 0x7f800000u);
@@ -800,7 +891,7 @@ fn pow2_floor(x: f32) -> f32 {
 fn pow2_inv(x: f32) -> f32 {
   return bitcast<f32>((254u << 23u) - (bitcast<u32>(x) & 0x7f800000u));
 }
-`
+${tileGuard ? tileFactorFns : ""}`
       : ""
   }
 ${wgslQUnpack(spec.qDtype)}

@@ -23,7 +23,8 @@
  * `--splits` times the default tiles with more split-KV items (work list targetItems and
  * minSplitTiles) on the seed, softcap-D64, MHA and non-causal rows; `--splits-long` on the
  * rows with few row tiles and long prefixes (decode q16, decode mixed, qwen mixed D256).
- * `--lane-sum` times `FlashSpec.f16QkLaneSum` against the default on D128 rows.
+ * `--lane-sum` times `FlashSpec.f16QkLaneSum` against the default on D128 rows. `--small-rows`
+ * times the default tile's per-thread shape with 32 rows and half the threads (PERF_LOG v7).
  *
  * Usage: deno run -A kernels/flash/tune.ts [--compare] [--half | --half-check | --half-flush |
  *   --splits] [--out FILE]
@@ -117,7 +118,7 @@ const th = (
   flush: { f16QkFlush?: number; f16PvFlush?: number } = {},
 ): FlashTile => ({ ...t(rows, keys, threads, sRows, oRows), f16Math: true, ...flush });
 const half = flag("--half") || flag("--half-check") || flag("--half-flush") || flag("--splits") ||
-  flag("--splits-long") || flag("--lane-sum");
+  flag("--splits-long") || flag("--lane-sum") || flag("--small-rows");
 const jobs: Job[] = local
   ? [{
     c: adHocCase({ batch: 2, heads: 8, headsKv: 2, headDim: 32, qLen: 40, cacheLen: 100 }),
@@ -147,6 +148,32 @@ const jobs: Job[] = local
       }],
     },
   ]
+  : flag("--small-rows")
+  ? [
+    ["llama-3.1-8b-prefill-paged-pg64-4k-old-512-new/f16", 128],
+    ["llama-3.1-8b-prefill-paged-pg64-4k-old-512-new/bf16", 128],
+    ["llama-8b-prefill-paged-b8-prefix4k-chunk512-p64/f16", 128],
+    ["gqa-prefill-paged-softcap50-b4-prefix4k-chunk512-p64/f16", 64],
+    ["mha-prefill-paged-b2-h16-d128-p32/f16", 128],
+    ["llama-8b-prefill-paged-noncausal-b2-prefix1k-chunk256-p64/f16", 128],
+    ["llama-8b-decode-paged-b8-prefix32k-q16-p64/f16", 128],
+  ].map(([id, d]) => ({
+    c: byId(id as string),
+    configs: [
+      dflt,
+      // The default tile's per-thread shape with half the rows and threads: twice the items,
+      // smaller workgroups that can share an SM.
+      d === 64
+        ? { name: "f16 32x64 wg128 s4o4", options: { tile: th(32, 64, 128, 4, 4) } }
+        : { name: "f16 32x64 wg128 s2o8", options: { tile: th(32, 64, 128, 2, 8) } },
+      ...(d === 64 ? [] : [
+        {
+          name: "f16 32x64 wg128 s2o8 no split",
+          options: { tile: th(32, 64, 128, 2, 8), targetItems: 0 },
+        },
+      ]),
+    ],
+  }))
   : flag("--lane-sum")
   ? [
     "llama-3.1-8b-prefill-paged-pg64-4k-old-512-new/f16",

@@ -248,8 +248,8 @@ async function _planDequant(gpu: GpuContext, dev: DeviceProblem): Promise<{
     table,
   );
   // The scratch pool is a 16-bit cache: its own scales buffer, laid out as scaleCount says for
-  // one (scale 1), so a kernel over the scratch never reads or writes (flash's bf16 range pass)
-  // the quantized pool's scales, which the append reads.
+  // one (scale 1), so a kernel over the scratch never reads the quantized pool's scales (the
+  // append's) as if they were its own.
   const scales16 = new Float32Array(scaleSlots(1).length).fill(1);
   const scratchScales = buffer("scales", scales16.byteLength, STORAGE | GPUBufferUsage.COPY_DST);
   device.queue.writeBuffer(scratchScales, 0, scales16);

@@ -176,9 +176,7 @@ export function flashWgsl(spec: FlashSpec): string {
     });
 
   // Writes the staged chunks of K (row kk) or V (row pos(kk)) into the f32 tile.
-  // `fix`: int8 codes with bf16 q times the tile's factor over the static one (the scale table
-  // holds the static factor; see stageTile).
-  const storeChunks = (which: "k" | "v", fix = false) =>
+  const storeChunks = (which: "k" | "v") =>
     _lines(CPT, (i) => {
       const row = which === "k" ? `kk` : `(kk % ${KG}u) * ${TCS}u + kk / ${KG}u`;
       const arr = spec.pipelined ? `${which}s` : "kvs";
@@ -210,7 +208,7 @@ export function flashWgsl(spec: FlashSpec): string {
             // The item's per-channel scales, times fk or fv, from workgroup memory.
             return `vec4<f32>(decode_int8(${w} & 0xffu), decode_int8((${w} >> 8u) & 0xffu), decode_int8((${w} >> 16u) & 0xffu), decode_int8(${w} >> 24u)) * sc_tab[${
               sIdx * (D / 4)
-            }u + cc * 4u + ${e}u]${fix ? ` * ${which}fix` : ""}`;
+            }u + cc * 4u + ${e}u]${tileGuard ? ` * f${which}` : ""}`;
           }
           const base = `${sIdx}u * params.scale_n + kvh * ${D}u + cc * 16u + ${4 * e}u`;
           return `vec4<f32>(decode_int8(${w} & 0xffu) * scales[${base}], decode_int8((${w} >> 8u) & 0xffu) * scales[${base} + 1u], decode_int8((${w} >> 16u) & 0xffu) * scales[${base} + 2u], decode_int8(${w} >> 24u) * scales[${base} + 3u])`;
@@ -262,30 +260,15 @@ ${body}
   const readFactor = (which: "k" | "v") =>
     which === "k"
       ? `    fk = k_factor(atomicLoad(&kv_amax[0]));
-    sa = sq * pow2_inv(fk);${fp8 ? "\n    ksc = scales[0u] * fk;" : ""}${
-        int8 ? "\n    kfix = fk * pow2_inv(fks);" : ""
-      }`
+    sa = sq * pow2_inv(fk);${fp8 ? "\n    ksc = scales[0u] * fk;" : ""}`
       : `    fv = v_factor(atomicLoad(&kv_amax[1]));
-    ivf = pow2_inv(fv);${fp8 ? "\n    vsc = scales[1u] * fv;" : ""}${
-        int8 ? "\n    vfix = fv * pow2_inv(fvs);" : ""
-      }`;
+    ivf = pow2_inv(fv);${fp8 ? "\n    vsc = scales[1u] * fv;" : ""}`;
   // tileGuard: thread 0 clears a maximum once every thread has read it (ordered by barriers
   // before the next tile's atomics).
   const resetAmax = (which: "k" | "v") =>
     `    if (lid == 0u) {
       atomicStore(&kv_amax[${which === "k" ? 0 : 1}], 0u);
     }`;
-
-  // Stores a staged tile. bf16 q with an int8 cache: the scale table holds the codes' static
-  // factor, so only a tile whose new tokens need a smaller one pays a multiply per code.
-  const stageTile = (which: "k" | "v") =>
-    tileGuard && int8
-      ? `    if (${which}fix == 1.0) {
-${storeChunks(which)}
-    } else {
-${storeChunks(which, true)}
-    }`
-      : storeChunks(which);
 
   const tilePage = spec.pageAligned
     ? (kt: string) =>
@@ -433,7 +416,7 @@ ${half ? _lines(TRO, (i) => _lines(DC, (mm) => `  var ob${i}_${mm} = vec4<f16>(0
 ${tilePage("kt0")}
 ${loadChunks("k", "kt0")}
 ${tileGuard ? publishAmax("k") + "\n" : ""}  workgroupBarrier();
-${tileGuard ? readFactor("k") + "\n" : ""}${stageTile("k")}
+${tileGuard ? readFactor("k") + "\n" : ""}${storeChunks("k")}
   let first_lim = ${spec.causal ? "old + f0 / params.group" : "kend - 1u"};
 
   for (var kt = kt0; kt < kt1; kt = kt + 1u) {
@@ -469,7 +452,7 @@ ${
         : ""
     }    workgroupBarrier(); // row maxima ready; K tile no longer read
 ${tileGuard ? readFactor("v") + "\n" : ""}
-${stageTile("v")}
+${storeChunks("v")}
 ${
       _lines(TRS, (i) => {
         const r = rowS(i);
@@ -513,7 +496,7 @@ ${
         : ""
     }    workgroupBarrier(); // V tile and P no longer read
     if (more) {
-${tileGuard ? readFactor("k") + "\n" : ""}${stageTile("k")}
+${tileGuard ? readFactor("k") + "\n" : ""}${storeChunks("k")}
     }
   }
 
@@ -774,17 +757,11 @@ fn bf16_mag(w: vec4<u32>) -> vec4<u32> {
   var sa = 0.0;${fp8 ? "\n  var ksc = scales[0u];\n  var vsc = scales[1u];" : ""}${
       int8
         ? `
-  // The codes' static factors (a tile without new tokens has these), and each tile's factor
-  // over them.
-  let fks = k_factor(0u);
-  let fvs = v_factor(0u);
-  var kfix = 1.0;
-  var vfix = 1.0;
-  // This KV head's k and v scales times fks, fvs (ready after the Q barrier below).
+  // This KV head's k and v scales (times the tile's fk or fv when staged).
   for (var e = lid; e < ${D / 2}u; e = e + ${T}u) {
     let which = e / ${D / 4}u;
     let base = which * params.scale_n + kvh * ${D}u + (e % ${D / 4}u) * 4u;
-    sc_tab[e] = vec4<f32>(scales[base], scales[base + 1u], scales[base + 2u], scales[base + 3u]) * select(fks, fvs, which == 1u);
+    sc_tab[e] = vec4<f32>(scales[base], scales[base + 1u], scales[base + 2u], scales[base + 3u]);
   }`
         : ""
     }`

@@ -8,7 +8,7 @@
  * element's share of SPEC §4's f16 tolerance (2e-3 + 2e-3 |ref|), the figure `verify` prints
  * as `toleranceUsed`, so flush intervals can be compared before a GPU run.
  *
- * Usage: deno run tools/f16_error_model.ts [--rows N] [--seed S]
+ * Usage: deno run tools/f16_error_model.ts [--rows N] [--seed S] [--logit-scales C1,C2,...]
  * @module
  */
 import { f16RangeGuard } from "../kernels/flash/template.ts";
@@ -29,6 +29,8 @@ export interface RowModel {
   fp8: boolean;
   /** tanh softcap (0: off). */
   softcap: number;
+  /** sm_scale times sqrt(D) (1: the default scale). @default 1 */
+  logitScale?: number;
 }
 
 /** x rounded to e4m3 (3 mantissa bits, saturating at 448). */
@@ -51,7 +53,7 @@ function pow2Floor(x: number): number {
  */
 export function rowToleranceUsed(m: RowModel, rng: Rng): number {
   const D = m.headDim;
-  const scale = 1 / Math.sqrt(D);
+  const scale = (m.logitScale ?? 1) / Math.sqrt(D);
   const kScale = rng.uniform(0.5, 1.5); // per-tensor fp8 scale
   const q = Array.from({ length: D }, () => rng.normal()).map(f16);
   const k = Array.from(
@@ -174,13 +176,21 @@ if (import.meta.main) {
     ["9-64 keys", [12, 17, 24, 33, 48, 64]],
     ["65-1k keys", [100, 300, 1000]],
   ];
-  const settings: [string, Partial<RowModel>][] = [
-    ["qk 8 / pv 16 (v4-v6 default)", { qkFlush: 8, pvFlush: 16 }],
-    ["qk 8 / pv 16, lane sums", { qkFlush: 8, pvFlush: 16, laneSum: true }],
-    ["qk 8 / pv 32", { qkFlush: 8, pvFlush: 32 }],
-    ["qk 8 / pv 64", { qkFlush: 8, pvFlush: 64 }],
-    ["qk 16 / pv 16", { qkFlush: 16, pvFlush: 16 }],
-  ];
+  // --logit-scales 1,1.5,2: the default flushes at those sm_scale * sqrt(D); else the
+  // flush settings at the default scale.
+  const scalesArg = Deno.args.indexOf("--logit-scales");
+  const settings: [string, Partial<RowModel>][] = scalesArg >= 0
+    ? Deno.args[scalesArg + 1]!.split(",").map((c) => [
+      `qk 8 / pv 32, sm_scale ${c} / sqrt(D)`,
+      { qkFlush: 8, pvFlush: 32, logitScale: Number(c) },
+    ])
+    : [
+      ["qk 8 / pv 16 (v4-v6 default)", { qkFlush: 8, pvFlush: 16 }],
+      ["qk 8 / pv 16, lane sums", { qkFlush: 8, pvFlush: 16, laneSum: true }],
+      ["qk 8 / pv 32 (v7 default)", { qkFlush: 8, pvFlush: 32 }],
+      ["qk 8 / pv 64", { qkFlush: 8, pvFlush: 64 }],
+      ["qk 16 / pv 16", { qkFlush: 16, pvFlush: 16 }],
+    ];
   console.log(`worst element / f16 tolerance, ${rows} rows per key count and setting`);
   console.log(`| setting | D | cache | softcap | ${keyGroups.map(([n]) => n).join(" | ")} |`);
   console.log(`| --- | --- | --- | --- | ${keyGroups.map(() => "---").join(" | ")} |`);

@@ -680,7 +680,7 @@ Deno.test("flashSpecProblem() refuses f16Math where it cannot hold", () => {
   assert.match(flashKey(base), /_hm$/);
 });
 
-Deno.test("chooseFlashTile() picks f16-arithmetic tiles for every dtype on a shader-f16 device, f32 ones without shader-f16 or when turned off", () => {
+Deno.test("chooseFlashTile() picks f16-arithmetic tiles for every dtype on a shader-f16 device, f32 ones without shader-f16, when turned off or for a sharp score scale", () => {
   const problem = (qDtype: "f16" | "bf16", cacheDtype: "f16" | "bf16" | "int8", headDim = 128) =>
     ({
       qDtype,
@@ -695,7 +695,7 @@ Deno.test("chooseFlashTile() picks f16-arithmetic tiles for every dtype on a sha
       poolTokens: 5120,
       maxPagesPerReq: 72,
       isCausal: true,
-      smScale: 0.088,
+      smScale: 1 / Math.sqrt(headDim),
       softcap: 0,
       qLens: [512],
       qStarts: [0],
@@ -718,6 +718,11 @@ Deno.test("chooseFlashTile() picks f16-arithmetic tiles for every dtype on a sha
     "64x32/256 s2o4",
   );
   assert.equal(shape(chooseFlashTile(problem("f16", "f16"), h200, false)), "64x32/256 s2o4");
+  // A sharper softmax than 1.25 / sqrt(D): f16 scores would cost the tolerance, f32 tiles.
+  const sharp = { ...problem("f16", "f16"), smScale: 1.26 / Math.sqrt(128) };
+  assert.equal(shape(chooseFlashTile(sharp, h200)), "64x32/256 s2o4");
+  const edge = { ...problem("f16", "f16"), smScale: 1.24 / Math.sqrt(128) };
+  assert.equal(shape(chooseFlashTile(edge, h200)), "64x64/256 s2o8 f16");
   // lavapipe's 32 KiB: the f16 tiles take half the bytes, so a 64-row tile still fits.
   const lavapipe = { workgroupBytes: 32768, invocations: 256, f16: true };
   assert.equal(shape(chooseFlashTile(problem("f16", "f16"), lavapipe)), "64x32/256 s2o4 f16");

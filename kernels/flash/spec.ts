@@ -100,6 +100,21 @@ export const F16_PV_FLUSH = 32;
  */
 export const F16_QK_LANE_SUM_DEFAULT = false;
 
+/**
+ * The largest sm_scale * sqrt(D) at which f16 arithmetic is picked by default. The error of an
+ * f16 score grows with the logits' scale: a property-test case at 2.6 (D128, int8 cache, 7
+ * queries over ~230 keys) put one element at 1.09x SPEC §4's tolerance with v6's flushes and
+ * 1.18x with v7's, and the error model (`tools/f16_error_model.ts --logit-scales`) puts the
+ * worst of 100 rows per key count at ~1.0x at 1, 1.2x at 1.25 and 1.2-1.5x at 1.5-2. Sharper
+ * softmaxes than 1.25 / sqrt(D) take the f32 tiles (PERF_LOG v7); every manifest row is under.
+ */
+export const F16_MAX_LOGIT_SCALE = 1.25;
+
+/** Whether `problem`'s score scale lets its default tile use f16 arithmetic. */
+export function f16ScaleAllows(problem: Pick<Problem, "smScale" | "headDim">): boolean {
+  return problem.smScale * Math.sqrt(problem.headDim) <= F16_MAX_LOGIT_SCALE;
+}
+
 /** The flush intervals `f16Math` code uses for `spec` (see `FlashSpec.f16QkFlush`). */
 export function f16Flushes(spec: FlashSpec, dGroups: number): { qk: number; pv: number } {
   return {
@@ -431,7 +446,8 @@ export function flashSpecFor(problem: Problem, tile: FlashTile, split: boolean):
 
 /**
  * The first candidate tile for `problem` that is valid and fits `limits`, or null: f16
- * arithmetic first where `f16Math` allows it (and the device has shader-f16), then f32.
+ * arithmetic first where `f16Math` allows it, the device has shader-f16 and the score scale is
+ * at most `F16_MAX_LOGIT_SCALE` / sqrt(D), then f32.
  */
 export function chooseFlashTile(
   problem: Problem,
@@ -440,7 +456,9 @@ export function chooseFlashTile(
 ): FlashTile | null {
   const group = problem.numHeads / problem.numKvHeads;
   const maxRows = Math.max(0, ...problem.qLens) * group;
-  const half = f16Math && limits.f16 === true ? flashHalfCandidates(problem.headDim, maxRows) : [];
+  const half = f16Math && limits.f16 === true && f16ScaleAllows(problem)
+    ? flashHalfCandidates(problem.headDim, maxRows)
+    : [];
   for (const tile of [...half, ...flashTileCandidates(problem.headDim, maxRows)]) {
     if (tileFits(problem, tile, limits)) return tile;
   }

@@ -675,6 +675,23 @@ Deno.test("flashSpecProblem() refuses f16Math where it cannot hold", () => {
     flashSpecProblem({ ...base, f16Math: false, f16QkLaneSum: true }),
     "f16QkFlush, f16PvFlush and f16QkLaneSum need f16Math",
   );
+  // int8 scales sit in registers: every chunk of a thread must hold the same channels.
+  const int8Narrow: FlashSpec = {
+    ...base,
+    cacheDtype: "int8",
+    headDim: 256,
+    rows: 16,
+    keys: 16,
+    threads: 8,
+    sRows: 2,
+    oRows: 2,
+  };
+  assert.equal(
+    flashSpecProblem(int8Narrow),
+    "f16Math with int8 needs threads 8 a multiple of 16 chunks per row",
+  );
+  assert.equal(flashSpecProblem({ ...int8Narrow, cacheDtype: "fp8_e4m3" }), null);
+  assert.equal(flashSpecProblem({ ...int8Narrow, f16Math: false }), null);
   assert.match(flashKey({ ...base, f16QkLaneSum: true }), /_hmls$/);
   assert.match(flashKey({ ...base, f16QkFlush: 2, f16PvFlush: 8 }), /_hm2p8$/);
   assert.match(flashKey(base), /_hm$/);

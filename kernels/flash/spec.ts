@@ -181,6 +181,12 @@ export function flashSpecProblem(spec: FlashSpec): string | null {
     if (!(pv >= 4 && pv % 4 === 0 && keys % pv === 0)) {
       return `f16PvFlush ${pv} is not a multiple of 4 dividing ${keys} keys`;
     }
+    // int8 scales live in registers: a thread's chunks must all hold the same channels.
+    if (spec.cacheDtype === "int8" && threads % (D / chunkElems) !== 0) {
+      return `f16Math with int8 needs threads ${threads} a multiple of ${
+        D / chunkElems
+      } chunks per row`;
+    }
   } else if (
     spec.f16QkFlush !== undefined || spec.f16PvFlush !== undefined || spec.f16QkLaneSum
   ) {
@@ -203,12 +209,8 @@ export function flashGeometry(spec: FlashSpec): FlashGeometry {
   const chunksPerRow = D / chunkElems;
   const qBytes = spec.rows * (d4 + 1) * (spec.qF32 ? 16 : 8); // q tile
   const pBytes = spec.rows * (spec.keys / 4 + 1) * (spec.f16Math ? 8 : 16); // P
-  // e4m3 decode table; int8 with f16Math: the k and v scales times fk, fv (2 x D f32).
-  const lutBytes = spec.cacheDtype === "fp8_e4m3"
-    ? 1024
-    : spec.cacheDtype === "int8" && spec.f16Math
-    ? 8 * D
-    : 0;
+  // e4m3 decode table.
+  const lutBytes = spec.cacheDtype === "fp8_e4m3" ? 1024 : 0;
   const workgroupBytes = spec.pipelined
     ? qBytes + pBytes + lutBytes +
       2 * spec.keys * (d4 + 1) * (spec.kv16 ? 8 : 16) + // K tile and V tile

@@ -205,10 +205,8 @@ export function flashWgsl(spec: FlashSpec): string {
             }`;
           }
           if (half) {
-            // The item's per-channel scales, times fk or fv, from workgroup memory.
-            return `vec4<f32>(decode_int8(${w} & 0xffu), decode_int8((${w} >> 8u) & 0xffu), decode_int8((${w} >> 16u) & 0xffu), decode_int8(${w} >> 24u)) * sc_tab[${
-              sIdx * (D / 4)
-            }u + cc * 4u + ${e}u]${tileGuard ? ` * f${which}` : ""}`;
+            // This thread's per-channel scales times fk or fv, held in registers (int8Scales).
+            return `vec4<f32>(decode_int8(${w} & 0xffu), decode_int8((${w} >> 8u) & 0xffu), decode_int8((${w} >> 16u) & 0xffu), decode_int8(${w} >> 24u)) * ${which}ch${e}`;
           }
           const base = `${sIdx}u * params.scale_n + kvh * ${D}u + cc * 16u + ${4 * e}u`;
           return `vec4<f32>(decode_int8(${w} & 0xffu) * scales[${base}], decode_int8((${w} >> 8u) & 0xffu) * scales[${base} + 1u], decode_int8((${w} >> 16u) & 0xffu) * scales[${base} + 2u], decode_int8(${w} >> 24u) * scales[${base} + 3u])`;
@@ -257,11 +255,23 @@ ${body}
     }`;
   };
   // tileGuard: the factors of the tile whose maxima the last barrier published.
+  // int8: the thread's scale registers move from the last tile's factor to this one's (an exact
+  // power of two).
+  const rescale = (which: "k" | "v", f: string) =>
+    int8
+      ? `    {
+      let step = ${f} * pow2_inv(f${which});
+${_lines(4, (e) => `      ${which}ch${e} = ${which}ch${e} * step;`)}
+    }
+`
+      : "";
   const readFactor = (which: "k" | "v") =>
     which === "k"
-      ? `    fk = k_factor(atomicLoad(&kv_amax[0]));
+      ? `    let fk_tile = k_factor(atomicLoad(&kv_amax[0]));
+${rescale("k", "fk_tile")}    fk = fk_tile;
     sa = sq * pow2_inv(fk);${fp8 ? "\n    ksc = scales[0u] * fk;" : ""}`
-      : `    fv = v_factor(atomicLoad(&kv_amax[1]));
+      : `    let fv_tile = v_factor(atomicLoad(&kv_amax[1]));
+${rescale("v", "fv_tile")}    fv = fv_tile;
     ivf = pow2_inv(fv);${fp8 ? "\n    vsc = scales[1u] * fv;" : ""}`;
   // tileGuard: thread 0 clears a maximum once every thread has read it (ordered by barriers
   // before the next tile's atomics).
@@ -318,10 +328,11 @@ ${body}
   // f16Math: sa = scale_a / (fq * fk) undoes the Q and K factors (exact powers of two).
   const sa = half ? "sa" : "params.scale_a";
   const scoreScale = spec.softcap
-    // tanh(x) = 1 - 2 / (e^(2x) + 1): one exp2 and one reciprocal (the tanh builtin cost the
-    // D64 softcap row a 2x slowdown at 128 threads, PERF_LOG v2); 2.885... = 2 log2(e).
+    // c tanh(x) = c - 2c / (e^(2x) + 1): one exp2, one reciprocal and one fma (the tanh builtin
+    // cost the D64 softcap row a 2x slowdown at 128 threads, PERF_LOG v2); 2.885... = 2 log2(e),
+    // and the clamp at |2x log2(e)| <= 43.3 (|x| <= 15) keeps exp2 finite.
     ? (v: string) =>
-      `${v} = params.scale_b * (1.0 - 2.0 / (exp2(clamp(${v} * ${sa}, -15.0, 15.0) * 2.8853900817779268) + 1.0));`
+      `${v} = fma(-2.0 * params.scale_b, 1.0 / (exp2(clamp(${v} * (${sa} * 2.8853900817779268), -43.28085122666890, 43.28085122666890)) + 1.0), params.scale_b);`
     : (v: string) => `${v} = ${v} * ${sa};`;
 
   // -- PV over one tile: TRO rows x DC vec4 columns per thread ----------------------------
@@ -748,6 +759,19 @@ fn bf16_mag(w: vec4<u32>) -> vec4<u32> {
   return max(t, t << vec4<u32>(16u));
 }
 `;
+  // int8: every chunk a thread stages has the same 16 channels (threads % chunksPerRow == 0, see
+  // flashSpecProblem), so their k and v scales times fk, fv live in 8 vec4 registers.
+  const int8Scales = (kind: "let" | "var") => {
+    const load = (which: "k" | "v", e: number) => {
+      const b = `${which === "v" ? "params.scale_n + " : ""}sc_base + ${4 * e}u`;
+      return `  ${kind} ${which}ch${e} = vec4<f32>(scales[${b}], scales[${b} + 1u], scales[${b} + 2u], scales[${b} + 3u]) * f${which};`;
+    };
+    return `
+  // This thread's k and v scales (channels (lid % ${CPR}) * 16 .. + 15 of KV head kvh) times fk, fv.
+  let sc_base = kvh * ${D}u + (lid % ${CPR}u) * 16u;
+${_lines(4, (e) => load("k", e))}
+${_lines(4, (e) => load("v", e))}`;
+  };
   const guardFactors = tileGuard
     ? `  // f16 range guard (f16RangeGuard), bf16 q: fk, fv, the score scale sa (and the fp8 scales
   // times the factors) are set per K/V tile from each tile's maxima.
@@ -755,32 +779,14 @@ fn bf16_mag(w: vec4<u32>) -> vec4<u32> {
   var fv = 1.0;
   var ivf = 1.0;
   var sa = 0.0;${fp8 ? "\n  var ksc = scales[0u];\n  var vsc = scales[1u];" : ""}${
-      int8
-        ? `
-  // This KV head's k and v scales (times the tile's fk or fv when staged).
-  for (var e = lid; e < ${D / 2}u; e = e + ${T}u) {
-    let which = e / ${D / 4}u;
-    let base = which * params.scale_n + kvh * ${D}u + (e % ${D / 4}u) * 4u;
-    sc_tab[e] = vec4<f32>(scales[base], scales[base + 1u], scales[base + 2u], scales[base + 3u]);
-  }`
-        : ""
+      int8 ? int8Scales("var") : ""
     }`
     : `  // f16 range guard (f16RangeGuard): K and V values times fk, fv (powers of two).
   let fk = ${guardFactor(1, kTerms)};
   let fv = ${guardFactor(guard.vLimit / 65504, vTerms)};
   let ivf = pow2_inv(fv);${
       fp8 ? "\n  let ksc = scales[0u] * fk;\n  let vsc = scales[1u] * fv;" : ""
-    }${
-      int8
-        ? `
-  // This KV head's k and v scales times fk, fv (ready after the Q barrier below).
-  for (var e = lid; e < ${D / 2}u; e = e + ${T}u) {
-    let which = e / ${D / 4}u;
-    let base = which * params.scale_n + kvh * ${D}u + (e % ${D / 4}u) * 4u;
-    sc_tab[e] = vec4<f32>(scales[base], scales[base + 1u], scales[base + 2u], scales[base + 3u]) * select(fk, fv, which == 1u);
-  }`
-        : ""
-    }`;
+    }${int8 ? int8Scales("let") : ""}`;
 
   return `${half ? "enable f16;\n" : ""}// ${flashKey(spec)}
 // Tiled paged prefill: workgroup = ${BR} (query, head) rows of one KV head's group x a range of
@@ -860,7 +866,7 @@ ${fp8 ? `var<workgroup> e4m3_lut: array<f32, 256>;\n` : ""}${
         tileGuard
           ? "\n// bf16 q: the largest bf16 |k| and |v| bits of the tile being staged.\nvar<workgroup> kv_amax: array<atomic<u32>, 2>;"
           : ""
-      }${int8 ? `\nvar<workgroup> sc_tab: array<vec4<f32>, ${D / 2}>;` : ""}
+      }
 // 2^floor(log2 x) of a positive normal x; 1 / x of a power of two x.
 fn pow2_floor(x: f32) -> f32 {
   return bitcast<f32>(bitcast<u32>(x) & 0x7f800000u);

@@ -254,9 +254,10 @@ ${body}
       atomicMax(&kv_amax[${which === "k" ? 0 : 1}], max(max(m.x, m.y), max(m.z, m.w)) >> 16u);
     }`;
   };
-  // tileGuard: the factors of the tile whose maxima the last barrier published.
-  // int8: the thread's scale registers move from the last tile's factor to this one's (an exact
-  // power of two).
+  // int8: the thread's scale registers move from the last tile's factor to this one's, by an
+  // exact power of two unless a tile's new tokens (bf16 values near bf16's limit) push a scale
+  // below f32's normal range; no later tile of the item decodes a code with it then, because new
+  // tokens follow the prefix and items run their tiles in order.
   const rescale = (which: "k" | "v", f: string) =>
     int8
       ? `    {
@@ -265,6 +266,7 @@ ${_lines(4, (e) => `      ${which}ch${e} = ${which}ch${e} * step;`)}
     }
 `
       : "";
+  // tileGuard: the factors of the tile whose maxima the last barrier published.
   const readFactor = (which: "k" | "v") =>
     which === "k"
       ? `    let fk_tile = k_factor(atomicLoad(&kv_amax[0]));

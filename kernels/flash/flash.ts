@@ -25,7 +25,7 @@ import {
   flashSpecFor,
   flashSpecProblem,
   type FlashTile,
-  tileFits,
+  tileProblem,
 } from "./spec.ts";
 import {
   COMBINE_BINDINGS,
@@ -129,15 +129,11 @@ export async function planFlashAttention(
 ): Promise<{ passes: PassPlan[]; key: string; list: ReturnType<typeof buildWorkList> }> {
   const p = dev.problem;
   const tile = options.tile ?? defaultFlashTile(p, gpu, options.pipelined, options.f16Math);
-  if (tile?.f16Math && !gpu.hasF16) {
-    throw new RangeError(
-      `Cannot plan flash attention: tile f16Math needs shader-f16, adapter "${gpu.adapterName}" has none`,
-    );
-  }
-  if (!tile || !tileFits(p, tile, flashLimits(gpu))) {
-    throw new RangeError(
-      `Cannot plan flash attention: ${flashSupport(p, gpu) ?? "tile does not fit"}`,
-    );
+  const unfit = tile
+    ? tileProblem(p, tile, flashLimits(gpu))
+    : flashSupport(p, gpu) ?? "no tile fits";
+  if (!tile || unfit) {
+    throw new RangeError(`Cannot plan flash attention on "${gpu.adapterName}": ${unfit}`);
   }
   const d = flashSplitDefaults(tile);
   const list = buildWorkList(p, tile.rows, tile.keys, {

@@ -22,6 +22,7 @@ import {
   type FlashSpec,
   flashSpecProblem,
   type FlashTile,
+  tileProblem,
 } from "./spec.ts";
 
 let _gpu: Promise<GpuContext> | null = null;
@@ -740,9 +741,60 @@ Deno.test("chooseFlashTile() picks f16-arithmetic tiles for every dtype on a sha
   assert.equal(shape(chooseFlashTile(sharp, h200)), "64x32/256 s2o4");
   const edge = { ...problem("f16", "f16"), smScale: 1.24 / Math.sqrt(128) };
   assert.equal(shape(chooseFlashTile(edge, h200)), "64x64/256 s2o8 f16");
+  // tileProblem() names why an explicit tile cannot run.
+  const f16Tile = chooseFlashTile(problem("f16", "f16"), h200)!;
+  assert.equal(
+    tileProblem(problem("f16", "f16"), f16Tile, { ...h200, f16: false }),
+    "tile f16Math needs shader-f16, the device has none",
+  );
+  assert.equal(
+    tileProblem(problem("f16", "f16"), f16Tile, { ...h200, invocations: 128 }),
+    "tile threads 256 exceed the device's 128 invocations",
+  );
+  assert.match(
+    tileProblem(problem("f16", "f16"), f16Tile, { ...h200, workgroupBytes: 32768 })!,
+    /^tile needs \d+ bytes of workgroup memory, the device has 32768$/,
+  );
+  assert.equal(tileProblem(problem("f16", "f16"), f16Tile, h200), null);
   // lavapipe's 32 KiB: the f16 tiles take half the bytes, so a 64-row tile still fits.
   const lavapipe = { workgroupBytes: 32768, invocations: 256, f16: true };
   assert.equal(shape(chooseFlashTile(problem("f16", "f16"), lavapipe)), "64x32/256 s2o4 f16");
+});
+
+Deno.test("planFlash() refuses an explicit tile the device cannot hold, in one line naming the bytes", async () => {
+  const g = await gpu();
+  const { inputs, params } = makeTestCase({
+    qDtype: "f16",
+    qLens: [3],
+    cacheLens: [20],
+    heads: 2,
+    kvHeads: 1,
+    headDim: 256,
+    pageSize: 16,
+    seed: 41,
+  });
+  const dev = uploadInputs(g, inputs, validateProblem(inputs, params));
+  try {
+    // ~117 KB of workgroup memory (f32 K/V and P at D256): more than any adapter offers.
+    const tile: FlashTile = {
+      rows: 64,
+      keys: 64,
+      threads: 256,
+      sRows: 2,
+      oRows: 8,
+      unrollD: false,
+    };
+    await assert.rejects(planFlash(g, dev, { tile }), (e: Error) => {
+      assert.ok(e instanceof RangeError);
+      assert.match(
+        e.message,
+        /^Cannot plan flash attention on ".+": tile needs \d+ bytes of workgroup memory, the device has \d+$/,
+      );
+      return true;
+    });
+  } finally {
+    dev.destroy();
+  }
 });
 
 Deno.test("flash-f32 plans flash without f16 arithmetic, and claims only problems where flash would use it", async () => {

@@ -467,11 +467,23 @@ export function chooseFlashTile(
   return null;
 }
 
+/** Why `tile` does not make a valid spec for `problem` within `limits`, or null. */
+export function tileProblem(problem: Problem, tile: FlashTile, limits: FlashLimits): string | null {
+  const spec = flashSpecFor(problem, tile, false);
+  const why = flashSpecProblem(spec);
+  if (why) return why;
+  if (tile.f16Math && !limits.f16) return "tile f16Math needs shader-f16, the device has none";
+  if (tile.threads > limits.invocations) {
+    return `tile threads ${tile.threads} exceed the device's ${limits.invocations} invocations`;
+  }
+  const bytes = flashGeometry(spec).workgroupBytes;
+  if (bytes > limits.workgroupBytes) {
+    return `tile needs ${bytes} bytes of workgroup memory, the device has ${limits.workgroupBytes}`;
+  }
+  return null;
+}
+
 /** Whether `tile` makes a valid spec for `problem` within `limits`. */
 export function tileFits(problem: Problem, tile: FlashTile, limits: FlashLimits): boolean {
-  const spec = flashSpecFor(problem, tile, false);
-  if (flashSpecProblem(spec)) return false;
-  if (tile.f16Math && !limits.f16) return false;
-  if (tile.threads > limits.invocations) return false;
-  return flashGeometry(spec).workgroupBytes <= limits.workgroupBytes;
+  return tileProblem(problem, tile, limits) === null;
 }

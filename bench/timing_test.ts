@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { acquireGpu, type GpuContext } from "../kernels/gpu.ts";
 import { RAMP_FACTOR, summarizeSamples, timeGpu, trimClockRamp } from "./timing.ts";
+import { timedPassDescriptor } from "../kernels/variant.ts";
 
 Deno.test("summarizeSamples() gives interpolated percentiles and keeps samples in order", () => {
   const s = summarizeSamples([5, 1, 4, 2, 3], "timestamp");
@@ -41,17 +42,7 @@ function _smallPass(gpu: GpuContext, words: number) {
       encoder: GPUCommandEncoder,
       ts?: { querySet: GPUQuerySet; beginIndex: number; endIndex: number },
     ) {
-      const pass = encoder.beginComputePass(
-        ts
-          ? {
-            timestampWrites: {
-              querySet: ts.querySet,
-              beginningOfPassWriteIndex: ts.beginIndex,
-              endOfPassWriteIndex: ts.endIndex,
-            },
-          }
-          : {},
-      );
+      const pass = encoder.beginComputePass(timedPassDescriptor(ts));
       pass.setPipeline(pipeline);
       pass.setBindGroup(0, bindGroup);
       pass.dispatchWorkgroups(Math.ceil(words / 64));

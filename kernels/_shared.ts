@@ -5,7 +5,7 @@
  * @module
  */
 import type { GpuContext } from "./gpu.ts";
-import type { TimestampSlots } from "./variant.ts";
+import { timedPassDescriptor, type TimestampSlots } from "./variant.ts";
 import type { CacheDtype, Problem, QDtype } from "../op/types.ts";
 
 /** Buffer size for `bytes`: a multiple of 4, at least 4 (empty bindings are invalid). */
@@ -272,18 +272,7 @@ export function combinePasses(
   return {
     key,
     encode(encoder, timestamps) {
-      const pass = encoder.beginComputePass({
-        label: key,
-        ...(timestamps
-          ? {
-            timestampWrites: {
-              querySet: timestamps.querySet,
-              beginningOfPassWriteIndex: timestamps.beginIndex,
-              endOfPassWriteIndex: timestamps.endIndex,
-            },
-          }
-          : {}),
-      });
+      const pass = encoder.beginComputePass(timedPassDescriptor(timestamps, key));
       for (const p of passes) p.encodeInto(pass);
       pass.end();
     },

@@ -13,8 +13,9 @@ import type { Problem } from "../op/types.ts";
  * - kPages, vPages: the pool bytes as u32 words (4 one-byte elements or 2 16-bit elements each).
  *   When the pool is over the storage binding limit only the referenced pages are uploaded
  *   (`pageIds[i]` = original physical page of uploaded page i) and `blockTable` is remapped.
- * - scales: f32 [kScale(n), vScale(n), kInv(n), vInv(n)], n = 1 (fp8, and f16/bf16 with 1.0)
- *   or H_kv * D (int8); inv = fround(1 / scale), computed once on the host.
+ * - scales: f32 [kScale(n), vScale(n), kInv(n), vInv(n), kMax, vMax] (`scaleSlots`), n = 1
+ *   (fp8, and f16/bf16 with 1.0) or H_kv * D (int8); inv = fround(1 / scale), computed once on
+ *   the host.
  * - cuSeqlensQ, cacheSeqlens, blockTable: i32 as given (blockTable possibly remapped).
  */
 export interface DeviceProblem {
@@ -41,6 +42,22 @@ export interface TimestampSlots {
   querySet: GPUQuerySet;
   beginIndex: number;
   endIndex: number;
+}
+
+/** A compute pass descriptor with `label`, writing `ts`'s begin and end timestamps when given. */
+export function timedPassDescriptor(ts?: TimestampSlots, label?: string): GPUComputePassDescriptor {
+  return {
+    ...(label === undefined ? {} : { label }),
+    ...(ts
+      ? {
+        timestampWrites: {
+          querySet: ts.querySet,
+          beginningOfPassWriteIndex: ts.beginIndex,
+          endOfPassWriteIndex: ts.endIndex,
+        },
+      }
+      : {}),
+  };
 }
 
 /** A planned kernel: pipelines, bind groups, uniforms and dispatch sizes, built once. */

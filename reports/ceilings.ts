@@ -23,7 +23,7 @@ import * as path from "node:path";
 import process from "node:process";
 import type { GpuContext } from "../kernels/gpu.ts";
 import { timeGpu, type TimingMethod } from "../bench/timing.ts";
-import type { TimestampSlots } from "../kernels/variant.ts";
+import { timedPassDescriptor, type TimestampSlots } from "../kernels/variant.ts";
 import { CeilingsSchema } from "./schema.ts";
 import { isSoftwareAdapter } from "../kernels/gpu.ts";
 import { measureMatrixCeiling } from "./matrix_ceiling.ts";
@@ -438,18 +438,6 @@ interface _Form {
 
 /** True for CPU-emulated adapters (lavapipe/llvmpipe, SwiftShader, WARP). */
 
-function _passDescriptor(ts?: TimestampSlots): GPUComputePassDescriptor {
-  return ts
-    ? {
-      timestampWrites: {
-        querySet: ts.querySet,
-        beginningOfPassWriteIndex: ts.beginIndex,
-        endOfPassWriteIndex: ts.endIndex,
-      },
-    }
-    : {};
-}
-
 async function _pipeline(
   gpu: GpuContext,
   label: string,
@@ -541,7 +529,7 @@ function _copyShaderForm(gpu: GpuContext, workgroupSize: number, cap: number): _
           return {
             work: 2 * size * reps,
             encode(encoder, ts) {
-              const pass = encoder.beginComputePass(_passDescriptor(ts));
+              const pass = encoder.beginComputePass(timedPassDescriptor(ts));
               pass.setPipeline(pipeline);
               pass.setBindGroup(0, bg);
               for (let r = 0; r < reps; r++) pass.dispatchWorkgroups(groups);
@@ -697,7 +685,7 @@ function _fmaForm(gpu: GpuContext, spec: _FmaSpec, threads: number): _Form {
           return {
             work: flopsPerIter * scale * threads,
             encode(encoder, ts) {
-              const pass = encoder.beginComputePass(_passDescriptor(ts));
+              const pass = encoder.beginComputePass(timedPassDescriptor(ts));
               pass.setPipeline(pipeline);
               pass.setBindGroup(0, bindGroup);
               pass.dispatchWorkgroups(groups);

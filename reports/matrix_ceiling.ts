@@ -7,6 +7,7 @@
 import type { GpuContext } from "../kernels/gpu.ts";
 import { timeGpu } from "../bench/timing.ts";
 import type { CeilingForm, ComputeCeiling } from "./ceilings.ts";
+import { timedPassDescriptor } from "../kernels/variant.ts";
 
 /** Options of `measureMatrixCeiling()`. */
 export interface MatrixCeilingOptions {
@@ -143,17 +144,7 @@ export async function measureMatrixCeiling(
         }],
       });
       const stats = await timeGpu(gpu, (enc, ts) => {
-        const pass = enc.beginComputePass(
-          ts
-            ? {
-              timestampWrites: {
-                querySet: ts.querySet,
-                beginningOfPassWriteIndex: ts.beginIndex,
-                endOfPassWriteIndex: ts.endIndex,
-              },
-            }
-            : {},
-        );
+        const pass = enc.beginComputePass(timedPassDescriptor(ts));
         pass.setPipeline(pipeline);
         pass.setBindGroup(0, bindGroup);
         pass.dispatchWorkgroups(groups);

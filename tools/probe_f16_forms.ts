@@ -10,6 +10,7 @@ import { acquireGpu } from "../kernels/gpu.ts";
 import { timeGpu } from "../bench/timing.ts";
 import { isSoftwareAdapter } from "../kernels/gpu.ts";
 import { writeFileAtomic } from "../io/atomic_write.ts";
+import { timedPassDescriptor } from "../kernels/variant.ts";
 
 interface Form {
   type: "f16" | "f32";
@@ -45,6 +46,11 @@ ${body.join("\n")}
 
 const args = Deno.args;
 const jsonAt = args.indexOf("--json");
+const jsonPath = jsonAt >= 0 ? args[jsonAt + 1] : undefined;
+if (jsonAt >= 0 && !jsonPath) {
+  console.error("--json: expected a file path after it, got nothing");
+  Deno.exit(2);
+}
 const gpu = await acquireGpu();
 const software = isSoftwareAdapter(gpu);
 const threads = software ? 1 << 12 : 1 << 21;
@@ -88,17 +94,7 @@ for (const f of forms) {
     }],
   });
   const stats = await timeGpu(gpu, (enc, ts) => {
-    const pass = enc.beginComputePass(
-      ts
-        ? {
-          timestampWrites: {
-            querySet: ts.querySet,
-            beginningOfPassWriteIndex: ts.beginIndex,
-            endOfPassWriteIndex: ts.endIndex,
-          },
-        }
-        : {},
-    );
+    const pass = enc.beginComputePass(timedPassDescriptor(ts));
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bind);
     pass.dispatchWorkgroups(threads / 256);
@@ -111,9 +107,9 @@ for (const f of forms) {
   out.destroy();
   uniform.destroy();
 }
-if (jsonAt >= 0) {
+if (jsonPath) {
   await writeFileAtomic(
-    args[jsonAt + 1],
+    jsonPath,
     JSON.stringify({ adapter: gpu.adapterInfo, rows }, null, 2) + "\n",
   );
 }

@@ -13,6 +13,7 @@
  */
 import { f16RangeGuard } from "../kernels/flash/template.ts";
 import { createRng, type Rng } from "../workloads/random.ts";
+import { decodeCacheElement, encodeCacheElement, inverseScale } from "../reference/codecs.ts";
 
 const f16 = Math.f16round;
 const f32 = Math.fround;
@@ -33,15 +34,6 @@ export interface RowModel {
   logitScale?: number;
 }
 
-/** x rounded to e4m3 (3 mantissa bits, saturating at 448). */
-function e4m3(x: number): number {
-  const a = Math.min(Math.abs(x), 448);
-  if (a < 2 ** -9) return 0;
-  const e = Math.max(Math.floor(Math.log2(a)), -6);
-  const step = 2 ** (e - 3);
-  return Math.sign(x) * Math.round(a / step) * step;
-}
-
 /** The largest power of two not above x (x > 0). */
 function pow2Floor(x: number): number {
   return 2 ** Math.floor(Math.log2(x));
@@ -54,22 +46,18 @@ function pow2Floor(x: number): number {
 export function rowToleranceUsed(m: RowModel, rng: Rng): number {
   const D = m.headDim;
   const scale = (m.logitScale ?? 1) / Math.sqrt(D);
-  const kScale = rng.uniform(0.5, 1.5); // per-tensor fp8 scale
+  const kScale = Math.fround(rng.uniform(0.5, 1.5)); // per-tensor fp8 scale
+  const kInv = inverseScale(kScale);
   const q = Array.from({ length: D }, () => rng.normal()).map(f16);
-  const k = Array.from(
-    { length: m.keys },
-    () =>
-      Array.from({ length: D }, () => rng.normal()).map((x) =>
-        m.fp8 ? e4m3(x / kScale) * kScale : f16(x)
-      ),
-  );
-  const v = Array.from(
-    { length: m.keys },
-    () =>
-      Array.from({ length: D }, () => rng.normal()).map((x) =>
-        m.fp8 ? e4m3(x / kScale) * kScale : f16(x)
-      ),
-  );
+  // K or V rows as the cache holds them: f16 values, or fp8 codes decoded with their scale.
+  const stored = (x: number) =>
+    m.fp8
+      ? decodeCacheElement("fp8_e4m3", encodeCacheElement("fp8_e4m3", x, kInv), kScale)
+      : f16(x);
+  const cacheRows = () =>
+    Array.from({ length: m.keys }, () => Array.from({ length: D }, () => stored(rng.normal())));
+  const k = cacheRows();
+  const v = cacheRows();
 
   // Reference: float64 over the values the kernel reads (decoded codes times scales).
   const logits = k.map((kr) => {

@@ -443,6 +443,19 @@ Deno.test("f16Math planFlash() matches the reference non-causal with softcap (MH
   }, { tile: { ...half, unrollD: true }, targetItems: 0 });
 });
 
+/** 1 for each pool slot the attention reads (positions below each request's old), else 0. */
+function slotsRead(inputs: PagedPrefillInputs, problem: Problem): Uint8Array {
+  const read = new Uint8Array(problem.poolTokens);
+  const table = inputs.blockTable.data as Int32Array;
+  for (let b = 0; b < problem.batch; b++) {
+    for (let pos = 0; pos < problem.cacheLens[b]!; pos++) {
+      const page = table[b * problem.maxPagesPerReq + Math.floor(pos / problem.pageSize)]!;
+      read[page * problem.pageSize + (pos % problem.pageSize)] = 1;
+    }
+  }
+  return read;
+}
+
 /** `compareOutput()` of a flash run, with the largest |ref| and decoded K or V value. */
 async function errorOf(
   o: TestCaseOptions,
@@ -458,20 +471,16 @@ async function errorOf(
   // Largest decoded K or V value the attention reads (positions below each request's old).
   let maxCache = 0;
   const rowElems = problem.numKvHeads * problem.headDim;
+  const read = slotsRead(inputs, problem);
   for (const [pool, scale] of [[inputs.kPages, inputs.kScale], [inputs.vPages, inputs.vScale]]) {
     if (!scale) continue;
-    for (let b = 0; b < problem.batch; b++) {
-      for (let pos = 0; pos < problem.cacheLens[b]!; pos++) {
-        const page = (inputs.blockTable.data as Int32Array)[
-          b * problem.maxPagesPerReq + Math.floor(pos / problem.pageSize)
-        ]!;
-        const slot = page * problem.pageSize + (pos % problem.pageSize);
-        for (let e = 0; e < rowElems; e++) {
-          const raw = (pool!.data as Uint8Array | Int8Array)[slot * rowElems + e]!;
-          const sc = (scale.data as Float32Array)[problem.cacheDtype === "int8" ? e : 0]!;
-          const x = decodeCacheElement(problem.cacheDtype, raw, sc);
-          if (Number.isFinite(x)) maxCache = Math.max(maxCache, Math.abs(x));
-        }
+    for (let slot = 0; slot < problem.poolTokens; slot++) {
+      if (!read[slot]) continue;
+      for (let e = 0; e < rowElems; e++) {
+        const raw = (pool!.data as Uint8Array | Int8Array)[slot * rowElems + e]!;
+        const sc = (scale.data as Float32Array)[problem.cacheDtype === "int8" ? e : 0]!;
+        const x = decodeCacheElement(problem.cacheDtype, raw, sc);
+        if (Number.isFinite(x)) maxCache = Math.max(maxCache, Math.abs(x));
       }
     }
   }
@@ -593,14 +602,7 @@ const BF16_MAX_BITS = 0x7f7f;
 
 /** Sets every pool slot that no request reads (beyond old, unreferenced pages) to `bits`. */
 function fillUnreadSlots(inputs: PagedPrefillInputs, problem: Problem, bits: number): number {
-  const read = new Uint8Array(problem.poolTokens);
-  const table = inputs.blockTable.data as Int32Array;
-  for (let b = 0; b < problem.batch; b++) {
-    for (let pos = 0; pos < problem.cacheLens[b]!; pos++) {
-      const page = table[b * problem.maxPagesPerReq + Math.floor(pos / problem.pageSize)]!;
-      read[page * problem.pageSize + (pos % problem.pageSize)] = 1;
-    }
-  }
+  const read = slotsRead(inputs, problem);
   const rowElems = problem.numKvHeads * problem.headDim;
   let filled = 0;
   for (const pool of [inputs.kPages, inputs.vPages]) {

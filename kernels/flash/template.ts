@@ -239,6 +239,8 @@ ${body}
       `  var ${which}r${i}: vec4<u32>;` +
       (byteCache ? ` var ${which}s${i}: vec4<u32>; var ${which}n${i}: bool;` : ""));
 
+  // tileGuard: kv_amax holds K's maximum in word 0, V's in word 1.
+  const amaxSlot = (which: "k" | "v") => (which === "k" ? 0 : 1);
   // tileGuard: this thread's largest bf16 |x| of the staged K or V words (byte caches: the new
   // tokens' words only; their codes are bounded through the scales) into the tile's atomic.
   const publishAmax = (which: "k" | "v") => {
@@ -251,7 +253,7 @@ ${body}
     );
     return `    {
       let m = ${words.reduce((a, b) => `max(${a}, ${b})`)};
-      atomicMax(&kv_amax[${which === "k" ? 0 : 1}], max(max(m.x, m.y), max(m.z, m.w)) >> 16u);
+      atomicMax(&kv_amax[${amaxSlot(which)}], max(max(m.x, m.y), max(m.z, m.w)) >> 16u);
     }`;
   };
   // int8: the thread's scale registers move from the last tile's factor to this one's, by an
@@ -266,20 +268,20 @@ ${_lines(4, (e) => `      ${which}ch${e} = ${which}ch${e} * step;`)}
     }
 `
       : "";
-  // tileGuard: the factors of the tile whose maxima the last barrier published.
-  const readFactor = (which: "k" | "v") =>
-    which === "k"
-      ? `    let fk_tile = k_factor(atomicLoad(&kv_amax[0]));
-${rescale("k", "fk_tile")}    fk = fk_tile;
-    sa = sq * pow2_inv(fk);${fp8 ? "\n    ksc = scales[0u] * fk;" : ""}`
-      : `    let fv_tile = v_factor(atomicLoad(&kv_amax[1]));
-${rescale("v", "fv_tile")}    fv = fv_tile;
-    ivf = pow2_inv(fv);${fp8 ? "\n    vsc = scales[1u] * fv;" : ""}`;
+  // tileGuard: the factors of the tile whose maxima the last barrier published, and what follows
+  // from them: K's score scale, V's inverse for O's flush, the fp8 scale times the factor.
+  const readFactor = (which: "k" | "v") => {
+    const i = amaxSlot(which);
+    const derived = which === "k" ? "sa = sq * pow2_inv(fk);" : "ivf = pow2_inv(fv);";
+    return `    let f${which}_tile = ${which}_factor(atomicLoad(&kv_amax[${i}]));
+${rescale(which, `f${which}_tile`)}    f${which} = f${which}_tile;
+    ${derived}${fp8 ? `\n    ${which}sc = scales[${i}u] * f${which};` : ""}`;
+  };
   // tileGuard: thread 0 clears a maximum once every thread has read it (ordered by barriers
   // before the next tile's atomics).
   const resetAmax = (which: "k" | "v") =>
     `    if (lid == 0u) {
-      atomicStore(&kv_amax[${which === "k" ? 0 : 1}], 0u);
+      atomicStore(&kv_amax[${amaxSlot(which)}], 0u);
     }`;
 
   const tilePage = spec.pageAligned
@@ -747,14 +749,14 @@ ${qStore(`qr${e}`, "idx", (w) => `vec4<f16>(unpack_q4(${w}) * fq)`)}
     terms.length === 0
       ? _f32(2 ** Math.floor(Math.log2(cap)))
       : `pow2_floor(${[_f32(cap), ...terms].reduce((a, b) => `min(${a}, ${b})`)})`;
+  const factorFn = (which: "k" | "v", terms: string[], limit: number) =>
+    `fn ${which}_factor(bits: u32) -> f32 {
+  return pow2_floor(${[...terms, tileTerm(limit)].reduce((a, b) => `min(${a}, ${b})`)});
+}`;
   const tileFactorFns =
     `// bf16 q: a tile's K or V factor from its largest bf16 |x| (bits) and the code bounds.
-fn k_factor(bits: u32) -> f32 {
-  return pow2_floor(${[...kTerms, tileTerm(F16_GUARD_MAX)].reduce((a, b) => `min(${a}, ${b})`)});
-}
-fn v_factor(bits: u32) -> f32 {
-  return pow2_floor(${[...vTerms, tileTerm(guard.vLimit)].reduce((a, b) => `min(${a}, ${b})`)});
-}
+${factorFn("k", kTerms, F16_GUARD_MAX)}
+${factorFn("v", vTerms, guard.vLimit)}
 // Each 16-bit half's magnitude bits in the high half (max over both halves, >> 16).
 fn bf16_mag(w: vec4<u32>) -> vec4<u32> {
   let t = w & vec4<u32>(0x7fff7fffu);

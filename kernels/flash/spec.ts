@@ -105,7 +105,7 @@ export const F16_QK_LANE_SUM_DEFAULT = false;
  * f16 score grows with the logits' scale: a property-test case at 2.6 (D128, int8 cache, 7
  * queries over ~230 keys) put one element at 1.09x SPEC §4's tolerance with v6's flushes and
  * 1.18x with v7's, and the error model (`tools/f16_error_model.ts --logit-scales`) puts the
- * worst of 100 rows per key count at ~1.0x at 1, 1.2x at 1.25 and 1.2-1.5x at 1.5-2. Sharper
+ * worst of 100 rows per key count at ~1.0x at 1, 1.2x at 1.25 and 1.2-1.7x at 1.5-2. Sharper
  * softmaxes than 1.25 / sqrt(D) take the f32 tiles (PERF_LOG v7); every manifest row is under.
  */
 export const F16_MAX_LOGIT_SCALE = 1.25;

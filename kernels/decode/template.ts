@@ -70,6 +70,26 @@ function _indent(text: string, spaces: number): string {
 }
 
 /**
+ * WGSL `fp8x4(w)`: the four e4m3fn bytes of `w` (lowest first) as f32 divided by 256, exact for
+ * every code, NaN codes NaN. Branch-free, so the unrolled key loop stays one basic block.
+ */
+export const FP8X4_WGSL =
+  `// Four e4m3fn bytes of w as f32 divided by 256 (exact): each byte's bits moved into an f16
+// (same mantissa, exponent bias 15 instead of 7; subnormals included). Bytes 0 and 2 move
+// together (sign up 8 bits, magnitude up 7), bytes 1 and 3 too (sign in place, magnitude down
+// 1). A NaN code (magnitude 0x7f) lands on exponent 01111 with a nonzero mantissa; the top
+// exponent bit (0x4000), set from the byte's NaN flag, makes that an f16 NaN.
+fn fp8x4(w: u32) -> vec4<f32> {
+  let nan = ((w & 0x7f7f7f7fu) + 0x01010101u) & 0x80808080u;
+  let even = ((w << 8u) & 0x80008000u) | ((w << 7u) & 0x3f803f80u) | ((nan << 7u) & 0x40004000u);
+  let odd = (w & 0x80008000u) | ((w >> 1u) & 0x3f803f80u) | ((nan >> 1u) & 0x40004000u);
+  let e = unpack2x16float(even);
+  let o = unpack2x16float(odd);
+  return vec4<f32>(e.x, o.x, e.y, o.y);
+}
+`;
+
+/**
  * The attention pass's WGSL for `spec`.
  *
  * @example
@@ -95,7 +115,6 @@ export function decodeWgsl(spec: DecodeSpec): string {
   const RS = L + 1; // row stride of the partial-dot buffer, in vec4 (padded: no bank conflicts)
   const codecs = [
     ...(spec.split ? [] : [wgslQPackCodec(spec.qDtype)]),
-    ...(fp8 ? ["decode_e4m3" as const] : []),
   ];
 
   // Element types: QW holds one lane's dims of a 16-bit row; CW of a cache row.
@@ -415,27 +434,7 @@ var<workgroup> rml: array<vec2<f32>, ${R}>;
 ${wgslQUnpack(spec.qDtype)}
 ${spec.split ? "" : wgslQPack(spec.qDtype)}
 ${wgslCodecs(...codecs)}
-${
-    fp8
-      ? `// Four e4m3fn bytes of w as f32 divided by 256 (exact): each byte's bits moved into an f16
-// (same mantissa, exponent bias 15 instead of 7; subnormals included); NaN codes take the
-// exact codec.
-fn fp8x4(w: u32) -> vec4<f32> {
-  if ((((w & 0x7f7f7f7fu) + 0x01010101u) & 0x80808080u) != 0u) {
-    return vec4<f32>(
-      decode_e4m3(w & 0xffu),
-      decode_e4m3((w >> 8u) & 0xffu),
-      decode_e4m3((w >> 16u) & 0xffu),
-      decode_e4m3(w >> 24u),
-    ) * 0.00390625;
-  }
-  let lo = ((w << 7u) & 0x3f80u) | ((w << 8u) & 0x8000u) | ((w << 15u) & 0x3f800000u) | ((w << 16u) & 0x80000000u);
-  let hi = ((w >> 9u) & 0x3f80u) | ((w >> 8u) & 0x8000u) | ((w >> 1u) & 0x3f800000u) | (w & 0x80000000u);
-  return vec4<f32>(unpack2x16float(lo), unpack2x16float(hi));
-}
-`
-      : ""
-  }${
+${fp8 ? FP8X4_WGSL : ""}${
     int8
       ? `// Four int8 bytes of w (lowest first) as f32, exact.
 fn i8x4(w: u32) -> vec4<f32> {

@@ -1,0 +1,106 @@
+// GPU test: the decode kernel's e4m3 unpack (`fp8x4`) gives, for every one of the 256 codes in
+// each of the four bytes of a word, exactly the reference codec's value divided by 256 (NaN for
+// the e4m3 NaN codes, beside finite ones in the same word). Without an adapter the test fails.
+import assert from "node:assert/strict";
+import { acquireGpu } from "../gpu.ts";
+import { FP8X4_WGSL } from "./template.ts";
+import { e4m3ToNumber } from "../../reference/codecs.ts";
+
+/** Byte j of word i: every code appears once in each byte position over the 256 words. */
+const codeOf = (i: number, j: number) => (j % 2 === 0 ? i + 85 * j : 255 - i + 85 * j) & 255;
+
+async function decodeWords(words: Uint32Array<ArrayBuffer>): Promise<Float32Array> {
+  const gpu = await acquireGpu();
+  const { device } = gpu;
+  const code = `${FP8X4_WGSL}
+@group(0) @binding(0) var<storage, read> words: array<u32>;
+@group(0) @binding(1) var<storage, read_write> out: array<vec4<f32>>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  out[gid.x] = fp8x4(words[gid.x]);
+}
+`;
+  const module = device.createShaderModule({ code, label: "fp8x4" });
+  const errors = (await module.getCompilationInfo()).messages.filter((m) => m.type === "error");
+  assert.equal(errors.length, 0, errors.map((m) => m.message).join("; "));
+  const pipeline = device.createComputePipeline({
+    layout: "auto",
+    compute: { module, entryPoint: "main" },
+  });
+  const input = device.createBuffer({
+    size: words.byteLength,
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+  });
+  device.queue.writeBuffer(input, 0, words);
+  const bytes = words.length * 16;
+  const out = device.createBuffer({
+    size: bytes,
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
+  });
+  const read = device.createBuffer({
+    size: bytes,
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+  });
+  const enc = device.createCommandEncoder();
+  const pass = enc.beginComputePass();
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(
+    0,
+    device.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries: [{ binding: 0, resource: { buffer: input } }, {
+        binding: 1,
+        resource: { buffer: out },
+      }],
+    }),
+  );
+  pass.dispatchWorkgroups(Math.ceil(words.length / 64));
+  pass.end();
+  enc.copyBufferToBuffer(out, 0, read, 0, bytes);
+  device.queue.submit([enc.finish()]);
+  await read.mapAsync(GPUMapMode.READ);
+  const values = new Float32Array(read.getMappedRange().slice(0));
+  read.unmap();
+  for (const b of [input, out, read]) b.destroy();
+  return values;
+}
+
+function assertDecodes(words: Uint32Array, values: Float32Array): void {
+  for (let i = 0; i < words.length; i++) {
+    for (let j = 0; j < 4; j++) {
+      const c = (words[i]! >>> (8 * j)) & 255;
+      const want = e4m3ToNumber(c) / 256;
+      const got = values[4 * i + j]!;
+      assert.ok(
+        Number.isNaN(want) ? Number.isNaN(got) : Object.is(got, want),
+        `word 0x${words[i]!.toString(16)} byte ${j} (code 0x${
+          c.toString(16)
+        }): ${got}, expected ${want}`,
+      );
+    }
+  }
+}
+
+Deno.test("fp8x4 decodes every e4m3 code in every byte of a word exactly, NaN codes to NaN", async () => {
+  const words = Uint32Array.from(
+    { length: 256 },
+    (_, i) => codeOf(i, 0) | (codeOf(i, 1) << 8) | (codeOf(i, 2) << 16) | (codeOf(i, 3) << 24),
+  );
+  assertDecodes(words, await decodeWords(words));
+});
+
+Deno.test("fp8x4 decodes words of finite codes only, signs and subnormals included", async () => {
+  // Codes 0x00-0x7e and 0x80-0xfe: every finite code, each in every byte, no NaN flag set.
+  const finite = Array.from({ length: 256 }, (_, c) => c).filter((c) => (c & 0x7f) !== 0x7f);
+  const words = Uint32Array.from(
+    { length: finite.length },
+    (_, i) =>
+      (finite[i]! | (finite[(i + 61) % finite.length]! << 8) |
+        (finite[(i + 127) % finite.length]! << 16) |
+        (finite[(i + 191) % finite.length]! << 24)) >>> 0,
+  );
+  const values = await decodeWords(words);
+  assertDecodes(words, values);
+  assert.ok(values.some((x) => Object.is(x, -0)), "negative zero decoded");
+  assert.ok(values.some((x) => x !== 0 && Math.abs(x) < 2 ** -14), "subnormals decoded");
+});

@@ -728,7 +728,14 @@ Deno.test("chooseFlashTile() picks f16-arithmetic tiles for every dtype on a sha
       : "none";
   assert.equal(shape(chooseFlashTile(problem("f16", "f16"), h200)), "64x64/256 s2o8 f16");
   assert.equal(shape(chooseFlashTile(problem("f16", "int8"), h200)), "64x64/256 s2o8 f16");
-  assert.equal(shape(chooseFlashTile(problem("f16", "f16", 64), h200)), "64x64/256 s4o4 f16");
+  assert.equal(shape(chooseFlashTile(problem("f16", "f16", 64), h200)), "64x128/256 s4o4 f16");
+  // D64 with fp8's decode table still fits 128-key tiles in 48 KiB; 40 KB takes 64 keys.
+  const d64fp8 = { ...problem("f16", "f16", 64), cacheDtype: "fp8_e4m3" } as const;
+  assert.equal(shape(chooseFlashTile(d64fp8, h200)), "64x128/256 s4o4 f16");
+  assert.equal(
+    shape(chooseFlashTile(d64fp8, { ...h200, workgroupBytes: 40000 })),
+    "64x64/256 s4o4 f16",
+  );
   assert.equal(shape(chooseFlashTile(problem("f16", "f16", 256), h200)), "64x16/256 s1o4 f16");
   assert.equal(shape(chooseFlashTile(problem("bf16", "bf16"), h200)), "64x64/256 s2o8 f16");
   assert.equal(shape(chooseFlashTile(problem("bf16", "int8"), h200)), "64x64/256 s2o8 f16");

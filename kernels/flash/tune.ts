@@ -25,6 +25,8 @@
  * rows with few row tiles and long prefixes (decode q16, decode mixed, qwen mixed D256).
  * `--lane-sum` times `FlashSpec.f16QkLaneSum` against the default on D128 rows. `--small-rows`
  * times the default tile's per-thread shape with 32 rows and half the threads (PERF_LOG v7).
+ * `--d64` times D64 tiles (fewer key groups, 128-key tiles, 128 rows) on the four softcap-D64
+ * rows (PERF_LOG v8).
  *
  * Usage: deno run -A kernels/flash/tune.ts [--compare] [--half | --half-check | --half-flush |
  *   --splits] [--out FILE]
@@ -118,7 +120,7 @@ const th = (
   flush: { f16QkFlush?: number; f16PvFlush?: number } = {},
 ): FlashTile => ({ ...t(rows, keys, threads, sRows, oRows), f16Math: true, ...flush });
 const half = flag("--half") || flag("--half-check") || flag("--half-flush") || flag("--splits") ||
-  flag("--splits-long") || flag("--lane-sum") || flag("--small-rows");
+  flag("--splits-long") || flag("--lane-sum") || flag("--small-rows") || flag("--d64");
 const jobs: Job[] = local
   ? [{
     c: adHocCase({ batch: 2, heads: 8, headsKv: 2, headDim: 32, qLen: 40, cacheLen: 100 }),
@@ -148,6 +150,23 @@ const jobs: Job[] = local
       }],
     },
   ]
+  : flag("--d64")
+  ? [
+    "gqa-prefill-paged-softcap50-b4-prefix4k-chunk512-p64/f16",
+    "gqa-prefill-paged-softcap50-b4-prefix4k-chunk512-p64/bf16",
+    "gqa-prefill-paged-softcap50-b4-prefix4k-chunk512-p64-fp8/f16",
+    "gqa-prefill-paged-softcap50-b4-prefix4k-chunk512-p64-int8/f16",
+  ].map((id) => ({
+    c: byId(id),
+    configs: [
+      dflt,
+      // Fewer key groups per row (8, not 16): a quarter of the row-max reads per tile.
+      { name: "f16 64x64 wg256 s2o4", options: { tile: th(64, 64, 256, 2, 4) } },
+      { name: "f16 64x128 wg256 s4o4", options: { tile: th(64, 128, 256, 4, 4) } },
+      { name: "f16 64x128 wg256 s2o4", options: { tile: th(64, 128, 256, 2, 4) } },
+      { name: "f16 128x32 wg256 s4o8", options: { tile: th(128, 32, 256, 4, 8) } },
+    ],
+  }))
   : flag("--small-rows")
   ? [
     ["llama-3.1-8b-prefill-paged-pg64-4k-old-512-new/f16", 128],

@@ -14,9 +14,6 @@ import type {
 } from "../op/types.ts";
 import { CACHE_TENSOR_DTYPE } from "../op/types.ts";
 import type { PagedPrefillOutputs, Problem } from "../op/types.ts";
-import type { GpuContext } from "./gpu.ts";
-import type { DeviceProblem, KernelPlan } from "./variant.ts";
-import { readOutputs } from "./device_inputs.ts";
 import {
   encodeCacheElement,
   inverseScale,
@@ -228,23 +225,4 @@ export function verifyOutputs(
     );
   }
   return o;
-}
-
-/**
- * Encodes and submits `plan` once (a validation error throws, naming it) and reads the op's
- * outputs back.
- */
-export async function runPlan(
-  g: GpuContext,
-  plan: KernelPlan,
-  dev: DeviceProblem,
-  inputs: PagedPrefillInputs,
-): Promise<PagedPrefillOutputs> {
-  g.device.pushErrorScope("validation");
-  const encoder = g.device.createCommandEncoder();
-  plan.encode(encoder);
-  g.device.queue.submit([encoder.finish()]);
-  const err = await g.device.popErrorScope();
-  if (err) throw new Error(`validation: ${err.message}`);
-  return await readOutputs(g, dev, inputs);
 }

@@ -115,17 +115,30 @@ export async function pagedPrefill(
  * planned.destroy();
  * ```
  */
-export async function runPlanned(
+export function runPlanned(
   gpu: GpuContext,
   planned: PlannedPagedPrefill,
   inputs: PagedPrefillInputs,
 ): Promise<PagedPrefillOutputs> {
+  return runKernelPlan(gpu, planned.plan, planned.device, inputs);
+}
+
+/**
+ * `runPlanned()` for a kernel plan made directly (a variant's `plan()`, or `planFlash()` and
+ * its kin with explicit options): the tests and the tuning scripts.
+ */
+export async function runKernelPlan(
+  gpu: GpuContext,
+  plan: KernelPlan,
+  dev: DeviceProblem,
+  inputs: PagedPrefillInputs,
+): Promise<PagedPrefillOutputs> {
   const device = gpu.device;
   device.pushErrorScope("validation");
-  const encoder = device.createCommandEncoder({ label: planned.plan.key });
-  planned.plan.encode(encoder);
+  const encoder = device.createCommandEncoder({ label: plan.key });
+  plan.encode(encoder);
   device.queue.submit([encoder.finish()]);
   const error = await device.popErrorScope();
-  if (error) throw new Error(`Cannot run ${planned.plan.key}: ${error.message}`);
-  return await readOutputs(gpu, planned.device, inputs);
+  if (error) throw new Error(`Cannot run ${plan.key}: ${error.message}`);
+  return await readOutputs(gpu, dev, inputs);
 }

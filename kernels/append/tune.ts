@@ -15,6 +15,7 @@
 import { acquireGpu } from "../gpu.ts";
 import { validateProblem } from "../../op/validate.ts";
 import { readOutputs, uploadInputs } from "../device_inputs.ts";
+import { runKernelPlan } from "../op.ts";
 import { referenceAppend } from "../../reference/attention.ts";
 import { comparePools, describePoolCheck } from "../../reference/check.ts";
 import { expandCases, loadManifest } from "../../workloads/loader.ts";
@@ -77,10 +78,7 @@ for (const id of ids) {
     for (const fusedAppend of [false, true]) {
       const dev = uploadInputs(gpu, inputs, problem);
       const plan = await planMma(gpu, dev, { fusedAppend });
-      const enc = gpu.device.createCommandEncoder();
-      plan.encode(enc);
-      gpu.device.queue.submit([enc.finish()]);
-      outs.push({ key: plan.key, out: await readOutputs(gpu, dev, inputs) });
+      outs.push({ key: plan.key, out: await runKernelPlan(gpu, plan, dev, inputs) });
       plan.destroy();
       dev.destroy();
     }

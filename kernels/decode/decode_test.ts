@@ -1,15 +1,9 @@
 import assert from "node:assert/strict";
 import { acquireGpu, type GpuContext } from "../gpu.ts";
-import {
-  makeTestCase,
-  runPlan,
-  seededRandom,
-  type TestCaseOptions,
-  verifyOutputs,
-} from "../_testing.ts";
+import { makeTestCase, seededRandom, type TestCaseOptions, verifyOutputs } from "../_testing.ts";
 import { validateProblem } from "../../op/validate.ts";
 import { uploadInputs } from "../device_inputs.ts";
-import { pagedPrefill } from "../op.ts";
+import { pagedPrefill, runKernelPlan } from "../op.ts";
 import { KERNEL_VARIANTS, selectVariant } from "../registry.ts";
 import type { CacheDtype, Problem, QDtype } from "../../op/types.ts";
 import {
@@ -53,7 +47,7 @@ async function checkPlan(o: TestCaseOptions, options: DecodeOptions, split?: boo
     }
     const plan = await planDecode(g, dev, options);
     try {
-      const out = await runPlan(g, plan, dev, inputs);
+      const out = await runKernelPlan(g, plan, dev, inputs);
       verifyOutputs(out, inputs, problem, plan.key);
     } finally {
       plan.destroy();

@@ -17,7 +17,8 @@
  */
 import { acquireGpu } from "../gpu.ts";
 import { validateProblem } from "../../op/validate.ts";
-import { readOutputs, uploadInputs } from "../device_inputs.ts";
+import { uploadInputs } from "../device_inputs.ts";
+import { runKernelPlan } from "../op.ts";
 import { referenceAttention, sampleReferenceRows } from "../../reference/attention.ts";
 import { compareOutput } from "../../reference/check.ts";
 import { adHocCase, expandCases, loadManifest } from "../../workloads/loader.ts";
@@ -97,10 +98,7 @@ for (const id of local ? [all[0]!.id] : ids) {
         const vdev = uploadInputs(gpu, inputs, problem);
         const vplan = await cfg.plan(gpu, vdev);
         try {
-          const enc = gpu.device.createCommandEncoder();
-          vplan.encode(enc);
-          gpu.device.queue.submit([enc.finish()]);
-          const out = await readOutputs(gpu, vdev, inputs);
+          const out = await runKernelPlan(gpu, vplan, vdev, inputs);
           const check = compareOutput(out.o, ref, problem);
           verify = check.ok ? "PASS" : `FAIL(${check.mismatches})`;
         } finally {

@@ -1,5 +1,6 @@
 import { acquireGpu, type GpuContext } from "../gpu.ts";
-import { makeTestCase, runPlan, type TestCaseOptions } from "../_testing.ts";
+import { makeTestCase, type TestCaseOptions } from "../_testing.ts";
+import { runKernelPlan } from "../op.ts";
 import { validateProblem } from "../../op/validate.ts";
 import { uploadInputs } from "../device_inputs.ts";
 import { referenceAppend, referenceAttention } from "../../reference/attention.ts";
@@ -39,7 +40,7 @@ async function check(o: TestCaseOptions, options: FlashOptions = {}): Promise<vo
   const dev = uploadInputs(g, inputs, problem);
   const plan = await planFlash(g, dev, options);
   try {
-    const out = await runPlan(g, plan, dev, inputs);
+    const out = await runKernelPlan(g, plan, dev, inputs);
     const output = compareOutput(out.o, referenceAttention(inputs, problem), problem);
     if (!output.ok) throw new Error(`${describeOutputCheck(output)}; ${plan.key}`);
     const pools = referenceAppend(inputs, problem);
@@ -487,7 +488,7 @@ async function errorOf(
   const dev = uploadInputs(g, inputs, problem);
   const plan = await planFlash(g, dev, options);
   try {
-    const out = await runPlan(g, plan, dev, inputs);
+    const out = await runKernelPlan(g, plan, dev, inputs);
     const ref = referenceAttention(inputs, problem);
     const maxRef = ref.o.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
     return { ...compareOutput(out.o, ref, problem), maxRef, maxCache };
@@ -834,7 +835,7 @@ Deno.test("flash-f32 plans flash without f16 arithmetic, and claims only problem
   const plan = await flashF32Variant.plan(g, dev);
   try {
     assert.doesNotMatch(plan.key, /_hm/);
-    const out = await runPlan(g, plan, dev, inputs);
+    const out = await runKernelPlan(g, plan, dev, inputs);
     const output = compareOutput(out.o, referenceAttention(inputs, f16), f16);
     assert.ok(output.ok, describeOutputCheck(output));
   } finally {

@@ -35,7 +35,8 @@
  */
 import { acquireGpu } from "../gpu.ts";
 import { validateProblem } from "../../op/validate.ts";
-import { readOutputs, uploadInputs } from "../device_inputs.ts";
+import { uploadInputs } from "../device_inputs.ts";
+import { runKernelPlan } from "../op.ts";
 import { referenceAttention, sampleReferenceRows } from "../../reference/attention.ts";
 import { compareOutput, describeOutputCheck } from "../../reference/check.ts";
 import { adHocCase, expandCases, loadManifest, type WorkloadCase } from "../../workloads/loader.ts";
@@ -439,13 +440,7 @@ async function verifyConfig(
   const vdev = uploadInputs(gpu, inputs, problem);
   const vplan = await planFlash(gpu, vdev, options);
   try {
-    gpu.device.pushErrorScope("validation");
-    const enc = gpu.device.createCommandEncoder();
-    vplan.encode(enc);
-    gpu.device.queue.submit([enc.finish()]);
-    const err = await gpu.device.popErrorScope();
-    if (err) throw new Error(`validation: ${err.message}`);
-    const out = await readOutputs(gpu, vdev, inputs);
+    const out = await runKernelPlan(gpu, vplan, vdev, inputs);
     const check = compareOutput(out.o, ref, problem);
     return `${check.ok ? "PASS" : "FAIL"} ${describeOutputCheck(check)}`;
   } finally {

@@ -5,7 +5,8 @@
  * @module
  */
 import { acquireGpu, type GpuContext } from "../gpu.ts";
-import { makeTestCase, runPlan, type TestCaseOptions, verifyOutputs } from "../_testing.ts";
+import { makeTestCase, type TestCaseOptions, verifyOutputs } from "../_testing.ts";
+import { runKernelPlan } from "../op.ts";
 import { validateProblem } from "../../op/validate.ts";
 import { uploadInputs } from "../device_inputs.ts";
 import { type MmaOptions, mmaSupport, planMma } from "./mma.ts";
@@ -79,7 +80,7 @@ export async function runEmulated(
   try {
     const plan = await planMma(g, dev, { ...options, emulate: true });
     const passes = Object.keys(plan.wgsl());
-    const out = await runPlan(g, plan, dev, inputs);
+    const out = await runKernelPlan(g, plan, dev, inputs);
     plan.destroy();
     verifyOutputs(out, inputs, problem, plan.key);
     return { key: plan.key, passes };

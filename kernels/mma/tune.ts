@@ -12,7 +12,8 @@
  */
 import { acquireGpu } from "../gpu.ts";
 import { validateProblem } from "../../op/validate.ts";
-import { readOutputs, uploadInputs } from "../device_inputs.ts";
+import { uploadInputs } from "../device_inputs.ts";
+import { runKernelPlan } from "../op.ts";
 import {
   referenceAppend,
   referenceAttention,
@@ -361,13 +362,7 @@ async function verifyPlan(
   const vdev = uploadInputs(gpu, inputs, problem);
   try {
     const vplan = await planMma(gpu, vdev, options);
-    gpu.device.pushErrorScope("validation");
-    const enc = gpu.device.createCommandEncoder();
-    vplan.encode(enc);
-    gpu.device.queue.submit([enc.finish()]);
-    const err = await gpu.device.popErrorScope();
-    if (err) throw new Error(`validation: ${err.message}`);
-    const out = await readOutputs(gpu, vdev, inputs);
+    const out = await runKernelPlan(gpu, vplan, vdev, inputs);
     vplan.destroy();
     const sample = sampleReferenceRows(problem, { rowsPerRequest: c.verifyRows ?? 8, seed: rseed });
     const ref = referenceAttention(inputs, problem, { rows: sample });

@@ -29,7 +29,7 @@
  * rows (PERF_LOG v8).
  *
  * Usage: deno run -A kernels/flash/tune.ts [--compare] [--half | --half-check | --half-flush |
- *   --splits] [--out FILE]
+ *   --splits | --splits-long | --lane-sum | --small-rows | --d64] [--out FILE]
  *   [--only SUBSTR] [--local] [--simple] [--probe]
  * @module
  */
@@ -161,6 +161,7 @@ const jobs: Job[] = local
     c: byId(id),
     configs: [
       dflt,
+      { name: "f16 64x64 wg256 s4o4 (v7 default)", options: { tile: th(64, 64, 256, 4, 4) } },
       // Fewer key groups per row (8, not 16): a quarter of the row-max reads per tile.
       { name: "f16 64x64 wg256 s2o4", options: { tile: th(64, 64, 256, 2, 4) } },
       { name: "f16 64x128 wg256 s4o4", options: { tile: th(64, 128, 256, 4, 4) } },

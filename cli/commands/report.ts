@@ -5,7 +5,12 @@
  * @module
  */
 import { Command, Option } from "@commander-js/extra-typings";
-import { type BenchReport, readReport, writeReport } from "../../reports/schema.ts";
+import {
+  type BenchReport,
+  type BenchResult,
+  readReport,
+  writeReport,
+} from "../../reports/schema.ts";
 import { renderTable } from "../../reports/render_table.ts";
 import { renderMarkdown } from "../../reports/render_markdown.ts";
 import { renderHtml } from "../../reports/render_html.ts";
@@ -32,7 +37,9 @@ export interface ReportFlags {
 /**
  * One report holding the results of several runs on the same adapter (a long `bench --all`
  * split over several calls): the environment of the first, results in order, the commands
- * joined.
+ * joined. A workload timed again with the same kernel in a later report replaces the earlier
+ * result, in the earlier one's place. Each result keeps its percentages of the ceilings measured
+ * in its own run.
  */
 export function mergeReports(
   reports: readonly BenchReport[],
@@ -53,10 +60,16 @@ export function mergeReports(
       );
     }
   });
+  const results = new Map<string, BenchResult>();
+  for (const r of reports) {
+    for (const result of r.results) {
+      results.set(`${result.workload.id}\u0000${result.kernel.name}`, result);
+    }
+  }
   return {
     ...first,
     command: reports.flatMap((r, i) => (i === 0 ? r.command : [";", ...r.command])),
-    results: reports.flatMap((r) => r.results),
+    results: [...results.values()],
   };
 }
 

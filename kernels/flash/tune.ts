@@ -25,8 +25,8 @@
  * rows with few row tiles and long prefixes (decode q16, decode mixed, qwen mixed D256).
  * `--lane-sum` times `FlashSpec.f16QkLaneSum` against the default on D128 rows. `--small-rows`
  * times the default tile's per-thread shape with 32 rows and half the threads (PERF_LOG v7).
- * `--d64` times D64 tiles (fewer key groups, 128-key tiles, 128 rows) on the four softcap-D64
- * rows (PERF_LOG v8).
+ * `--d64` times D64 tiles (fewer key groups, 128-key tiles, 128 rows, O flushed every 64 keys)
+ * on the four softcap-D64 rows (PERF_LOG v8).
  *
  * Usage: deno run -A kernels/flash/tune.ts [--compare] [--half | --half-check | --half-flush |
  *   --splits | --splits-long | --lane-sum | --small-rows | --d64] [--out FILE]
@@ -166,6 +166,12 @@ const jobs: Job[] = local
       { name: "f16 64x64 wg256 s2o4", options: { tile: th(64, 64, 256, 2, 4) } },
       { name: "f16 64x128 wg256 s4o4", options: { tile: th(64, 128, 256, 4, 4) } },
       { name: "f16 64x128 wg256 s2o4", options: { tile: th(64, 128, 256, 2, 4) } },
+      // O flushed every 64 keys: the error model's worst D64 cells stay where 32 keys has them
+      // (docs/perf/f16_error_model_flushes_2026-11-21.log); not timed yet (PERF_LOG v8, next).
+      {
+        name: "f16 64x128 wg256 s4o4 pv flush 64",
+        options: { tile: th(64, 128, 256, 4, 4, { f16PvFlush: 64 }) },
+      },
       { name: "f16 128x32 wg256 s4o8", options: { tile: th(128, 32, 256, 4, 8) } },
     ],
   }))

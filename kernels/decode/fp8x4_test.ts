@@ -4,65 +4,26 @@
 import assert from "node:assert/strict";
 import { acquireGpu } from "../gpu.ts";
 import { FP8X4_WGSL } from "./template.ts";
+import { runElementwise } from "../wgsl/_elementwise.ts";
 import { e4m3ToNumber } from "../../reference/codecs.ts";
 
 /** Byte j of word i: every code appears once in each byte position over the 256 words. */
 const codeOf = (i: number, j: number) => (j % 2 === 0 ? i + 85 * j : 255 - i + 85 * j) & 255;
 
 async function decodeWords(words: Uint32Array<ArrayBuffer>): Promise<Float32Array> {
-  const gpu = await acquireGpu();
-  const { device } = gpu;
-  const code = `${FP8X4_WGSL}
-@group(0) @binding(0) var<storage, read> words: array<u32>;
-@group(0) @binding(1) var<storage, read_write> out: array<vec4<f32>>;
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  out[gid.x] = fp8x4(words[gid.x]);
-}
-`;
-  const module = device.createShaderModule({ code, label: "fp8x4" });
-  const errors = (await module.getCompilationInfo()).messages.filter((m) => m.type === "error");
-  assert.equal(errors.length, 0, errors.map((m) => m.message).join("; "));
-  const pipeline = device.createComputePipeline({
-    layout: "auto",
-    compute: { module, entryPoint: "main" },
-  });
-  const input = device.createBuffer({
-    size: words.byteLength,
-    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
-  });
-  device.queue.writeBuffer(input, 0, words);
-  const bytes = words.length * 16;
-  const out = device.createBuffer({
-    size: bytes,
-    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
-  });
-  const read = device.createBuffer({
-    size: bytes,
-    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-  });
-  const enc = device.createCommandEncoder();
-  const pass = enc.beginComputePass();
-  pass.setPipeline(pipeline);
-  pass.setBindGroup(
-    0,
-    device.createBindGroup({
-      layout: pipeline.getBindGroupLayout(0),
-      entries: [{ binding: 0, resource: { buffer: input } }, {
-        binding: 1,
-        resource: { buffer: out },
-      }],
-    }),
+  const out = await runElementwise(
+    await acquireGpu(),
+    FP8X4_WGSL,
+    `let v = fp8x4(a[i]);
+  out[4u * i] = bitcast<u32>(v.x);
+  out[4u * i + 1u] = bitcast<u32>(v.y);
+  out[4u * i + 2u] = bitcast<u32>(v.z);
+  out[4u * i + 3u] = bitcast<u32>(v.w);`,
+    words,
+    new Uint32Array(0),
+    4,
   );
-  pass.dispatchWorkgroups(Math.ceil(words.length / 64));
-  pass.end();
-  enc.copyBufferToBuffer(out, 0, read, 0, bytes);
-  device.queue.submit([enc.finish()]);
-  await read.mapAsync(GPUMapMode.READ);
-  const values = new Float32Array(read.getMappedRange().slice(0));
-  read.unmap();
-  for (const b of [input, out, read]) b.destroy();
-  return values;
+  return new Float32Array(out.buffer);
 }
 
 function assertDecodes(words: Uint32Array, values: Float32Array): void {

@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { acquireGpu } from "../gpu.ts";
 import { mmaBytePairWgsl } from "./template.ts";
+import { runElementwise } from "../wgsl/_elementwise.ts";
 import { e4m3ToNumber } from "../../reference/codecs.ts";
 
 const int8ToNumber = (code: number) => (code << 24) >> 24;
@@ -12,62 +13,23 @@ const int8ToNumber = (code: number) => (code << 24) >> 24;
 async function decodeAllCodes(dtype: "fp8_e4m3" | "int8"): Promise<Float32Array> {
   const gpu = await acquireGpu();
   assert.ok(gpu.features.has("shader-f16"), `adapter ${gpu.adapterName} lacks shader-f16`);
-  const { device } = gpu;
-  const code = `enable f16;
+  const prelude = `enable f16;
 fn h2(w: u32) -> vec2<f16> {
   return vec2<f16>(unpack2x16float(w));
 }
-${mmaBytePairWgsl(dtype)}
-@group(0) @binding(0) var<storage, read> words: array<u32>;
-@group(0) @binding(1) var<storage, read_write> out: array<vec2<f32>>;
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  out[gid.x] = vec2<f32>(byte_pair(words[gid.x]));
-}
-`;
-  const module = device.createShaderModule({ code, label: `byte_pair_${dtype}` });
-  const errors = (await module.getCompilationInfo()).messages.filter((m) => m.type === "error");
-  assert.equal(errors.length, 0, errors.map((m) => m.message).join("; "));
-  const pipeline = device.createComputePipeline({
-    layout: "auto",
-    compute: { module, entryPoint: "main" },
-  });
+${mmaBytePairWgsl(dtype)}`;
   const words = Uint32Array.from({ length: 256 }, (_, i) => i | ((255 - i) << 16));
-  const input = device.createBuffer({
-    size: words.byteLength,
-    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
-  });
-  device.queue.writeBuffer(input, 0, words);
-  const out = device.createBuffer({
-    size: 256 * 8,
-    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
-  });
-  const read = device.createBuffer({
-    size: 256 * 8,
-    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-  });
-  const enc = device.createCommandEncoder();
-  const pass = enc.beginComputePass();
-  pass.setPipeline(pipeline);
-  pass.setBindGroup(
-    0,
-    device.createBindGroup({
-      layout: pipeline.getBindGroupLayout(0),
-      entries: [{ binding: 0, resource: { buffer: input } }, {
-        binding: 1,
-        resource: { buffer: out },
-      }],
-    }),
+  const out = await runElementwise(
+    gpu,
+    prelude,
+    `let v = vec2<f32>(byte_pair(a[i]));
+  out[2u * i] = bitcast<u32>(v.x);
+  out[2u * i + 1u] = bitcast<u32>(v.y);`,
+    words,
+    new Uint32Array(0),
+    2,
   );
-  pass.dispatchWorkgroups(4);
-  pass.end();
-  enc.copyBufferToBuffer(out, 0, read, 0, 256 * 8);
-  device.queue.submit([enc.finish()]);
-  await read.mapAsync(GPUMapMode.READ);
-  const values = new Float32Array(read.getMappedRange().slice(0));
-  read.unmap();
-  for (const b of [input, out, read]) b.destroy();
-  return values;
+  return new Float32Array(out.buffer);
 }
 
 function assertAllCodes(dtype: "fp8_e4m3" | "int8", toNumber: (code: number) => number) {

@@ -2,6 +2,7 @@
 // TypeScript codecs of reference/codecs.ts. Without an adapter these tests fail (not skip).
 import assert from "node:assert/strict";
 import { acquireGpu, type GpuContext } from "../gpu.ts";
+import { runElementwise } from "./_elementwise.ts";
 import { WGSL_CODEC_NAMES, WGSL_CODECS, wgslCodecs } from "./codecs.ts";
 import {
   bf16BitsToNumber,
@@ -39,77 +40,6 @@ function f32ToBits(x: number): number {
   return _u32[0]!;
 }
 const hex = (v: number, w = 8) => "0x" + (v >>> 0).toString(16).padStart(w, "0");
-
-/**
- * Runs `body` once per element i of `a` (and `b`) with the codec library included, and
- * returns `out` (`stride` u32 words per element). Fails on any shader compilation error.
- */
-async function runElementwise(
-  gpu: GpuContext,
-  body: string,
-  a: Uint32Array<ArrayBuffer>,
-  b: Uint32Array<ArrayBuffer>,
-  stride: number,
-): Promise<Uint32Array> {
-  const { device } = gpu;
-  const code = `${WGSL_CODECS}
-@group(0) @binding(0) var<storage, read> a: array<u32>;
-@group(0) @binding(1) var<storage, read> b: array<u32>;
-@group(0) @binding(2) var<storage, read_write> out: array<u32>;
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let i = gid.x;
-  if (i >= arrayLength(&a)) { return; }
-  _ = b[0]; // keep binding 1 in the auto layout
-  ${body}
-}
-`;
-  device.pushErrorScope("validation");
-  const module = device.createShaderModule({ code, label: "codecs_test" });
-  const info = await module.getCompilationInfo();
-  const errors = info.messages.filter((m) => m.type === "error");
-  assert.equal(errors.length, 0, `WGSL compile errors: ${errors.map((m) => m.message).join("; ")}`);
-  const pipeline = device.createComputePipeline({
-    layout: "auto",
-    compute: { module, entryPoint: "main" },
-  });
-  const make = (data: Uint32Array<ArrayBuffer>, usage: number) => {
-    const buf = device.createBuffer({ size: Math.max(16, data.byteLength), usage });
-    device.queue.writeBuffer(buf, 0, data);
-    return buf;
-  };
-  const storage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
-  const aBuf = make(a, storage);
-  const bBuf = make(b.length ? b : new Uint32Array(4), storage);
-  const outBytes = a.length * stride * 4;
-  const outBuf = device.createBuffer({
-    size: outBytes,
-    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
-  });
-  const readBuf = device.createBuffer({
-    size: outBytes,
-    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-  });
-  const bindGroup = device.createBindGroup({
-    layout: pipeline.getBindGroupLayout(0),
-    entries: [aBuf, bBuf, outBuf].map((buffer, binding) => ({ binding, resource: { buffer } })),
-  });
-  const encoder = device.createCommandEncoder();
-  const pass = encoder.beginComputePass();
-  pass.setPipeline(pipeline);
-  pass.setBindGroup(0, bindGroup);
-  pass.dispatchWorkgroups(Math.ceil(a.length / 64));
-  pass.end();
-  encoder.copyBufferToBuffer(outBuf, 0, readBuf, 0, outBytes);
-  device.queue.submit([encoder.finish()]);
-  const err = await device.popErrorScope();
-  assert.equal(err, null, `WebGPU validation error: ${err?.message}`);
-  await readBuf.mapAsync(GPUMapMode.READ);
-  const out = new Uint32Array(readBuf.getMappedRange().slice(0));
-  readBuf.unmap();
-  for (const buf of [aBuf, bBuf, outBuf, readBuf]) buf.destroy();
-  return out;
-}
 
 /** Collects mismatches and fails once with the count and the first few. */
 class Mismatches {
@@ -210,6 +140,7 @@ Deno.test("f16_bits_to_f32 and f32_to_f16_bits round-trip all 65536 f16 patterns
     const b = Uint32Array.from(a, (v) => (v | 0xABCD0000) >>> 0);
     const out = await runElementwise(
       gpu,
+      WGSL_CODECS,
       `let v = f16_bits_to_f32(b[i]);
   out[2u * i] = bitcast<u32>(v);
   out[2u * i + 1u] = f32_to_f16_bits(v);`,
@@ -242,6 +173,7 @@ Deno.test("bf16_bits_to_f32 decodes all 65536 bf16 patterns exactly on the GPU",
     const a = Uint32Array.from({ length: 0x10000 }, (_, i) => (i | 0x5A5A0000) >>> 0);
     const out = await runElementwise(
       gpu,
+      WGSL_CODECS,
       `out[i] = bitcast<u32>(bf16_bits_to_f32(a[i]));`,
       a,
       a,
@@ -267,6 +199,7 @@ Deno.test("f32_to_f16_bits and f32_to_bf16_bits match the TypeScript encoders on
     const a = f32EncoderInputs(_rng(SEED));
     const out = await runElementwise(
       gpu,
+      WGSL_CODECS,
       `let x = bitcast<f32>(a[i]);
   out[2u * i] = f32_to_f16_bits(x);
   out[2u * i + 1u] = f32_to_bf16_bits(x);`,
@@ -304,6 +237,7 @@ Deno.test("decode_e4m3 and decode_int8 decode all 256 codes exactly on the GPU",
     const a = Uint32Array.from({ length: 256 }, (_, i) => (i | 0xC3000F00) >>> 0);
     const out = await runElementwise(
       gpu,
+      WGSL_CODECS,
       `out[2u * i] = bitcast<u32>(decode_e4m3(a[i]));
   out[2u * i + 1u] = bitcast<u32>(decode_int8(a[i]));`,
       a,
@@ -383,6 +317,7 @@ Deno.test("encode_e4m3 and encode_int8 match the TypeScript encoders for every f
     const b = Uint32Array.from(invs, (v) => v >>> 0);
     const out = await runElementwise(
       gpu,
+      WGSL_CODECS,
       `let x = bitcast<f32>(a[i]);
   let inv = bitcast<f32>(b[i]);
   out[2u * i] = encode_e4m3(x, inv);

@@ -27,12 +27,19 @@ export function scaleSlots(n: number): { kMax: number; vMax: number; length: num
   return { kMax: 4 * n, vMax: 4 * n + 1, length: 4 * n + 2 };
 }
 
+/**
+ * dtype of a K/V pool an attention kernel reads: a cache dtype, or "f32" for the dequant
+ * variant's scratch pool (values decoded and scaled in f32, stored as f32).
+ */
+export type PoolDtype = CacheDtype | "f32";
+
 /** Short dtype names used in variant keys. */
-export const DTYPE_KEY: Readonly<Record<CacheDtype, string>> = {
+export const DTYPE_KEY: Readonly<Record<PoolDtype, string>> = {
   f16: "f16",
   bf16: "bf16",
   fp8_e4m3: "fp8",
   int8: "int8",
+  f32: "f32",
 };
 
 /**

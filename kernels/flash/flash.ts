@@ -55,6 +55,11 @@ export interface FlashOptions extends WorkListOptions {
    * @default FLASH_F16_MATH_DEFAULT
    */
   f16Math?: boolean;
+  /**
+   * "f32": `dev.kPages` / `dev.vPages` hold f32 values (the dequant variant's scratch pool),
+   * not `dev.problem.cacheDtype`; without `tile`, a v2 tile with f32 products.
+   */
+  pools?: "f32";
 }
 
 /**
@@ -128,7 +133,12 @@ export async function planFlashAttention(
   options: FlashOptions = {},
 ): Promise<{ passes: PassPlan[]; key: string; list: ReturnType<typeof buildWorkList> }> {
   const p = dev.problem;
-  const tile = options.tile ?? defaultFlashTile(p, gpu, options.pipelined, options.f16Math);
+  const f32Pools = options.pools === "f32";
+  // An f32 pool stages like a 16-bit one (same tiles) but takes no kv16 or f16Math tile.
+  const tile = options.tile ??
+    (f32Pools
+      ? defaultFlashTile(p, gpu, false, false)
+      : defaultFlashTile(p, gpu, options.pipelined, options.f16Math));
   const unfit = tile
     ? tileProblem(p, tile, flashLimits(gpu))
     : flashSupport(p, gpu) ?? "no tile fits";
@@ -142,7 +152,10 @@ export async function planFlashAttention(
     // An explicit targetItems alone keeps its plain meaning: split below that many items.
     splitBelow: options.splitBelow ?? options.targetItems ?? d.splitBelow,
   });
-  const spec = flashSpecFor(p, tile, list.split);
+  const spec = {
+    ...flashSpecFor(p, tile, list.split),
+    ...(f32Pools ? { cacheDtype: "f32" as const } : {}),
+  };
   const why = flashSpecProblem(spec);
   if (why) throw new RangeError(`Cannot plan flash attention: ${why}`);
   const key = flashKey(spec);

@@ -17,12 +17,15 @@ import { buildWorkList } from "./work_list.ts";
 import type { PagedPrefillInputs, Problem } from "../../op/types.ts";
 import assert from "node:assert/strict";
 import {
+  attentionFlops,
   chooseFlashTile,
   choosePipelinedTile,
   flashKey,
   type FlashSpec,
   flashSpecProblem,
   type FlashTile,
+  isSmallGrid,
+  SMALL_GRID_FLOPS,
   tileProblem,
 } from "./spec.ts";
 
@@ -663,6 +666,13 @@ Deno.test("flashSpecProblem() refuses f16Math where it cannot hold", () => {
   assert.equal(flashSpecProblem({ ...base, cacheDtype: "int8" }), null);
   assert.equal(flashSpecProblem({ ...base, qF32: true }), "f16Math holds Q as f16");
   assert.equal(flashSpecProblem({ ...base, pipelined: true }), "f16Math needs the v2 loop");
+  // The dequant variant's f32 scratch: f32 tiles only.
+  assert.equal(flashSpecProblem({ ...base, cacheDtype: "f32" }), "f16Math reads no f32 pool");
+  assert.equal(flashSpecProblem({ ...base, cacheDtype: "f32", f16Math: false }), null);
+  assert.equal(
+    flashSpecProblem({ ...base, cacheDtype: "f32", f16Math: false, pipelined: true, kv16: true }),
+    "kv16 needs a 16-bit cache",
+  );
   assert.equal(
     flashSpecProblem({ ...base, f16QkFlush: 3 }),
     "f16QkFlush 3 does not divide 4 D steps",
@@ -766,6 +776,29 @@ Deno.test("chooseFlashTile() picks f16-arithmetic tiles for every dtype on a sha
     /^tile needs \d+ bytes of workgroup memory, the device has 32768$/,
   );
   assert.equal(tileProblem(problem("f16", "f16"), f16Tile, h200), null);
+  // D 96 has no 32 D groups: 256 invocations with O 2 x 3.
+  assert.equal(shape(chooseFlashTile(problem("f16", "f16", 96), h200)), "64x64/256 s2o2 f16");
+  // Small grids take 32-row tiles, two per SM: few FLOPs (one request of 64 queries)...
+  const short = { ...problem("f16", "f16"), totalQ: 64, qLens: [64] };
+  assert.equal(attentionFlops(short) < SMALL_GRID_FLOPS, true);
+  assert.equal(shape(chooseFlashTile(short, h200)), "32x32/128 s2o4 f16");
+  // ...or requests mostly shorter than a 64-row tile (q 1 and 16 over 32k caches: 4 and 64 rows)...
+  const qLens = Array.from({ length: 8 }, (_, i) => (i % 2 ? 16 : 1));
+  const few = {
+    ...problem("f16", "f16"),
+    batch: 8,
+    totalQ: 68,
+    qLens,
+    qStarts: qLens.map((_, i) => qLens.slice(0, i).reduce((a, b) => a + b, 0)),
+    cacheLens: Array(8).fill(32768),
+  };
+  assert.equal(attentionFlops(few) > SMALL_GRID_FLOPS, true);
+  assert.equal(isSmallGrid(few), true);
+  assert.equal(shape(chooseFlashTile(few, h200)), "32x32/128 s2o4 f16");
+  // ...but not the seed-shaped problem, nor D64, nor f32 tiles.
+  assert.equal(isSmallGrid(problem("f16", "f16")), false);
+  assert.equal(shape(chooseFlashTile({ ...short, headDim: 64 }, h200)), "64x128/256 s4o4 f16");
+  assert.equal(shape(chooseFlashTile(short, { ...h200, f16: false })), "64x32/256 s2o4");
   // lavapipe's 32 KiB: the f16 tiles take half the bytes, so a 64-row tile still fits.
   const lavapipe = { workgroupBytes: 32768, invocations: 256, f16: true };
   assert.equal(shape(chooseFlashTile(problem("f16", "f16"), lavapipe)), "64x32/256 s2o4 f16");

@@ -4,13 +4,17 @@
  * Runtime sizes (batch, lengths, pages, scales) travel in a uniform buffer and the work list.
  * @module
  */
-import type { CacheDtype, Problem, QDtype } from "../../op/types.ts";
-import { DTYPE_KEY } from "../_shared.ts";
+import type { Problem, QDtype } from "../../op/types.ts";
+import { DTYPE_KEY, type PoolDtype } from "../_shared.ts";
 
 /** Everything that changes the generated attention WGSL. */
 export interface FlashSpec {
   qDtype: QDtype;
-  cacheDtype: CacheDtype;
+  /**
+   * dtype of the pools read: the cache's, or "f32" (the dequant variant's scratch pool of
+   * decoded values; no kv16 or f16Math). k_new and v_new are in q's dtype either way.
+   */
+  cacheDtype: PoolDtype;
   /** D; a multiple of 16. */
   headDim: number;
   /** Br: (query, head) rows a workgroup owns; rows of one KV head's query group, flattened. */
@@ -90,6 +94,8 @@ export interface FlashSpec {
  */
 export const F16_QK_FLUSH = 8;
 export const F16_PV_FLUSH = 32;
+/** Keys per flush of the f16 partial O on the default 128-key D64 tile (PERF_LOG v9). */
+export const D64_PV_FLUSH = 64;
 
 /**
  * Whether the default f16 tiles sum each partial score's four f16 lanes in f16 before the f32
@@ -139,14 +145,22 @@ export interface FlashGeometry {
   dGroups: number;
   /** vec4 columns each thread owns in O (also the number of D chunks of QK^T). */
   dChunks: number;
-  /** Cache elements per 16-byte chunk (8 for 16-bit caches, 16 for 1-byte caches). */
+  /**
+   * Cache elements per chunk a thread stages: 8 for 16-bit caches (one 16-byte word), 16 for
+   * 1-byte caches (one word), 8 for f32 pools (two words).
+   */
   chunkElems: number;
-  /** 16-byte chunks per cache row. */
+  /** Chunks per cache row. */
   chunksPerRow: number;
   /** K (or V) chunks each thread stages per tile. */
   chunksPerThread: number;
   /** Bytes of workgroup memory the kernel declares. */
   workgroupBytes: number;
+}
+
+/** Elements of a pool row a thread stages as one chunk (`FlashGeometry.chunkElems`). */
+function _chunkElems(pool: PoolDtype): number {
+  return pool === "fp8_e4m3" || pool === "int8" ? 16 : 8;
 }
 
 /** Why `spec` cannot be generated, or null. */
@@ -164,14 +178,17 @@ export function flashSpecProblem(spec: FlashSpec): string | null {
   }
   const dGroups = threads / oRowGroups;
   if ((D / 4) % dGroups !== 0) return `D/4 = ${D / 4} not divisible by ${dGroups} D groups`;
-  const chunkElems = spec.cacheDtype === "f16" || spec.cacheDtype === "bf16" ? 8 : 16;
+  const chunkElems = _chunkElems(spec.cacheDtype);
   if ((keys * (D / chunkElems)) % threads !== 0) {
     return `${keys} keys x ${D / chunkElems} chunks not divisible by ${threads} threads`;
   }
   if ((keys & (keys - 1)) !== 0) return `keys ${keys} is not a power of two`;
   if (spec.kv16 && !spec.pipelined) return "kv16 needs the pipelined loop";
-  if (spec.kv16 && chunkElems !== 8) return "kv16 needs a 16-bit cache";
+  if (spec.kv16 && spec.cacheDtype !== "f16" && spec.cacheDtype !== "bf16") {
+    return "kv16 needs a 16-bit cache";
+  }
   if (spec.f16Math) {
+    if (spec.cacheDtype === "f32") return "f16Math reads no f32 pool";
     if (spec.pipelined) return "f16Math needs the v2 loop";
     if (spec.qF32) return "f16Math holds Q as f16";
     const { qk, pv } = f16Flushes(spec, dGroups);
@@ -205,7 +222,7 @@ export function flashGeometry(spec: FlashSpec): FlashGeometry {
   const keyGroups = spec.threads / sRowGroups;
   const oRowGroups = spec.rows / spec.oRows;
   const dGroups = spec.threads / oRowGroups;
-  const chunkElems = spec.cacheDtype === "f16" || spec.cacheDtype === "bf16" ? 8 : 16;
+  const chunkElems = _chunkElems(spec.cacheDtype);
   const chunksPerRow = D / chunkElems;
   const qBytes = spec.rows * (d4 + 1) * (spec.qF32 ? 16 : 8); // q tile
   const pBytes = spec.rows * (spec.keys / 4 + 1) * (spec.f16Math ? 8 : 16); // P
@@ -379,7 +396,11 @@ export function flashPipelinedCandidates(
  * the H200 (docs/PERF_LOG.md, "f16 arithmetic"). The f32 candidates follow, as f16 tiles, for
  * smaller devices.
  */
-export function flashHalfCandidates(headDim: number, maxRows = Infinity): FlashTile[] {
+export function flashHalfCandidates(
+  headDim: number,
+  maxRows = Infinity,
+  smallGrid = false,
+): FlashTile[] {
   const h = (
     rows: number,
     keys: number,
@@ -396,11 +417,20 @@ export function flashHalfCandidates(headDim: number, maxRows = Infinity): FlashT
     f16Math: true,
     f16QkLaneSum: F16_QK_LANE_SUM_DEFAULT,
   });
-  // D64: 128-key tiles (47.3 KB with fp8's table; v8: the softcap rows 1-5% faster than 64 keys).
+  // D64: 128-key tiles (47.3 KB with fp8's table; v8: the softcap rows 1-5% faster than 64 keys),
+  // O flushed every 64 keys (v9: softcap f16 0.569 -> 0.559 ms, bf16 0.588 -> 0.579; the error
+  // model's worst D64 cells are those of 32 keys, docs/perf/f16_error_model_flushes_2026-11-21.log).
   const tuned = headDim <= 64
-    ? [h(64, 128, 256, 4, 4), h(64, 64, 256, 4, 4)]
+    ? [{ ...h(64, 128, 256, 4, 4), f16PvFlush: D64_PV_FLUSH }, h(64, 64, 256, 4, 4)]
     : headDim <= 128
-    ? [h(64, 64, 256, 2, 8)]
+    ? [
+      // Small grids: 32x32 tiles of ~20 KB, two resident per SM (v9).
+      ...(smallGrid ? [h(32, 32, 128, 2, 4)] : []),
+      h(64, 64, 256, 2, 8),
+      // D 96 (24 vec4 columns, no 32 D groups): 256 invocations with O 2 x 3 (v9: the D96
+      // non-causal softcap row 0.111 -> 0.082 ms against 64x32/128, which has 4 warps per SM).
+      h(64, 64, 256, 2, 2),
+    ]
     : [h(64, 16, 256, 1, 4)];
   // Decode-shaped calls (few rows) start with the small row tiles of the f32 list.
   return [
@@ -412,6 +442,55 @@ export function flashHalfCandidates(headDim: number, maxRows = Infinity): FlashT
       f16QkLaneSum: F16_QK_LANE_SUM_DEFAULT,
     })),
   ];
+}
+
+/**
+ * Below this many attention FLOPs a problem is a small grid: one or two waves of 64-row tiles,
+ * whose longest item sets the time. Between the 4 GFLOP MHA, MQA and varlen rows (10-18% faster
+ * on 32-row tiles) and the 10.7 GFLOP non-causal llama row (15% slower) on the H200 (PERF_LOG v9).
+ */
+export const SMALL_GRID_FLOPS = 8e9;
+
+/**
+ * Above this ratio of padded rows on 64-row tiles to padded rows on 32-row tiles, a problem's
+ * requests are too short for 64-row tiles (the decode-mixed row, q 1-16 over 4 heads: 1.663 ->
+ * 1.479 ms on 32-row tiles; PERF_LOG v9).
+ */
+export const SMALL_TILE_PADDING_RATIO = 1.15;
+
+/** Attention FLOPs of `problem`: 4 D per visible (query, head, key). */
+export function attentionFlops(
+  problem: Pick<Problem, "qLens" | "cacheLens" | "numHeads" | "headDim" | "isCausal">,
+): number {
+  let pairs = 0;
+  for (const [b, q] of problem.qLens.entries()) {
+    const c = problem.cacheLens[b] ?? 0;
+    pairs += problem.isCausal ? q * c + (q * (q + 1)) / 2 : q * (c + q);
+  }
+  return 4 * problem.headDim * problem.numHeads * pairs;
+}
+
+/**
+ * Whether `problem` runs faster on the small 32-row tiles (two per SM) than on 64-row ones
+ * (one per SM: the SM holds ~48 KB of workgroup memory under Vulkan on the H200,
+ * `tools/probe_occupancy.ts`): a small grid by FLOPs, or requests so short that 64-row tiles are
+ * mostly padding.
+ */
+export function isSmallGrid(
+  problem: Pick<
+    Problem,
+    "qLens" | "cacheLens" | "numHeads" | "numKvHeads" | "headDim" | "isCausal"
+  >,
+): boolean {
+  if (attentionFlops(problem) < SMALL_GRID_FLOPS) return true;
+  const group = problem.numHeads / problem.numKvHeads;
+  let pad64 = 0;
+  let pad32 = 0;
+  for (const q of problem.qLens) {
+    pad64 += Math.ceil((q * group) / 64) * 64;
+    pad32 += Math.ceil((q * group) / 32) * 32;
+  }
+  return pad32 > 0 && pad64 / pad32 > SMALL_TILE_PADDING_RATIO;
 }
 
 /** The first pipelined candidate for `problem` that is valid and fits `limits`, or null. */
@@ -460,7 +539,7 @@ export function chooseFlashTile(
   const group = problem.numHeads / problem.numKvHeads;
   const maxRows = Math.max(0, ...problem.qLens) * group;
   const half = f16Math && limits.f16 === true && f16ScaleAllows(problem)
-    ? flashHalfCandidates(problem.headDim, maxRows)
+    ? flashHalfCandidates(problem.headDim, maxRows, isSmallGrid(problem))
     : [];
   for (const tile of [...half, ...flashTileCandidates(problem.headDim, maxRows)]) {
     if (tileFits(problem, tile, limits)) return tile;

@@ -118,6 +118,10 @@ export function flashWgsl(spec: FlashSpec): string {
   const { dGroups: DU, dChunks: DC, chunkElems: E, chunksPerRow: CPR } = g;
   const CPT = g.chunksPerThread;
   const byteCache = E === 16;
+  // The dequant variant's scratch: f32 pool values, a chunk of 8 in two 16-byte words.
+  const f32Pool = spec.cacheDtype === "f32";
+  // Chunks staged in two words (r, s) with a flag (n) for new tokens' 16-bit words.
+  const twoWords = byteCache || f32Pool;
   const fp8 = spec.cacheDtype === "fp8_e4m3";
   const int8 = spec.cacheDtype === "int8";
   const codecs = [
@@ -156,18 +160,25 @@ export function flashWgsl(spec: FlashSpec): string {
       ${which}r${i} = ${fresh}[nb];
       ${which}s${i} = ${fresh}[nb + 1u];
       ${which}n${i} = true;`
-        : `${which}r${i} = ${fresh}[(tok * params.num_kv_heads + kvh) * ${D / 8}u + cc];`;
+        : `${which}r${i} = ${fresh}[(tok * params.num_kv_heads + kvh) * ${D / 8}u + cc];${
+          f32Pool ? `\n      ${which}n${i} = true;` : ""
+        }`;
+      const poolLoad = f32Pool
+        ? `let pw = ((slot * params.num_kv_heads + kvh) * ${CPR}u + cc) * 2u;
+      ${which}r${i} = ${pool}[pw];
+      ${which}s${i} = ${pool}[pw + 1u];`
+        : `${which}r${i} = ${pool}[(slot * params.num_kv_heads + kvh) * ${CPR}u + cc];`;
       return `  {
     let c = ${c};
     let kk = c / ${CPR}u;
     let cc = c % ${CPR}u;
     let p = ${kt} * ${BC}u + kk;
     ${which}r${i} = vec4<u32>(0u);${
-        byteCache ? `\n    ${which}s${i} = vec4<u32>(0u);\n    ${which}n${i} = false;` : ""
+        twoWords ? `\n    ${which}s${i} = vec4<u32>(0u);\n    ${which}n${i} = false;` : ""
       }
     if (p < old) {
       let slot = ${slot};
-      ${which}r${i} = ${pool}[(slot * params.num_kv_heads + kvh) * ${CPR}u + cc];
+      ${poolLoad}
     } else if (p < kend) {
       let tok = q_start + p - old;
       ${newLoad}
@@ -192,6 +203,16 @@ export function flashWgsl(spec: FlashSpec): string {
         body = `    let w = ${which}r${i};
     ${put("cc * 2u", "w.xy")}
     ${put("cc * 2u + 1u", "w.zw")}`;
+      } else if (f32Pool) {
+        // f16Math is off (flashSpecProblem): no tile factors.
+        body = `    let w = ${which}r${i};
+    if (${which}n${i}) {
+      ${put("cc * 2u", "vec4<f32>(unpack_q2(w.x), unpack_q2(w.y))")}
+      ${put("cc * 2u + 1u", "vec4<f32>(unpack_q2(w.z), unpack_q2(w.w))")}
+    } else {
+      ${put("cc * 2u", "bitcast<vec4<f32>>(w)")}
+      ${put("cc * 2u + 1u", `bitcast<vec4<f32>>(${which}s${i})`)}
+    }`;
       } else if (!byteCache) {
         body = `    let w = ${which}r${i};
     ${put("cc * 2u", `vec4<f32>(unpack_q2(w.x), unpack_q2(w.y))${factor(which)}`)}
@@ -237,7 +258,7 @@ ${body}
   const rawDecls = (which: "k" | "v") =>
     _lines(CPT, (i) =>
       `  var ${which}r${i}: vec4<u32>;` +
-      (byteCache ? ` var ${which}s${i}: vec4<u32>; var ${which}n${i}: bool;` : ""));
+      (twoWords ? ` var ${which}s${i}: vec4<u32>; var ${which}n${i}: bool;` : ""));
 
   // tileGuard: kv_amax holds K's maximum in word 0, V's in word 1.
   const amaxSlot = (which: "k" | "v") => (which === "k" ? 0 : 1);

@@ -26,10 +26,12 @@
  * `--lane-sum` times `FlashSpec.f16QkLaneSum` against the default on D128 rows. `--small-rows`
  * times the default tile's per-thread shape with 32 rows and half the threads (PERF_LOG v7).
  * `--d64` times D64 tiles (fewer key groups, 128-key tiles, 128 rows, O flushed every 64 keys)
- * on the four softcap-D64 rows (PERF_LOG v8).
+ * on the four softcap-D64 rows (PERF_LOG v8). `--q4` times 16-row f16 tiles against the decode
+ * kernel on the decode q4 rows, smaller workgroups on the MHA, MQA and varlen rows, and O flushed
+ * every 64 keys on the softcap-D64 rows (PERF_LOG v9).
  *
  * Usage: deno run -A kernels/flash/tune.ts [--compare] [--half | --half-check | --half-flush |
- *   --splits | --splits-long | --lane-sum | --small-rows | --d64] [--out FILE]
+ *   --splits | --splits-long | --lane-sum | --small-rows | --d64 | --q4] [--out FILE]
  *   [--only SUBSTR] [--local] [--simple] [--probe]
  * @module
  */
@@ -46,6 +48,7 @@ import { measureCeilings } from "../../reports/ceilings.ts";
 import { timeGpu } from "../../bench/timing.ts";
 import { warmUp } from "../../bench/bench_case.ts";
 import { type FlashOptions, planFlash } from "./flash.ts";
+import { planDecode } from "../decode/decode.ts";
 import { simpleVariant } from "../paged_prefill/simple.ts";
 import type { FlashTile } from "./spec.ts";
 import type { Problem } from "../../op/types.ts";
@@ -85,6 +88,8 @@ const tp = (
 interface Config {
   name: string;
   options: FlashOptions;
+  /** Time the decode kernel (its default plan) instead of flash; `options` unused. */
+  decode?: boolean;
 }
 interface Job {
   c: WorkloadCase;
@@ -121,7 +126,9 @@ const th = (
   flush: { f16QkFlush?: number; f16PvFlush?: number } = {},
 ): FlashTile => ({ ...t(rows, keys, threads, sRows, oRows), f16Math: true, ...flush });
 const half = flag("--half") || flag("--half-check") || flag("--half-flush") || flag("--splits") ||
-  flag("--splits-long") || flag("--lane-sum") || flag("--small-rows") || flag("--d64");
+  flag("--splits-long") || flag("--lane-sum") || flag("--small-rows") || flag("--d64") ||
+  flag("--q4") ||
+  flag("--fit2") || flag("--fit2b") || flag("--fit2-splits");
 const jobs: Job[] = local
   ? [{
     c: adHocCase({ batch: 2, heads: 8, headsKv: 2, headDim: 32, qLen: 40, cacheLen: 100 }),
@@ -150,6 +157,125 @@ const jobs: Job[] = local
         options: { tile: th(64, 64, 256, 2, 8, { f16QkFlush: 8, f16PvFlush: 32 }) },
       }],
     },
+  ]
+  : flag("--fit2")
+  ? [
+    // Tiles of <= 23 KB of workgroup memory: two resident per SM (tools/probe_occupancy.ts: the
+    // SM holds ~48 KB under Vulkan, so every tile of >= 24 KB runs alone; PERF_LOG v9).
+    ...[
+      "mha-prefill-paged-b2-h16-d128-p32/f16",
+      "mqa-prefill-paged-b2-h16kv1-d128-p32/f16",
+      "varlen-mixed-b6-with-empty-p32/f16",
+      "llama-3.1-8b-prefill-paged-pg64-4k-old-512-new/f16",
+    ].map((id) => ({
+      c: byId(id),
+      configs: [
+        dflt,
+        { name: "f16 32x32 wg128 s2o4 (20 KB)", options: { tile: th(32, 32, 128, 2, 4) } },
+        { name: "f16 32x32 wg128 s1o2 (20 KB)", options: { tile: th(32, 32, 128, 1, 2) } },
+      ],
+    })),
+    // D96: the default 64x32 tile has 128 invocations alone on its SM (4 warps).
+    {
+      c: byId("gqa-prefill-paged-noncausal-softcap30-b2-d96-p16/f16"),
+      configs: [
+        dflt,
+        { name: "f16 64x64 wg256 s2o2", options: { tile: th(64, 64, 256, 2, 2) } },
+        { name: "f16 64x32 wg256 s2o2", options: { tile: th(64, 32, 256, 2, 2) } },
+        { name: "f16 64x64 wg256 s2o1", options: { tile: th(64, 64, 256, 2, 1) } },
+      ],
+    },
+  ]
+  : flag("--fit2-splits")
+  ? [
+    // The 32-row tiles' split policy on the one-wave rows (256 items, unsplit by default).
+    ...[
+      "mqa-prefill-paged-b2-h16kv1-d128-p32-fp8/bf16",
+      "mqa-prefill-paged-b2-h16kv1-d128-p32/bf16",
+      "mha-prefill-paged-b2-h16-d128-p32/f16",
+    ].map((id) => ({
+      c: byId(id),
+      configs: [
+        dflt,
+        ...[[512, 4, 512], [1024, 4, 1024], [512, 8, 512]].map((
+          [targetItems, minSplitTiles, splitBelow],
+        ) => ({
+          name: `32x32 split ${targetItems} min ${minSplitTiles} below ${splitBelow}`,
+          options: { tile: th(32, 32, 128, 2, 4), targetItems, minSplitTiles, splitBelow },
+        })),
+      ],
+    })),
+  ]
+  : flag("--fit2b")
+  ? [
+    // Where the two-per-SM tile stops paying: rows of 10-23 GFLOP, and bf16.
+    ...[
+      "llama-8b-prefill-paged-noncausal-b2-prefix1k-chunk256-p64/f16",
+      "llama-8b-decode-paged-b8-mixed-q1-16-p64/f16",
+      "mha-prefill-paged-b2-h16-d128-p32/bf16",
+      "varlen-mixed-b6-with-empty-p32-int8/f16",
+      "mqa-prefill-paged-b2-h16kv1-d128-p32-fp8/f16",
+    ].map((id) => ({
+      c: byId(id),
+      configs: [
+        dflt,
+        { name: "f16 32x32 wg128 s2o4 (20 KB)", options: { tile: th(32, 32, 128, 2, 4) } },
+      ],
+    })),
+    {
+      c: byId("gqa-prefill-paged-noncausal-softcap30-b2-d96-p16/bf16"),
+      configs: [
+        dflt,
+        { name: "f16 64x64 wg256 s2o2", options: { tile: th(64, 64, 256, 2, 2) } },
+        { name: "f16 32x32 wg128 s2o2", options: { tile: th(32, 32, 128, 2, 2) } },
+      ],
+    },
+  ]
+  : flag("--q4")
+  ? [
+    // Decode q4 (16 rows per KV head) on 16-row f16 tiles: one pass over K/V for all 16 rows
+    // (the decode kernel reads it twice, once per 8-row tile; PERF_LOG v9).
+    ...[
+      "llama-8b-decode-paged-b8-prefix32k-q4-p64/f16",
+      "llama-8b-decode-paged-b8-prefix32k-q4-p64-fp8/f16",
+    ].map((id) => ({
+      c: byId(id),
+      configs: [
+        { name: "decode kernel", options: {}, decode: true },
+        dflt,
+        { name: "f16 16x64 wg64 s4o4", options: { tile: th(16, 64, 64, 4, 4) } },
+        { name: "f16 16x64 wg32 s4o4", options: { tile: th(16, 64, 32, 4, 4) } },
+        { name: "f16 16x32 wg32 s4o4", options: { tile: th(16, 32, 32, 4, 4) } },
+        { name: "f16 16x64 wg64 s2o4", options: { tile: th(16, 64, 64, 2, 4) } },
+        { name: "f16 16x128 wg128 s4o4", options: { tile: th(16, 128, 128, 4, 4) } },
+        { name: "f16 16x64 wg128 s1o1", options: { tile: th(16, 64, 128, 1, 1) } },
+      ],
+    })),
+    // The small-grid rows (one wave of 64-row items): smaller workgroups with the same work
+    // per thread, several per SM.
+    ...[
+      "mha-prefill-paged-b2-h16-d128-p32/f16",
+      "mqa-prefill-paged-b2-h16kv1-d128-p32/f16",
+      "varlen-mixed-b6-with-empty-p32/f16",
+    ].map((id) => ({
+      c: byId(id),
+      configs: [
+        dflt,
+        { name: "f16 32x64 wg64 s4o8", options: { tile: th(32, 64, 64, 4, 8) } },
+        { name: "f16 16x64 wg64 s4o4", options: { tile: th(16, 64, 64, 4, 4) } },
+        { name: "f16 16x64 wg32 s4o4", options: { tile: th(16, 64, 32, 4, 4) } },
+      ],
+    })),
+    ...[
+      "gqa-prefill-paged-softcap50-b4-prefix4k-chunk512-p64/f16",
+      "gqa-prefill-paged-softcap50-b4-prefix4k-chunk512-p64/bf16",
+    ].map((id) => ({
+      c: byId(id),
+      configs: [dflt, {
+        name: "f16 64x128 wg256 s4o4 pv flush 64",
+        options: { tile: th(64, 128, 256, 4, 4, { f16PvFlush: 64 }) },
+      }],
+    })),
   ]
   : flag("--d64")
   ? [
@@ -441,11 +567,11 @@ type Reference = ReturnType<typeof referenceAttention>;
 async function verifyConfig(
   inputs: Inputs,
   problem: Problem,
-  options: FlashOptions,
+  cfg: Config,
   ref: Reference,
 ): Promise<string> {
   const vdev = uploadInputs(gpu, inputs, problem);
-  const vplan = await planFlash(gpu, vdev, options);
+  const vplan = await planConfig(vdev, cfg);
   try {
     const out = await runKernelPlan(gpu, vplan, vdev, inputs);
     const check = compareOutput(out.o, ref, problem);
@@ -454,6 +580,10 @@ async function verifyConfig(
     vplan.destroy();
     vdev.destroy();
   }
+}
+
+function planConfig(dev: ReturnType<typeof uploadInputs>, cfg: Config): Promise<KernelPlan> {
+  return cfg.decode ? planDecode(gpu, dev) : planFlash(gpu, dev, cfg.options);
 }
 
 for (const job of jobs) {
@@ -483,7 +613,7 @@ for (const job of jobs) {
     for (const [ci, cfg] of job.configs.entries()) {
       let plan: KernelPlan;
       try {
-        plan = await planFlash(gpu, dev, cfg.options);
+        plan = await planConfig(dev, cfg);
       } catch (e) {
         console.error(`  ${cfg.name}: ${(e as Error).message.slice(0, 300)}`);
         continue;
@@ -491,7 +621,7 @@ for (const job of jobs) {
       let verify: string | undefined;
       if (ci === 0 || compare || half) {
         try {
-          verify = await verifyConfig(inputs, problem, cfg.options, refFor());
+          verify = await verifyConfig(inputs, problem, cfg, refFor());
         } catch (e) {
           verify = `FAIL(${(e as Error).message.slice(0, 200)})`;
         }

@@ -4,10 +4,11 @@ import { pagedPrefill, type PagedPrefillOptions } from "../op.ts";
 import { validateProblem } from "../../op/validate.ts";
 import type { Problem } from "../../op/types.ts";
 import { cloneInputs, makeTestCase, type TestCaseOptions, verifyOutputs } from "../_testing.ts";
-import { f16BitsToNumber } from "../../reference/codecs.ts";
+import { decodeCacheElement, f16BitsToNumber } from "../../reference/codecs.ts";
 import { dispatchGrid } from "../_shared.ts";
+import { readBuffers, uploadInputs } from "../device_inputs.ts";
 import { specKey } from "./spec.ts";
-import { scratchPages } from "./dequant.ts";
+import { planDequant, scratchPages } from "./dequant.ts";
 
 // Fails (does not skip) without an adapter: acquireGpu() throws and says how to get one.
 const gpu = await acquireGpu();
@@ -65,7 +66,7 @@ Deno.test("simple and dequant kernels match the reference for fp8 and int8 cache
   }
 });
 
-Deno.test("dequant output differs from the fused simple path only by the K/V rounding", async () => {
+Deno.test("dequant output matches the fused simple path up to summation order", async () => {
   const shape = {
     qDtype: "f16" as const,
     cacheDtype: "fp8_e4m3" as const,
@@ -87,8 +88,74 @@ Deno.test("dequant output differs from the fused simple path only by the K/V rou
   for (let i = 0; i < ao.length; i++) {
     maxDiff = Math.max(maxDiff, Math.abs(f16BitsToNumber(ao[i]!) - f16BitsToNumber(bo[i]!)));
   }
-  // Rounding K/V to f16 moves o by a few f16 ulps at most, far inside 2e-3 + 2e-3 |ref|.
+  // Both read the same f32 K/V values; flash and simple sum in other orders (a few f16 ulps of o
+  // at most), far inside 2e-3 + 2e-3 |ref|.
   assert.ok(maxDiff < 2e-3, `seed ${seed}: dequant and simple differ by ${maxDiff}`);
+});
+
+Deno.test("dequant scratch holds every element of the pages read as the exact f32 product code * scale", async () => {
+  for (const [i, cacheDtype] of (["int8", "fp8_e4m3"] as const).entries()) {
+    // bf16 q: a scratch in q's dtype would round each product to 8 significant bits.
+    const seed = SEED + 2000 + i;
+    const { inputs, params } = makeTestCase({
+      qDtype: "bf16",
+      cacheDtype,
+      qLens: [3, 2],
+      cacheLens: [21, 9],
+      heads: 4,
+      kvHeads: 2,
+      headDim: 16,
+      pageSize: 8,
+      seed,
+    });
+    const problem = validateProblem(inputs, params);
+    const dev = uploadInputs(gpu, inputs, problem);
+    const dequant = await planDequant(gpu, dev);
+    try {
+      const encoder = gpu.device.createCommandEncoder();
+      const pass = encoder.beginComputePass();
+      dequant.pass.encodeInto(pass);
+      pass.end();
+      gpu.device.queue.submit([encoder.finish()]);
+      const { pageList } = scratchPages(problem, dev.blockTableHost);
+      const rowElems = problem.numKvHeads * problem.headDim;
+      const pageElems = problem.pageSize * rowElems;
+      const [kRaw, vRaw] = await readBuffers(gpu, [
+        [dequant.kScratch, pageList.length * pageElems * 4],
+        [dequant.vScratch, pageList.length * pageElems * 4],
+      ]);
+      let nonZero = 0;
+      for (
+        const [got, pool, scale] of [
+          [kRaw!, inputs.kPages, inputs.kScale!],
+          [vRaw!, inputs.vPages, inputs.vScale!],
+        ] as const
+      ) {
+        const values = new Float32Array(got.buffer, got.byteOffset, got.byteLength / 4);
+        const codes = pool.data as Int8Array | Uint8Array;
+        const scales = scale.data as Float32Array;
+        pageList.forEach((uploaded, sp) => {
+          const page = dev.pageIds ? dev.pageIds[uploaded]! : uploaded;
+          for (let e = 0; e < pageElems; e++) {
+            const raw = codes[page * pageElems + e]!;
+            const sc = scales[cacheDtype === "int8" ? e % rowElems : 0]!;
+            // The f64 product of a code and an f32 scale is exact; fround rounds it once.
+            const want = Math.fround(decodeCacheElement(cacheDtype, raw, sc));
+            const x = values[sp * pageElems + e]!;
+            if (want !== 0) nonZero++;
+            assert.ok(
+              Object.is(x, want) || (Number.isNaN(x) && Number.isNaN(want)),
+              `${cacheDtype} seed ${seed}: scratch page ${sp} element ${e} is ${x}, want ${want}`,
+            );
+          }
+        });
+      }
+      assert.ok(nonZero > pageList.length * pageElems, `${cacheDtype}: too few non-zero values`);
+    } finally {
+      dequant.pass.destroy();
+      dev.destroy();
+    }
+  }
 });
 
 Deno.test("simple kernel matches the reference for GQA, MQA and MHA head layouts", async () => {

@@ -3,15 +3,18 @@
  * Runtime sizes (batch, lengths, heads, page size, scales) travel in a uniform buffer.
  * @module
  */
-import type { CacheDtype, Problem, QDtype } from "../../op/types.ts";
-import { DTYPE_KEY } from "../_shared.ts";
+import type { Problem, QDtype } from "../../op/types.ts";
+import { DTYPE_KEY, type PoolDtype } from "../_shared.ts";
 
 /** What the simple kernel's WGSL depends on. */
 export interface PagedPrefillSpec {
   /** dtype of q, k_new, v_new and o. */
   qDtype: QDtype;
-  /** dtype of the pool the kernel reads old keys/values from. */
-  cacheDtype: CacheDtype;
+  /**
+   * dtype of the pool the kernel reads old keys/values from: the cache's, or "f32" (the
+   * dequant variant's scratch pool of decoded values).
+   */
+  cacheDtype: PoolDtype;
   /** D; a multiple of 4 in [4, 256]. */
   headDim: number;
   /** Causal masking: row i sees keys up to old + i. */
@@ -34,7 +37,7 @@ export const SIMPLE_WORKGROUP_SIZE = 64;
 
 /**
  * The spec that runs `problem`, optionally reading a pool of another dtype (the dequant
- * variant reads a scratch pool in q's dtype).
+ * variant reads an f32 scratch pool).
  *
  * @example
  * ```ts ignore
@@ -43,7 +46,7 @@ export const SIMPLE_WORKGROUP_SIZE = 64;
  */
 export function specForProblem(
   problem: Problem,
-  options: { cacheDtype?: CacheDtype; workgroupSize?: number } = {},
+  options: { cacheDtype?: PoolDtype; workgroupSize?: number } = {},
 ): PagedPrefillSpec {
   return {
     qDtype: problem.qDtype,

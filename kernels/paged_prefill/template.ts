@@ -78,6 +78,14 @@ export const SIMPLE_PARAMS = [
 function _loader(name: string, buffer: string, spec: PagedPrefillSpec, scale: string): string {
   const D = spec.headDim;
   const cache = spec.cacheDtype;
+  if (cache === "f32") {
+    // The dequant variant's scratch: f32 values as stored, four words per piece.
+    return `fn ${name}(row: u32, g: u32, j: u32) -> vec4<f32> {
+  let w = row * ${D}u + 4u * j;
+  return bitcast<vec4<f32>>(vec4<u32>(${buffer}[w], ${buffer}[w + 1u], ${buffer}[w + 2u], ${buffer}[w + 3u]));
+}
+`;
+  }
   if (cache === "f16" || cache === "bf16") {
     return `fn ${name}(row: u32, g: u32, j: u32) -> vec4<f32> {
   let w = row * ${D / 2}u + 2u * j;

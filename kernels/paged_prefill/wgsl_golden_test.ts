@@ -45,7 +45,7 @@ const APPEND_SPECS: AppendSpec[] = [
   { qDtype: "f16", cacheDtype: "fp8_e4m3", headDim: 128, workgroupSize: 64 },
   { qDtype: "f16", cacheDtype: "fp8_e4m3", headDim: 128, workgroupSize: 64, unitWords: 1 },
 ];
-const DEQUANT_SPEC: DequantSpec = { qDtype: "bf16", cacheDtype: "int8", workgroupSize: 64 };
+const DEQUANT_SPEC: DequantSpec = { cacheDtype: "int8", workgroupSize: 64 };
 
 const GOLDEN: Array<[string, string]> = [
   ...PREFILL_SPECS.map((s): [string, string] => [specKey("simple", s), pagedPrefillWgsl(s)]),

@@ -1,16 +1,6 @@
-// paged_dequant_q-bf16_kv-int8_wg64
+// paged_dequant_kv-int8_f32_wg64
 // One invocation per word of 4 int8 elements of a referenced page: decode, times the
-// scale (f32), rounded to nearest even into bf16, two words of the scratch pool.
-
-// f32 -> bf16 bit pattern (low 16 bits): round-to-nearest-even on the upper 16 bits;
-// overflow -> +-inf; NaN -> sign | 0x7FC0. Integer-only.
-fn f32_to_bf16_bits(x: f32) -> u32 {
-  let bits = bitcast<u32>(x);
-  if ((bits & 0x7FFFFFFFu) > 0x7F800000u) {
-    return ((bits >> 16u) & 0x8000u) | 0x7FC0u;
-  }
-  return (bits + 0x7FFFu + ((bits >> 16u) & 1u)) >> 16u;
-}
+// scale (f32), stored as f32 (no rounding), one vec4 of the scratch pool.
 
 // int8 byte (two's complement, low 8 bits of b) -> f32, exact.
 fn decode_int8(b: u32) -> f32 {
@@ -31,13 +21,8 @@ const WG: u32 = 64u;
 @group(0) @binding(2) var<storage, read> v_pages: array<u32>;
 @group(0) @binding(3) var<storage, read> scales: array<f32>; // [k, v, k_inv, v_inv] x scale_n
 @group(0) @binding(4) var<storage, read> page_list: array<i32>;
-@group(0) @binding(5) var<storage, read_write> k_scratch: array<u32>;
-@group(0) @binding(6) var<storage, read_write> v_scratch: array<u32>;
-
-// Two f32 rounded to nearest even into bf16, packed in a u32 word (first in the low half).
-fn pack_q2(v: vec2<f32>) -> u32 {
-  return f32_to_bf16_bits(v.x) | (f32_to_bf16_bits(v.y) << 16u);
-}
+@group(0) @binding(5) var<storage, read_write> k_scratch: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> v_scratch: array<vec4<f32>>;
 
 // Four int8 bytes of a u32 word (lowest byte first) as f32, before scaling.
 fn decode_byte4(w: u32) -> vec4<f32> {
@@ -65,10 +50,6 @@ fn main(
   let src_token = (page << params.page_shift) + (token & ((1u << params.page_shift) - 1u));
   let src = src_token * params.row_words + r;
   let c = 4u * r; // channel g * D + d of the word's first element
-  let k = decode_byte4(k_pages[src]) * vec4<f32>(scales[0u + c], scales[0u + c + 1u], scales[0u + c + 2u], scales[0u + c + 3u]);
-  let v = decode_byte4(v_pages[src]) * vec4<f32>(scales[params.scale_n + c], scales[params.scale_n + c + 1u], scales[params.scale_n + c + 2u], scales[params.scale_n + c + 3u]);
-  k_scratch[2u * idx] = pack_q2(k.xy);
-  k_scratch[2u * idx + 1u] = pack_q2(k.zw);
-  v_scratch[2u * idx] = pack_q2(v.xy);
-  v_scratch[2u * idx + 1u] = pack_q2(v.zw);
+  k_scratch[idx] = decode_byte4(k_pages[src]) * vec4<f32>(scales[0u + c], scales[0u + c + 1u], scales[0u + c + 2u], scales[0u + c + 3u]);
+  v_scratch[idx] = decode_byte4(v_pages[src]) * vec4<f32>(scales[params.scale_n + c], scales[params.scale_n + c + 1u], scales[params.scale_n + c + 2u], scales[params.scale_n + c + 3u]);
 }

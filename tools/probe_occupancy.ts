@@ -13,7 +13,8 @@
  * Usage: deno run -A tools/probe_occupancy.ts [--sms 132] [--groups-per-sm 40] [--json FILE]
  * @module
  */
-import { acquireGpu } from "../kernels/gpu.ts";
+import { acquireGpu, type GpuContext } from "../kernels/gpu.ts";
+import { bindAll, cachedPipeline, createUniform } from "../kernels/_shared.ts";
 import { writeFileAtomic } from "../io/atomic_write.ts";
 
 /** One probe kernel's shape. */
@@ -71,49 +72,38 @@ ${regs.map((j) => `    a${j} = fma(a${j}, vec4<f32>(0.999), a${(j + 1) % R});`).
 
 /** Runs `form` over `groups` workgroups and returns the most that ran at once. */
 export async function probeOccupancy(
-  device: GPUDevice,
+  gpu: GpuContext,
   form: OccupancyForm,
   groups: number,
   spin: number,
 ): Promise<number> {
-  const module = device.createShaderModule({ code: occupancyWgsl(form) });
-  const pipeline = await device.createComputePipelineAsync({
-    layout: "auto",
-    compute: { module, entryPoint: "main" },
-  });
-  const params = device.createBuffer({
-    size: 16,
-    usage: GPUBufferUsage.UNIFORM,
-    mappedAtCreation: true,
-  });
-  new Uint32Array(params.getMappedRange()).set([spin, 0, 0, 0]);
-  params.unmap();
+  const { device } = gpu;
+  const key = `probe_occupancy_t${form.threads}_b${form.workgroupBytes}_r${form.liveVec4}`;
+  const { pipeline, layout } = await cachedPipeline(gpu, key, occupancyWgsl(form), [
+    "uniform",
+    "read_write",
+    "read_write",
+  ]);
+  const params = createUniform(device, key, [["u32", spin]]);
   const counters = device.createBuffer({
     size: 8,
-    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
   });
-  const dataBytes = 1 << 20;
+  const init = Float32Array.from({ length: (1 << 20) / 4 }, (_, i) => 0.25 + (i % 97) / 1024);
   const data = device.createBuffer({
-    size: dataBytes,
-    usage: GPUBufferUsage.STORAGE,
-    mappedAtCreation: true,
+    size: init.byteLength,
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
   });
-  const init = new Float32Array(data.getMappedRange());
-  for (let i = 0; i < init.length; i++) init[i] = 0.25 + (i % 97) / 1024;
-  data.unmap();
+  device.queue.writeBuffer(data, 0, init);
   const read = device.createBuffer({
     size: 8,
     usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-  });
-  const bind = device.createBindGroup({
-    layout: pipeline.getBindGroupLayout(0),
-    entries: [params, counters, data].map((buffer, binding) => ({ binding, resource: { buffer } })),
   });
   try {
     const enc = device.createCommandEncoder();
     const pass = enc.beginComputePass();
     pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bind);
+    pass.setBindGroup(0, bindAll(device, key, layout, [params, counters, data]));
     pass.dispatchWorkgroups(groups);
     pass.end();
     enc.copyBufferToBuffer(counters, 0, read, 0, 8);
@@ -150,7 +140,7 @@ if (import.meta.main) {
         const form = { threads, workgroupBytes, liveVec4 };
         // ~100k FMA instructions per warp: a lifetime far above the launch's start skew.
         const spin = Math.ceil(25000 / liveVec4);
-        const resident = await probeOccupancy(gpu.device, form, sms * groupsPerSm, spin);
+        const resident = await probeOccupancy(gpu, form, sms * groupsPerSm, spin);
         rows.push({ ...form, resident, perSm: resident / sms });
         console.log(
           `${threads} | ${workgroupBytes} | ${liveVec4} | ${resident} | ${

@@ -22,7 +22,7 @@ Deno.test("probeOccupancy() counts between 1 and the launched workgroups, and no
   try {
     for (const workgroupBytes of [0, 4096]) {
       const most = await probeOccupancy(
-        gpu.device,
+        gpu,
         { threads: 32, workgroupBytes, liveVec4: 2 },
         16,
         200,

@@ -6,6 +6,7 @@
  */
 import type { Problem, QDtype } from "../../op/types.ts";
 import { DTYPE_KEY, type PoolDtype } from "../_shared.ts";
+import { visiblePairsOf } from "../../reports/roofline.ts";
 
 /** Everything that changes the generated attention WGSL. */
 export interface FlashSpec {
@@ -458,15 +459,14 @@ export const SMALL_GRID_FLOPS = 8e9;
  */
 export const SMALL_TILE_PADDING_RATIO = 1.15;
 
-/** Attention FLOPs of `problem`: 4 D per visible (query, head, key). */
+/** Attention FLOPs of `problem`: 4 D per visible (query, head, key), as SPEC §6 counts them. */
 export function attentionFlops(
   problem: Pick<Problem, "qLens" | "cacheLens" | "numHeads" | "headDim" | "isCausal">,
 ): number {
-  let pairs = 0;
-  for (const [b, q] of problem.qLens.entries()) {
-    const c = problem.cacheLens[b] ?? 0;
-    pairs += problem.isCausal ? q * c + (q * (q + 1)) / 2 : q * (c + q);
-  }
+  const pairs = problem.qLens.reduce(
+    (sum, q, b) => sum + visiblePairsOf(q, problem.cacheLens[b] ?? 0, problem.isCausal),
+    0,
+  );
   return 4 * problem.headDim * problem.numHeads * pairs;
 }
 

@@ -94,6 +94,7 @@ export function flashLimits(gpu: GpuContext): FlashLimits {
     workgroupBytes: gpu.limits.maxComputeWorkgroupStorageSize ?? 16384,
     invocations: gpu.limits.maxComputeInvocationsPerWorkgroup ?? 256,
     f16: gpu.hasF16,
+    storageBuffers: gpu.limits.maxStorageBuffersPerShaderStage ?? 8,
   };
 }
 
@@ -160,13 +161,38 @@ export async function planFlashAttention(
   if (why) throw new RangeError(`Cannot plan flash attention: ${why}`);
   const key = flashKey(spec);
   const code = flashWgsl(spec);
-  const passes = await planSplitAttention(gpu, dev, {
-    key,
-    code,
-    bindings: FLASH_BINDINGS,
-    rows: spec.rows,
-    list,
-  });
+  // qGlobal: each work item's scaled f16 Q tile (rows x D halves) in a scratch buffer.
+  const qScratch = spec.qGlobal && list.count > 0
+    ? gpu.device.createBuffer({
+      label: `${key}.q_scratch`,
+      size: list.count * spec.rows * p.headDim * 2,
+      usage: GPUBufferUsage.STORAGE,
+    })
+    : null;
+  let passes: PassPlan[];
+  try {
+    passes = await planSplitAttention(gpu, dev, {
+      key,
+      code,
+      bindings: qScratch ? [...FLASH_BINDINGS, "read_write"] : FLASH_BINDINGS,
+      extra: qScratch ? [qScratch] : [],
+      rows: spec.rows,
+      list,
+    });
+  } catch (e) {
+    qScratch?.destroy();
+    throw e;
+  }
+  if (qScratch && passes.length > 0) {
+    const last = passes[passes.length - 1]!;
+    passes[passes.length - 1] = {
+      ...last,
+      destroy() {
+        last.destroy();
+        qScratch.destroy();
+      },
+    };
+  }
   return { passes, key, list };
 }
 

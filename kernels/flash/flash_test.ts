@@ -20,6 +20,7 @@ import {
   attentionFlops,
   chooseFlashTile,
   choosePipelinedTile,
+  flashGeometry,
   flashKey,
   type FlashSpec,
   flashSpecProblem,
@@ -447,6 +448,78 @@ Deno.test("f16Math planFlash() matches the reference non-causal with softcap (MH
   }, { tile: { ...half, unrollD: true }, targetItems: 0 });
 });
 
+// -- qGlobal: the f16 Q tile in a global scratch buffer instead of workgroup memory --
+
+const qGlobalTile: FlashTile = { ...half, qGlobal: true };
+
+Deno.test("qGlobal planFlash() matches the reference for f16 and bf16 q, unsplit and split-KV", async () => {
+  for (
+    const [qDtype, options] of [
+      ["f16", { targetItems: 0 }],
+      ["bf16", { targetItems: 48, minSplitTiles: 2 }],
+    ] as const
+  ) {
+    await check({
+      qDtype,
+      qLens: [5, 19, 0, 33],
+      cacheLens: [37, 3, 9, 70],
+      heads: 8,
+      kvHeads: 2,
+      headDim: 128,
+      pageSize: 16,
+      seed: 41,
+    }, { tile: qGlobalTile, ...options });
+  }
+});
+
+Deno.test("qGlobal planFlash() matches the reference at D256 with two D chunks per thread (the default D256 shape, scaled down)", async () => {
+  await check({
+    qDtype: "bf16",
+    qLens: [9, 40],
+    cacheLens: [100, 7],
+    heads: 4,
+    kvHeads: 1,
+    headDim: 256,
+    pageSize: 32,
+    seed: 43,
+  }, {
+    tile: { ...qGlobalTile, rows: 32, keys: 32, threads: 128, sRows: 2, oRows: 8 },
+    targetItems: 0,
+  });
+});
+
+Deno.test("qGlobal planFlash() matches the reference for fp8 and int8 caches", async () => {
+  await checkByteCaches(qGlobalTile, 42);
+});
+
+Deno.test("fp8Alu planFlash() matches the reference for fp8 caches on f16 tiles (int8 unchanged)", async () => {
+  await checkByteCaches({ ...half, fp8Alu: true }, 44);
+  await checkByteCaches({ ...qGlobalTile, fp8Alu: true }, 45);
+});
+
+Deno.test("qGlobal tiles declare no workgroup memory for Q", () => {
+  const spec: FlashSpec = {
+    qDtype: "f16",
+    cacheDtype: "f16",
+    headDim: 128,
+    rows: 64,
+    keys: 32,
+    threads: 256,
+    sRows: 2,
+    oRows: 4,
+    causal: true,
+    softcap: false,
+    pageAligned: true,
+    split: false,
+    unrollD: false,
+    f16Math: true,
+  };
+  const withQ = flashGeometry(spec).workgroupBytes;
+  const without = flashGeometry({ ...spec, qGlobal: true }).workgroupBytes;
+  assert.equal(withQ - without, 64 * (128 / 4 + 1) * 8);
+  assert.notEqual(flashKey(spec), flashKey({ ...spec, qGlobal: true }));
+});
+
 /** 1 for each pool slot the attention reads (positions below each request's old), else 0. */
 function slotsRead(inputs: PagedPrefillInputs, problem: Problem): Uint8Array {
   const read = new Uint8Array(problem.poolTokens);
@@ -683,11 +756,16 @@ Deno.test("flashSpecProblem() refuses f16Math where it cannot hold", () => {
   );
   assert.equal(
     flashSpecProblem({ ...base, f16Math: false, f16PvFlush: 8 }),
-    "f16QkFlush, f16PvFlush and f16QkLaneSum need f16Math",
+    "f16QkFlush, f16PvFlush, f16QkLaneSum and qGlobal need f16Math",
   );
   assert.equal(
+    flashSpecProblem({ ...base, f16Math: false, qGlobal: true }),
+    "f16QkFlush, f16PvFlush, f16QkLaneSum and qGlobal need f16Math",
+  );
+  assert.equal(flashSpecProblem({ ...base, fp8Alu: true }), "fp8Alu needs an fp8_e4m3 cache");
+  assert.equal(
     flashSpecProblem({ ...base, f16Math: false, f16QkLaneSum: true }),
-    "f16QkFlush, f16PvFlush and f16QkLaneSum need f16Math",
+    "f16QkFlush, f16PvFlush, f16QkLaneSum and qGlobal need f16Math",
   );
   // int8 scales sit in registers: every chunk of a thread must hold the same channels.
   const int8Narrow: FlashSpec = {
@@ -732,10 +810,12 @@ Deno.test("chooseFlashTile() picks f16-arithmetic tiles for every dtype on a sha
       qStarts: [0],
       cacheLens: [4096],
     }) as const;
-  const h200 = { workgroupBytes: 49152, invocations: 256, f16: true };
+  const h200 = { workgroupBytes: 49152, invocations: 256, f16: true, storageBuffers: 12 };
   const shape = (t: FlashTile | null) =>
     t
-      ? `${t.rows}x${t.keys}/${t.threads} s${t.sRows}o${t.oRows}${t.f16Math ? " f16" : ""}`
+      ? `${t.rows}x${t.keys}/${t.threads} s${t.sRows}o${t.oRows}${t.f16Math ? " f16" : ""}${
+        t.qGlobal ? " qg" : ""
+      }`
       : "none";
   assert.equal(shape(chooseFlashTile(problem("f16", "f16"), h200)), "64x64/256 s2o8 f16");
   assert.equal(shape(chooseFlashTile(problem("f16", "int8"), h200)), "64x64/256 s2o8 f16");
@@ -747,7 +827,16 @@ Deno.test("chooseFlashTile() picks f16-arithmetic tiles for every dtype on a sha
     shape(chooseFlashTile(d64fp8, { ...h200, workgroupBytes: 40000 })),
     "64x64/256 s4o4 f16",
   );
-  assert.equal(shape(chooseFlashTile(problem("f16", "f16", 256), h200)), "64x16/256 s1o4 f16");
+  // D256: Q in a global scratch buffer (a 12th storage buffer) for 64-key tiles; else 16 keys.
+  assert.equal(shape(chooseFlashTile(problem("f16", "f16", 256), h200)), "64x64/256 s2o8 f16 qg");
+  assert.equal(
+    shape(chooseFlashTile(problem("f16", "f16", 256), { ...h200, storageBuffers: 11 })),
+    "64x16/256 s1o4 f16",
+  );
+  assert.equal(
+    shape(chooseFlashTile(problem("bf16", "int8", 256), h200)),
+    "64x64/256 s2o8 f16 qg",
+  );
   assert.equal(shape(chooseFlashTile(problem("bf16", "bf16"), h200)), "64x64/256 s2o8 f16");
   assert.equal(shape(chooseFlashTile(problem("bf16", "int8"), h200)), "64x64/256 s2o8 f16");
   // No shader-f16, or f16 math turned off: the f32 tiles.
@@ -776,6 +865,17 @@ Deno.test("chooseFlashTile() picks f16-arithmetic tiles for every dtype on a sha
     /^tile needs \d+ bytes of workgroup memory, the device has 32768$/,
   );
   assert.equal(tileProblem(problem("f16", "f16"), f16Tile, h200), null);
+  // qGlobal binds a 12th storage buffer, and exists only on f16 tiles.
+  const qg = { ...f16Tile, qGlobal: true };
+  assert.equal(
+    tileProblem(problem("f16", "f16"), qg, { ...h200, storageBuffers: 11 }),
+    "tile qGlobal binds 12 storage buffers, the device allows 11",
+  );
+  assert.equal(tileProblem(problem("f16", "f16"), qg, { ...h200, storageBuffers: 12 }), null);
+  assert.equal(
+    tileProblem(problem("f16", "f16"), { ...qg, f16Math: false }, { ...h200, storageBuffers: 12 }),
+    "f16QkFlush, f16PvFlush, f16QkLaneSum and qGlobal need f16Math",
+  );
   // D 96 has no 32 D groups: 256 invocations with O 2 x 3.
   assert.equal(shape(chooseFlashTile(problem("f16", "f16", 96), h200)), "64x64/256 s2o2 f16");
   // Small grids take 32-row tiles, two per SM: few FLOPs (one request of 64 queries)...

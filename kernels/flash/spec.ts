@@ -81,6 +81,18 @@ export interface FlashSpec {
    * @default F16_PV_FLUSH, or keys when smaller
    */
   f16PvFlush?: number;
+  /**
+   * With `f16Math`: the Q tile (scaled f16) lives in a global scratch buffer, one region per work
+   * item, read through L1, instead of workgroup memory (PERF_LOG v10). The SM holds ~48 KB of
+   * workgroup memory under Vulkan on the H200, and Q is the largest part of a tile (16.9 KB at
+   * D128): without it, two or three tiles share an SM. Binds a 13th buffer.
+   */
+  qGlobal?: boolean;
+  /**
+   * With an fp8 cache: decode the codes by moving their bits into f16s (`fp8x4`, the decode
+   * kernel's unpack) instead of through a 256-entry table in workgroup memory (PERF_LOG v10).
+   */
+  fp8Alu?: boolean;
 }
 
 /**
@@ -185,6 +197,7 @@ export function flashSpecProblem(spec: FlashSpec): string | null {
   }
   if ((keys & (keys - 1)) !== 0) return `keys ${keys} is not a power of two`;
   if (spec.kv16 && !spec.pipelined) return "kv16 needs the pipelined loop";
+  if (spec.fp8Alu && spec.cacheDtype !== "fp8_e4m3") return "fp8Alu needs an fp8_e4m3 cache";
   if (spec.kv16 && spec.cacheDtype !== "f16" && spec.cacheDtype !== "bf16") {
     return "kv16 needs a 16-bit cache";
   }
@@ -206,9 +219,10 @@ export function flashSpecProblem(spec: FlashSpec): string | null {
       } chunks per row`;
     }
   } else if (
-    spec.f16QkFlush !== undefined || spec.f16PvFlush !== undefined || spec.f16QkLaneSum
+    spec.f16QkFlush !== undefined || spec.f16PvFlush !== undefined || spec.f16QkLaneSum ||
+    spec.qGlobal
   ) {
-    return "f16QkFlush, f16PvFlush and f16QkLaneSum need f16Math";
+    return "f16QkFlush, f16PvFlush, f16QkLaneSum and qGlobal need f16Math";
   }
   return null;
 }
@@ -225,10 +239,11 @@ export function flashGeometry(spec: FlashSpec): FlashGeometry {
   const dGroups = spec.threads / oRowGroups;
   const chunkElems = _chunkElems(spec.cacheDtype);
   const chunksPerRow = D / chunkElems;
-  const qBytes = spec.rows * (d4 + 1) * (spec.qF32 ? 16 : 8); // q tile
+  // Q tile (none with qGlobal: it sits in a global scratch buffer).
+  const qBytes = spec.qGlobal ? 0 : spec.rows * (d4 + 1) * (spec.qF32 ? 16 : 8);
   const pBytes = spec.rows * (spec.keys / 4 + 1) * (spec.f16Math ? 8 : 16); // P
   // e4m3 decode table.
-  const lutBytes = spec.cacheDtype === "fp8_e4m3" ? 1024 : 0;
+  const lutBytes = spec.cacheDtype === "fp8_e4m3" && !spec.fp8Alu ? 1024 : 0;
   const workgroupBytes = spec.pipelined
     ? qBytes + pBytes + lutBytes +
       2 * spec.keys * (d4 + 1) * (spec.kv16 ? 8 : 16) + // K tile and V tile
@@ -292,6 +307,8 @@ export function flashKey(spec: FlashSpec): string {
         }`,
       ]
       : []),
+    ...(spec.qGlobal ? ["qg"] : []),
+    ...(spec.fp8Alu ? ["fa"] : []),
   ].join("_");
 }
 
@@ -316,6 +333,10 @@ export interface FlashTile {
   f16QkLaneSum?: boolean;
   /** See `FlashSpec.f16PvFlush`. */
   f16PvFlush?: number;
+  /** See `FlashSpec.qGlobal`. */
+  qGlobal?: boolean;
+  /** See `FlashSpec.fp8Alu`. */
+  fp8Alu?: boolean;
 }
 
 /**
@@ -393,9 +414,9 @@ export function flashPipelinedCandidates(
 /**
  * Tile shapes with f16 arithmetic (`FlashSpec.f16Math`) tried in order, before the f32 ones,
  * on devices with shader-f16. f16 tiles take half the workgroup memory, so the first shapes
- * hold twice the keys of the f32 ones; tuned on
- * the H200 (docs/PERF_LOG.md, "f16 arithmetic"). The f32 candidates follow, as f16 tiles, for
- * smaller devices.
+ * hold twice the keys of the f32 ones; tuned on the H200 (docs/PERF_LOG.md, "f16 arithmetic").
+ * The f32 candidates follow, as f16 tiles, for smaller devices. Every one decodes fp8 codes by
+ * bit placement (`fp8Alu`; v10: the fp8 rows 2-6% faster than through the workgroup table).
  */
 export function flashHalfCandidates(
   headDim: number,
@@ -417,6 +438,7 @@ export function flashHalfCandidates(
     unrollD: false,
     f16Math: true,
     f16QkLaneSum: F16_QK_LANE_SUM_DEFAULT,
+    fp8Alu: true,
   });
   // D64: 128-key tiles (47.3 KB with fp8's table; v8: the softcap rows 1-5% faster than 64 keys),
   // O flushed every 64 keys (v9: softcap f16 0.569 -> 0.559 ms, bf16 0.588 -> 0.579; the error
@@ -432,7 +454,12 @@ export function flashHalfCandidates(
       // non-causal softcap row 0.111 -> 0.082 ms against 64x32/128, which has 4 warps per SM).
       h(64, 64, 256, 2, 2),
     ]
-    : [h(64, 16, 256, 1, 4)];
+    : [
+      // D256: Q (33 KB of f16) in a global scratch buffer leaves room for 64 keys and S 2x8
+      // (44 KB; v10: the D256 tuning row 11.1 -> 8.4 ms against 64x16 with Q in workgroup memory).
+      { ...h(64, 64, 256, 2, 8), qGlobal: true },
+      h(64, 16, 256, 1, 4),
+    ];
   // Decode-shaped calls (few rows) start with the small row tiles of the f32 list.
   return [
     ...(maxRows <= 16 ? [] : tuned),
@@ -441,6 +468,7 @@ export function flashHalfCandidates(
       unrollD: false,
       f16Math: true,
       f16QkLaneSum: F16_QK_LANE_SUM_DEFAULT,
+      fp8Alu: true,
     })),
   ];
 }
@@ -504,21 +532,29 @@ export function choosePipelinedTile(problem: Problem, limits: FlashLimits): Flas
   return null;
 }
 
+/** Storage buffers a `qGlobal` attention pass binds (the 11 of every pass and Q's scratch). */
+export const FLASH_QGLOBAL_STORAGE_BUFFERS = 12;
+
 /** Device limits a spec must respect. */
 export interface FlashLimits {
   workgroupBytes: number;
   invocations: number;
   /** shader-f16 is enabled: `f16Math` tiles are allowed. @default false */
   f16?: boolean;
+  /** Storage buffers a shader stage may bind (`qGlobal` tiles bind 12). @default 8 */
+  storageBuffers?: number;
 }
 
 /** The spec for `problem` with `tile` (split and page alignment from the arguments). */
 export function flashSpecFor(problem: Problem, tile: FlashTile, split: boolean): FlashSpec {
+  const { fp8Alu, ...shape } = tile;
   return {
     qDtype: problem.qDtype,
     cacheDtype: problem.cacheDtype,
     headDim: problem.headDim,
-    ...tile,
+    ...shape,
+    // fp8Alu is how fp8 codes decode; other caches have none to decode.
+    ...(fp8Alu && problem.cacheDtype === "fp8_e4m3" ? { fp8Alu } : {}),
     causal: problem.isCausal,
     softcap: problem.softcap > 0,
     pageAligned: problem.pageSize >= tile.keys,
@@ -553,6 +589,11 @@ export function tileProblem(problem: Problem, tile: FlashTile, limits: FlashLimi
   const why = flashSpecProblem(spec);
   if (why) return why;
   if (tile.f16Math && !limits.f16) return "tile f16Math needs shader-f16, the device has none";
+  if (tile.qGlobal && (limits.storageBuffers ?? 8) < FLASH_QGLOBAL_STORAGE_BUFFERS) {
+    return `tile qGlobal binds ${FLASH_QGLOBAL_STORAGE_BUFFERS} storage buffers, the device allows ${
+      limits.storageBuffers ?? 8
+    }`;
+  }
   if (tile.threads > limits.invocations) {
     return `tile threads ${tile.threads} exceed the device's ${limits.invocations} invocations`;
   }

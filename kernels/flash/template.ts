@@ -11,6 +11,7 @@
  */
 import { wgslCodecs } from "../wgsl/codecs.ts";
 import { scaleSlots, wgslQPack, wgslQPackCodec, wgslQUnpack } from "../_shared.ts";
+import { FP8X4_WGSL } from "../wgsl/fp8x4.ts";
 import { f16Flushes, flashGeometry, flashKey, type FlashSpec } from "./spec.ts";
 
 /** Bindings of the attention pass, in binding order (all in group 0). */
@@ -123,16 +124,21 @@ export function flashWgsl(spec: FlashSpec): string {
   // Chunks staged in two words (r, s) with a flag (n) for new tokens' 16-bit words.
   const twoWords = byteCache || f32Pool;
   const fp8 = spec.cacheDtype === "fp8_e4m3";
+  // fp8 codes decoded by bit placement (fp8x4) instead of the workgroup table (FlashSpec.fp8Alu).
+  const fp8Alu = fp8 && spec.fp8Alu === true;
   const int8 = spec.cacheDtype === "int8";
   const codecs = [
     ...(spec.split ? [] : [wgslQPackCodec(spec.qDtype)]),
-    ...(fp8 ? ["decode_e4m3" as const] : []),
+    ...(fp8 && !fp8Alu ? ["decode_e4m3" as const] : []),
     ...(int8 ? ["decode_int8" as const] : []),
   ];
   const qTiles = (BR * D) / 8;
   const half = spec.f16Math === true;
   const { qk: qkFlush, pv: pvFlush } = f16Flushes(spec, DU);
   const qPerThread = Math.ceil(qTiles / T);
+  // Q in a global scratch buffer (FlashSpec.qGlobal): row r of this item's tile is
+  // qg[item * BR + r]; thread rows qb{i} = item * BR + i * RGS + rg.
+  const qGlobal = spec.qGlobal === true;
   // Lane sums in f16 (f16QkLaneSum): each f16 partial then holds 4 x qkFlush products.
   const laneSum = spec.f16QkLaneSum === true;
   const guard = f16RangeGuard(laneSum ? 4 * qkFlush : qkFlush, pvFlush);
@@ -219,6 +225,10 @@ export function flashWgsl(spec: FlashSpec): string {
     ${put("cc * 2u + 1u", `vec4<f32>(unpack_q2(w.z), unpack_q2(w.w))${factor(which)}`)}`;
       } else {
         const scaled = (w: string, e: number) => {
+          if (fp8Alu) {
+            // fp8x4 gives code / 256: the 256 folds into the scale (exact).
+            return `fp8x4(${w}) * (${half ? `${which}sc` : `scales[${sIdx}u]`} * 256.0)`;
+          }
           if (fp8) {
             // f16Math: the scale with the tile factor folded in (ksc = k_scale * fk).
             return `vec4<f32>(e4m3_lut[${w} & 0xffu], e4m3_lut[(${w} >> 8u) & 0xffu], e4m3_lut[(${w} >> 16u) & 0xffu], e4m3_lut[${w} >> 24u]) * ${
@@ -337,7 +347,9 @@ ${rescale(which, `f${which}_tile`)}    f${which} = f${which}_tile;
     _lines(DU, (u) =>
       "    {\n" +
       _lines(TRS, (i) =>
-        half || spec.qF32
+        qGlobal
+          ? `    let q${i} = qg[qb${i}].c[${dc}][${u}];`
+          : half || spec.qF32
           ? `    let q${i} = qs[${i}][rg].c[${dc}][${u}];`
           : `    let q${i} = unpack_q4(qs[${i}][rg].c[${dc}][${u}]);`) +
       "\n" +
@@ -696,13 +708,13 @@ ${pipeOutput}
         let head = kvh * params.group + flat % params.group;
         ${v} = q[(tok * params.num_heads + head) * ${D / 8}u + ${idx} % ${D / 8}u];
       }`;
+  const qRowRef = (qrow: string) =>
+    qGlobal ? `qg[item * ${BR}u + ${qrow}]` : `qs[${qrow} / ${RGS}u][${qrow} % ${RGS}u]`;
   const qStore = (v: string, idx: string, conv: (half: string) => string) =>
     `      let qrow = ${idx} / ${D / 8}u;
       let a = 2u * (${idx} % ${D / 8}u);
-      qs[qrow / ${RGS}u][qrow % ${RGS}u].c[a / ${DU}u][a % ${DU}u] = ${conv(`${v}.xy`)};
-      qs[qrow / ${RGS}u][qrow % ${RGS}u].c[(a + 1u) / ${DU}u][(a + 1u) % ${DU}u] = ${
-      conv(`${v}.zw`)
-    };`;
+      ${qRowRef("qrow")}.c[a / ${DU}u][a % ${DU}u] = ${conv(`${v}.xy`)};
+      ${qRowRef("qrow")}.c[(a + 1u) / ${DU}u][(a + 1u) % ${DU}u] = ${conv(`${v}.zw`)};`;
   const qStaging = `  // Q tile: rows f0 .. f0 + ${BR} of the flattened (query, head-in-group) rows.
   for (var e = 0u; e < ${qPerThread}u; e = e + 1u) {
     let idx = lid + e * ${T}u;
@@ -753,6 +765,13 @@ ${
 ${qStore(`qr${e}`, "idx", (w) => `vec4<f16>(unpack_q4(${w}) * fq)`)}
     }
   }`)
+    }${
+      qGlobal
+        ? `
+  // The Q tile's stores visible to the whole workgroup before QK^T reads them.
+  storageBarrier();
+${_lines(TRS, (i) => `  let qb${i} = item * ${BR}u + ${i * RGS}u + rg;`)}`
+        : ""
     }`;
   const codeMax = fp8 ? 448 : 127;
   // Words of the scales buffer past the 4n scales (`scaleSlots`): kMax, vMax.
@@ -871,7 +890,13 @@ struct PRow { c: array<vec4<${half ? "f16" : "f32"}>, ${BC / 4}>, pad: vec4<${
     half ? "f16" : "f32"
   }>, }
 
-var<workgroup> qs: array<array<QRow, ${RGS}>, ${TRS}>;
+${
+    qGlobal
+      ? `// This work item's Q tile, scaled f16 rows (FlashSpec.qGlobal); read through L1.
+struct QRowG { c: array<array<vec4<f16>, ${DU}>, ${DC}>, }
+@group(0) @binding(12) var<storage, read_write> qg: array<QRowG>;`
+      : `var<workgroup> qs: array<array<QRow, ${RGS}>, ${TRS}>;`
+  }
 ${
     spec.pipelined
       ? `var<workgroup> ks: array<array<KRow, ${KG}>, ${TCS}>;
@@ -885,7 +910,7 @@ var<workgroup> ps: array<array<PRow, ${RGO}>, ${TRO}>;
 var<workgroup> red: array<array<f32, ${BR}>, ${KG}>;
 var<workgroup> alpha_s: array<f32, ${BR}>;`
   }
-${fp8 ? `var<workgroup> e4m3_lut: array<f32, 256>;\n` : ""}${
+${fp8 && !fp8Alu ? `var<workgroup> e4m3_lut: array<f32, 256>;\n` : ""}${fp8Alu ? FP8X4_WGSL : ""}${
     half
       ? `var<workgroup> q_amax: atomic<u32>;${
         tileGuard
@@ -939,7 +964,7 @@ fn main(
   let dg = lid % ${DU}u;
 ${half ? guardFactors : ""}
 ${
-    fp8
+    fp8 && !fp8Alu
       ? `  for (var e = lid; e < 256u; e = e + ${T}u) {\n    e4m3_lut[e] = decode_e4m3(e);\n  }`
       : ""
   }

@@ -28,10 +28,13 @@
  * `--d64` times D64 tiles (fewer key groups, 128-key tiles, 128 rows, O flushed every 64 keys)
  * on the four softcap-D64 rows (PERF_LOG v8). `--q4` times 16-row f16 tiles against the decode
  * kernel on the decode q4 rows, smaller workgroups on the MHA, MQA and varlen rows, and O flushed
- * every 64 keys on the softcap-D64 rows (PERF_LOG v9).
+ * every 64 keys on the softcap-D64 rows (PERF_LOG v9). `--qglobal` times f16 tiles with Q in a
+ * global scratch buffer (`FlashSpec.qGlobal`: 12-23 KB of workgroup memory, two or three per SM)
+ * against the defaults on the seed, MHA, MQA fp8, varlen, decode-mixed, softcap-D64, D256 and D96
+ * rows (PERF_LOG v10).
  *
  * Usage: deno run -A kernels/flash/tune.ts [--compare] [--half | --half-check | --half-flush |
- *   --splits | --splits-long | --lane-sum | --small-rows | --d64 | --q4] [--out FILE]
+ *   --splits | --splits-long | --lane-sum | --small-rows | --d64 | --q4 | --qglobal] [--out FILE]
  *   [--only SUBSTR] [--local] [--simple] [--probe]
  * @module
  */
@@ -125,10 +128,20 @@ const th = (
   oRows: number,
   flush: { f16QkFlush?: number; f16PvFlush?: number } = {},
 ): FlashTile => ({ ...t(rows, keys, threads, sRows, oRows), f16Math: true, ...flush });
+/** An f16 tile with Q in a global scratch buffer (FlashSpec.qGlobal). */
+const thq = (
+  rows: number,
+  keys: number,
+  threads: number,
+  sRows: number,
+  oRows: number,
+  flush: { f16PvFlush?: number } = {},
+): FlashTile => ({ ...th(rows, keys, threads, sRows, oRows, flush), qGlobal: true });
 const half = flag("--half") || flag("--half-check") || flag("--half-flush") || flag("--splits") ||
   flag("--splits-long") || flag("--lane-sum") || flag("--small-rows") || flag("--d64") ||
   flag("--q4") ||
-  flag("--fit2") || flag("--fit2b") || flag("--fit2-splits");
+  flag("--fit2") || flag("--fit2b") || flag("--fit2-splits") || flag("--qglobal") ||
+  flag("--qglobal2") || flag("--fp8alu") || flag("--d256-bytes");
 const jobs: Job[] = local
   ? [{
     c: adHocCase({ batch: 2, heads: 8, headsKv: 2, headDim: 32, qLen: 40, cacheLen: 100 }),
@@ -185,6 +198,171 @@ const jobs: Job[] = local
         { name: "f16 64x64 wg256 s2o1", options: { tile: th(64, 64, 256, 2, 1) } },
       ],
     },
+  ]
+  : flag("--qglobal")
+  ? [
+    // Q in a global scratch buffer (FlashSpec.qGlobal, PERF_LOG v10): tiles of 12-23 KB of
+    // workgroup memory, two or three resident per SM, against the defaults.
+    ...[
+      "llama-3.1-8b-prefill-paged-pg64-4k-old-512-new/f16",
+      "mha-prefill-paged-b2-h16-d128-p32/f16",
+      "mqa-prefill-paged-b2-h16kv1-d128-p32-fp8/bf16",
+      "varlen-mixed-b6-with-empty-p32/f16",
+      "llama-8b-decode-paged-b8-mixed-q1-16-p64/f16",
+    ].map((id) => ({
+      c: byId(id),
+      configs: [
+        dflt,
+        { name: "qg 64x64 wg256 s2o8 (28 KB)", options: { tile: thq(64, 64, 256, 2, 8) } },
+        { name: "qg 64x32 wg256 s2o4 (15 KB)", options: { tile: thq(64, 32, 256, 2, 4) } },
+        { name: "qg 64x32 wg256 s2o8 (15 KB)", options: { tile: thq(64, 32, 256, 2, 8) } },
+        { name: "qg 32x32 wg128 s2o4 (12 KB)", options: { tile: thq(32, 32, 128, 2, 4) } },
+        { name: "qg 32x64 wg128 s2o8 (22 KB)", options: { tile: thq(32, 64, 128, 2, 8) } },
+      ],
+    })),
+    {
+      c: byId("gqa-prefill-paged-softcap50-b4-prefix4k-chunk512-p64/bf16"),
+      configs: [
+        dflt,
+        {
+          name: "qg 64x128 wg256 s4o4 pv64 (39 KB)",
+          options: { tile: thq(64, 128, 256, 4, 4, { f16PvFlush: 64 }) },
+        },
+        { name: "qg 64x64 wg256 s4o4 (22 KB)", options: { tile: thq(64, 64, 256, 4, 4) } },
+        { name: "qg 64x32 wg256 s2o4 (11 KB)", options: { tile: thq(64, 32, 256, 2, 4) } },
+      ],
+    },
+    {
+      c: d256Case,
+      configs: [
+        dflt,
+        { name: "qg 64x16 wg256 s1o4 (12 KB)", options: { tile: thq(64, 16, 256, 1, 4) } },
+        { name: "qg 64x32 wg256 s1o4 (23 KB)", options: { tile: thq(64, 32, 256, 1, 4) } },
+        { name: "qg 64x64 wg256 s1o4 (43 KB)", options: { tile: thq(64, 64, 256, 1, 4) } },
+        { name: "qg 32x32 wg128 s1o4 (20 KB)", options: { tile: thq(32, 32, 128, 1, 4) } },
+      ],
+    },
+    {
+      c: byId("gqa-prefill-paged-noncausal-softcap30-b2-d96-p16/f16"),
+      configs: [
+        dflt,
+        { name: "qg 64x64 wg256 s2o2 (24 KB)", options: { tile: thq(64, 64, 256, 2, 2) } },
+      ],
+    },
+  ]
+  : flag("--qglobal2")
+  ? [
+    // Larger register tiles (fewer workgroup-memory loads per product), with Q in workgroup
+    // memory where it still fits and in the global scratch where it does not (PERF_LOG v10).
+    {
+      c: d256Case,
+      configs: [
+        dflt,
+        { name: "qg 64x64 wg256 s1o4 (43 KB)", options: { tile: thq(64, 64, 256, 1, 4) } },
+        { name: "qg 64x64 wg256 s2o8 (44 KB)", options: { tile: thq(64, 64, 256, 2, 8) } },
+        { name: "qg 64x64 wg256 s2o4 (44 KB)", options: { tile: thq(64, 64, 256, 2, 4) } },
+        { name: "qg 64x64 wg256 s1o8 (43 KB)", options: { tile: thq(64, 64, 256, 1, 8) } },
+      ],
+    },
+    {
+      c: byId("llama-3.1-8b-prefill-paged-pg64-4k-old-512-new/f16"),
+      configs: [
+        dflt,
+        { name: "f16 64x64 wg256 s4o8 (45 KB)", options: { tile: th(64, 64, 256, 4, 8) } },
+        { name: "qg 64x64 wg256 s4o8 (28 KB)", options: { tile: thq(64, 64, 256, 4, 8) } },
+      ],
+    },
+    ...[
+      "gqa-prefill-paged-softcap50-b4-prefix4k-chunk512-p64/bf16",
+      "gqa-prefill-paged-softcap50-b4-prefix4k-chunk512-p64-fp8/f16",
+    ].map((id) => ({
+      c: byId(id),
+      configs: [
+        dflt,
+        {
+          name: "f16 64x128 wg256 s8o4 pv64 (47 KB)",
+          options: { tile: th(64, 128, 256, 8, 4, { f16PvFlush: 64 }) },
+        },
+        {
+          name: "qg 64x128 wg256 s8o4 pv64 (39 KB)",
+          options: { tile: thq(64, 128, 256, 8, 4, { f16PvFlush: 64 }) },
+        },
+      ],
+    })),
+  ]
+  : flag("--fp8alu")
+  ? [
+    // fp8 codes decoded by bit placement (FlashSpec.fp8Alu) against the workgroup table, on each
+    // fp8 row's default tile; and the D256 default (Q in the global scratch) on bf16 and byte
+    // caches (PERF_LOG v10).
+    ...([
+      ["llama-3.1-8b-prefill-paged-pg64-4k-old-512-new-fp8/f16", th(64, 64, 256, 2, 8)],
+      ["llama-3.1-8b-prefill-paged-pg64-4k-old-512-new-fp8/bf16", th(64, 64, 256, 2, 8)],
+      ["mqa-prefill-paged-b2-h16kv1-d128-p32-fp8/bf16", th(32, 32, 128, 2, 4)],
+      ["mqa-prefill-paged-b2-h16kv1-d128-p32-fp8/f16", th(32, 32, 128, 2, 4)],
+      ["varlen-mixed-b6-with-empty-p32-fp8/bf16", th(32, 32, 128, 2, 4)],
+      [
+        "gqa-prefill-paged-softcap50-b4-prefix4k-chunk512-p64-fp8/f16",
+        th(64, 128, 256, 4, 4, { f16PvFlush: 64 }),
+      ],
+    ] as const).map(([id, tile]) => ({
+      c: byId(id),
+      configs: [
+        dflt,
+        { name: "same tile, fp8Alu", options: { tile: { ...tile, fp8Alu: true } } },
+      ],
+    })),
+    ...(["bf16", "fp8_e4m3", "int8"] as const).map((kind) => ({
+      c: adHocCase({
+        batch: 1,
+        heads: 32,
+        headsKv: 8,
+        headDim: 256,
+        qLen: 1024,
+        cacheLen: 8192,
+        pageSize: 64,
+        ...(kind === "bf16" ? { dtype: "bf16" as const } : { cacheDtype: kind }),
+        label: `adhoc-d256-q1k-old8k-${kind}`,
+      }),
+      configs: [
+        dflt,
+        { name: "f16 64x16 wg256 s1o4 (v9)", options: { tile: th(64, 16, 256, 1, 4) } },
+        ...(kind === "fp8_e4m3"
+          ? [{
+            name: "qg 64x64 s2o8 fp8Alu",
+            options: { tile: { ...thq(64, 64, 256, 2, 8), fp8Alu: true } },
+          }]
+          : []),
+      ],
+    })),
+  ]
+  : flag("--d256-bytes")
+  ? [
+    // D256 with byte caches on the Q-in-scratch tiles: fewer staged chunks per thread (32-key
+    // tiles) or another O split, against the f16 cache (PERF_LOG v10).
+    ...(["same", "fp8_e4m3", "int8"] as const).map((kind) => ({
+      c: adHocCase({
+        batch: 1,
+        heads: 32,
+        headsKv: 8,
+        headDim: 256,
+        qLen: 1024,
+        cacheLen: 8192,
+        pageSize: 64,
+        cacheDtype: kind,
+        label: `adhoc-d256-q1k-old8k-${kind}`,
+      }),
+      configs: [
+        dflt,
+        { name: "qg 64x64 s2o4", options: { tile: { ...thq(64, 64, 256, 2, 4), fp8Alu: true } } },
+        { name: "qg 64x32 s2o8", options: { tile: { ...thq(64, 32, 256, 2, 8), fp8Alu: true } } },
+        { name: "qg 64x32 s2o4", options: { tile: { ...thq(64, 32, 256, 2, 4), fp8Alu: true } } },
+        {
+          name: "qg 64x64 s2o8 pv64",
+          options: { tile: { ...thq(64, 64, 256, 2, 8, { f16PvFlush: 64 }), fp8Alu: true } },
+        },
+      ],
+    })),
   ]
   : flag("--fit2-splits")
   ? [

@@ -1,10 +1,11 @@
-// GPU test: the decode kernel's e4m3 unpack (`fp8x4`) gives, for every one of the 256 codes in
-// each of the four bytes of a word, exactly the reference codec's value divided by 256 (NaN for
-// the e4m3 NaN codes, beside finite ones in the same word). Without an adapter the test fails.
+// GPU test: the e4m3 unpack that the decode and flash kernels share (`fp8x4`) gives, for every one
+// of the 256 codes in each of the four bytes of a word, exactly the reference codec's value divided
+// by 256 (NaN for the e4m3 NaN codes, beside finite ones in the same word). Without an adapter the
+// test fails.
 import assert from "node:assert/strict";
 import { acquireGpu } from "../gpu.ts";
-import { FP8X4_WGSL } from "./template.ts";
-import { runElementwise } from "../wgsl/_elementwise.ts";
+import { FP8X4_WGSL } from "./fp8x4.ts";
+import { runElementwise } from "./_elementwise.ts";
 import { e4m3ToNumber } from "../../reference/codecs.ts";
 
 /** Byte j of word i: every code appears once in each byte position over the 256 words. */

@@ -161,38 +161,15 @@ export async function planFlashAttention(
   if (why) throw new RangeError(`Cannot plan flash attention: ${why}`);
   const key = flashKey(spec);
   const code = flashWgsl(spec);
-  // qGlobal: each work item's scaled f16 Q tile (rows x D halves) in a scratch buffer.
-  const qScratch = spec.qGlobal && list.count > 0
-    ? gpu.device.createBuffer({
-      label: `${key}.q_scratch`,
-      size: list.count * spec.rows * p.headDim * 2,
-      usage: GPUBufferUsage.STORAGE,
-    })
-    : null;
-  let passes: PassPlan[];
-  try {
-    passes = await planSplitAttention(gpu, dev, {
-      key,
-      code,
-      bindings: qScratch ? [...FLASH_BINDINGS, "read_write"] : FLASH_BINDINGS,
-      extra: qScratch ? [qScratch] : [],
-      rows: spec.rows,
-      list,
-    });
-  } catch (e) {
-    qScratch?.destroy();
-    throw e;
-  }
-  if (qScratch && passes.length > 0) {
-    const last = passes[passes.length - 1]!;
-    passes[passes.length - 1] = {
-      ...last,
-      destroy() {
-        last.destroy();
-        qScratch.destroy();
-      },
-    };
-  }
+  const passes = await planSplitAttention(gpu, dev, {
+    key,
+    code,
+    bindings: spec.qGlobal ? [...FLASH_BINDINGS, "read_write"] : FLASH_BINDINGS,
+    // qGlobal: each work item's scaled f16 Q tile (rows x D halves).
+    scratchBytes: spec.qGlobal ? list.count * spec.rows * p.headDim * 2 : 0,
+    rows: spec.rows,
+    list,
+  });
   return { passes, key, list };
 }
 
@@ -215,6 +192,11 @@ export interface SplitAttentionArgs {
   bindings: readonly BindingKind[];
   /** Buffers bound after the 12 common ones (e.g. mma's f16 views of the pools). */
   extra?: readonly GPUBuffer[];
+  /**
+   * Bytes of a scratch buffer the pass owns (destroyed with it), bound after `extra` (flash's
+   * qGlobal Q tiles). @default 0, none
+   */
+  scratchBytes?: number;
   /**
    * Workgroups launched after the work list's items (ids from `list.count` on; mma's fused
    * append). @default 0
@@ -252,6 +234,14 @@ export async function planSplitAttention(
   buffers.push(items);
   const [gx, gy] = dispatchGrid(gpu, launched, 1);
   const mlBase = list.slots * rows * (p.headDim / 4);
+  const scratch = args.scratchBytes
+    ? device.createBuffer({
+      label: `${key}.scratch`,
+      size: args.scratchBytes,
+      usage: GPUBufferUsage.STORAGE,
+    })
+    : null;
+  if (scratch) buffers.push(scratch);
   let part: GPUBuffer | null = null;
   if (list.split) {
     part = device.createBuffer({
@@ -291,6 +281,7 @@ export async function planSplitAttention(
     items,
     part ?? dev.o,
     ...(args.extra ?? []),
+    ...(scratch ? [scratch] : []),
   ]);
   const passes: PassPlan[] = [{
     key,

@@ -589,10 +589,9 @@ export function tileProblem(problem: Problem, tile: FlashTile, limits: FlashLimi
   const why = flashSpecProblem(spec);
   if (why) return why;
   if (tile.f16Math && !limits.f16) return "tile f16Math needs shader-f16, the device has none";
-  if (tile.qGlobal && (limits.storageBuffers ?? 8) < FLASH_QGLOBAL_STORAGE_BUFFERS) {
-    return `tile qGlobal binds ${FLASH_QGLOBAL_STORAGE_BUFFERS} storage buffers, the device allows ${
-      limits.storageBuffers ?? 8
-    }`;
+  const storageBuffers = limits.storageBuffers ?? 8;
+  if (tile.qGlobal && storageBuffers < FLASH_QGLOBAL_STORAGE_BUFFERS) {
+    return `tile qGlobal binds ${FLASH_QGLOBAL_STORAGE_BUFFERS} storage buffers, the device allows ${storageBuffers}`;
   }
   if (tile.threads > limits.invocations) {
     return `tile threads ${tile.threads} exceed the device's ${limits.invocations} invocations`;

@@ -105,17 +105,23 @@ const byId = (id: string): WorkloadCase => {
   if (!c) throw new Error(`no case ${id}`);
   return c;
 };
-/** The D256 row of the tuning runs (not in the manifest): B1, q 1024, 8192 old keys, 32/8 heads. */
-const d256Case = adHocCase({
-  batch: 1,
-  heads: 32,
-  headsKv: 8,
-  headDim: 256,
-  qLen: 1024,
-  cacheLen: 8192,
-  pageSize: 64,
-  label: "adhoc-d256-q1k-old8k",
-});
+/**
+ * The D256 row of the tuning runs (not in the manifest): B1, q 1024, 8192 old keys, 32/8 heads;
+ * `kind` names its dtype ("bf16" q) or cache ("same", "fp8_e4m3", "int8"), and its label.
+ */
+const d256Of = (kind?: "bf16" | "same" | "fp8_e4m3" | "int8") =>
+  adHocCase({
+    batch: 1,
+    heads: 32,
+    headsKv: 8,
+    headDim: 256,
+    qLen: 1024,
+    cacheLen: 8192,
+    pageSize: 64,
+    ...(kind === "bf16" ? { dtype: "bf16" as const } : kind ? { cacheDtype: kind } : {}),
+    label: kind ? `adhoc-d256-q1k-old8k-${kind}` : "adhoc-d256-q1k-old8k",
+  });
+const d256Case = d256Of();
 const dflt: Config = { name: "default", options: {} };
 const v2: Config = { name: "v2 default (f32)", options: { pipelined: false, f16Math: false } };
 const v3: Config = { name: "v3 pipe (default tile)", options: { pipelined: true } };
@@ -313,17 +319,7 @@ const jobs: Job[] = local
       ],
     })),
     ...(["bf16", "fp8_e4m3", "int8"] as const).map((kind) => ({
-      c: adHocCase({
-        batch: 1,
-        heads: 32,
-        headsKv: 8,
-        headDim: 256,
-        qLen: 1024,
-        cacheLen: 8192,
-        pageSize: 64,
-        ...(kind === "bf16" ? { dtype: "bf16" as const } : { cacheDtype: kind }),
-        label: `adhoc-d256-q1k-old8k-${kind}`,
-      }),
+      c: d256Of(kind),
       configs: [
         dflt,
         { name: "f16 64x16 wg256 s1o4 (v9)", options: { tile: th(64, 16, 256, 1, 4) } },
@@ -341,17 +337,7 @@ const jobs: Job[] = local
     // D256 with byte caches on the Q-in-scratch tiles: fewer staged chunks per thread (32-key
     // tiles) or another O split, against the f16 cache (PERF_LOG v10).
     ...(["same", "fp8_e4m3", "int8"] as const).map((kind) => ({
-      c: adHocCase({
-        batch: 1,
-        heads: 32,
-        headsKv: 8,
-        headDim: 256,
-        qLen: 1024,
-        cacheLen: 8192,
-        pageSize: 64,
-        cacheDtype: kind,
-        label: `adhoc-d256-q1k-old8k-${kind}`,
-      }),
+      c: d256Of(kind),
       configs: [
         dflt,
         { name: "qg 64x64 s2o4", options: { tile: { ...thq(64, 64, 256, 2, 4), fp8Alu: true } } },

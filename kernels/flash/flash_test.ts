@@ -23,6 +23,7 @@ import {
   flashGeometry,
   flashKey,
   type FlashSpec,
+  flashSpecFor,
   flashSpecProblem,
   type FlashTile,
   isSmallGrid,
@@ -497,6 +498,147 @@ Deno.test("fp8Alu planFlash() matches the reference for fp8 caches on f16 tiles 
   await checkByteCaches({ ...qGlobalTile, fp8Alu: true }, 45);
 });
 
+// -- lateNew: byte chunks stage the pool's word only; new tokens' words load at the store --
+
+Deno.test("lateNew planFlash() matches the reference for fp8 and int8 caches on f32, f16 and qGlobal tiles", async () => {
+  await checkByteCaches({ ...small, lateNew: true }, 46);
+  await checkByteCaches({ ...half, fp8Alu: true, lateNew: true }, 47);
+  await checkByteCaches({ ...qGlobalTile, fp8Alu: true, lateNew: true }, 48);
+});
+
+Deno.test("lateNew planFlash() matches the reference for bf16 q (the tile maxima read the new tokens' words) with split-KV", async () => {
+  for (const cacheDtype of ["fp8_e4m3", "int8"] as const) {
+    await check({
+      qDtype: "bf16",
+      cacheDtype,
+      qLens: [6, 1, 0, 29],
+      cacheLens: [300, 140, 20, 3],
+      heads: 8,
+      kvHeads: 2,
+      headDim: 64,
+      pageSize: 32,
+      seed: 49,
+    }, { tile: { ...half, fp8Alu: true, lateNew: true }, targetItems: 48, minSplitTiles: 2 });
+  }
+});
+
+// -- byteChunk: byte chunks of 8 codes (one vec2<u32>) or 4 (one u32) instead of 16 --
+
+Deno.test("byteChunk 8 and 4 planFlash() match the reference for fp8 and int8 caches on f32, f16 and qGlobal tiles", async () => {
+  for (const byteChunk of [8, 4] as const) {
+    await checkByteCaches({ ...small, byteChunk }, 51);
+    await checkByteCaches({ ...half, fp8Alu: true, byteChunk }, 52);
+    await checkByteCaches({ ...qGlobalTile, fp8Alu: true, byteChunk }, 54);
+  }
+  // fp8 through the workgroup table; 8-code chunks with their new tokens loaded late.
+  await checkByteCaches({ ...half, byteChunk: 8 }, 53);
+  await checkByteCaches({ ...half, fp8Alu: true, byteChunk: 8, lateNew: true }, 57);
+});
+
+Deno.test("byteChunk 8 and 4 planFlash() match the reference for bf16 q at D128 (split-KV) and D256", async () => {
+  for (const cacheDtype of ["fp8_e4m3", "int8"] as const) {
+    for (const byteChunk of [8, 4] as const) {
+      await check({
+        qDtype: "bf16",
+        cacheDtype,
+        qLens: [6, 1, 0, 29],
+        cacheLens: [150, 70, 20, 3],
+        heads: 8,
+        kvHeads: 2,
+        headDim: 128,
+        pageSize: 32,
+        seed: 55,
+      }, { tile: { ...half, fp8Alu: true, byteChunk }, targetItems: 48, minSplitTiles: 2 });
+    }
+    await check({
+      qDtype: "bf16",
+      cacheDtype,
+      qLens: [9, 20],
+      cacheLens: [70, 7],
+      heads: 4,
+      kvHeads: 1,
+      headDim: 256,
+      pageSize: 32,
+      seed: 56,
+    }, {
+      tile: {
+        ...qGlobalTile,
+        rows: 32,
+        keys: 32,
+        threads: 128,
+        sRows: 2,
+        oRows: 8,
+        fp8Alu: true,
+        byteChunk: 8,
+      },
+      targetItems: 0,
+    });
+  }
+});
+
+Deno.test("lateNew and byteChunk are refused without a 1-byte cache or on the pipelined loop, and dropped by flashSpecFor for 16-bit caches", () => {
+  const base: FlashSpec = {
+    qDtype: "f16",
+    cacheDtype: "fp8_e4m3",
+    headDim: 32,
+    ...small,
+    causal: true,
+    softcap: false,
+    pageAligned: false,
+    split: false,
+    lateNew: true,
+  };
+  assert.equal(flashSpecProblem(base), null);
+  assert.match(flashKey(base), /_ln$/);
+  assert.equal(flashSpecProblem({ ...base, cacheDtype: "f16" }), "lateNew needs a 1-byte cache");
+  assert.equal(flashSpecProblem({ ...base, cacheDtype: "f32" }), "lateNew needs a 1-byte cache");
+  assert.equal(flashSpecProblem({ ...base, pipelined: true }), "lateNew needs the v2 loop");
+  const chunked: FlashSpec = { ...base, lateNew: false, byteChunk: 8 };
+  assert.equal(flashSpecProblem(chunked), null);
+  assert.match(flashKey(chunked), /_bc8$/);
+  assert.equal(flashGeometry(chunked).chunkElems, 8);
+  assert.equal(flashGeometry({ ...chunked, byteChunk: 4 }).chunkElems, 4);
+  assert.equal(flashGeometry({ ...chunked, byteChunk: undefined }).chunkElems, 16);
+  assert.equal(
+    flashSpecProblem({ ...chunked, cacheDtype: "bf16" }),
+    "byteChunk needs a 1-byte cache",
+  );
+  assert.equal(flashSpecProblem({ ...chunked, pipelined: true }), "byteChunk needs the v2 loop");
+  assert.equal(
+    flashSpecProblem({ ...chunked, byteChunk: 2 as 4 }),
+    "byteChunk 2 is not 4, 8 or 16",
+  );
+  const problem: Problem = {
+    qDtype: "f16",
+    cacheDtype: "f16",
+    batch: 1,
+    totalQ: 8,
+    numHeads: 2,
+    numKvHeads: 1,
+    headDim: 32,
+    pageSize: 16,
+    numPages: 4,
+    poolTokens: 64,
+    maxPagesPerReq: 4,
+    isCausal: true,
+    smScale: 0.1,
+    softcap: 0,
+    qLens: [8],
+    qStarts: [0],
+    cacheLens: [40],
+  };
+  const tile = { ...small, lateNew: true };
+  assert.equal(tileProblem(problem, tile, { workgroupBytes: 32768, invocations: 256 }), null);
+  assert.equal(flashSpecFor(problem, tile, false).lateNew, undefined);
+  assert.equal(flashSpecFor({ ...problem, cacheDtype: "int8" }, tile, false).lateNew, true);
+  const chunkedTile = { ...small, byteChunk: 8 as const };
+  assert.equal(flashSpecFor(problem, chunkedTile, false).byteChunk, undefined);
+  assert.equal(
+    flashSpecFor({ ...problem, cacheDtype: "fp8_e4m3" }, chunkedTile, false).byteChunk,
+    8,
+  );
+});
+
 Deno.test("qGlobal tiles declare no workgroup memory for Q", () => {
   const spec: FlashSpec = {
     qDtype: "f16",
@@ -669,6 +811,52 @@ Deno.test("f16Math with bf16 keeps its error relative to the inputs' scale for q
       const what = `${cacheDtype} x${magnitude}: ${JSON.stringify(r)}`;
       assert.equal(r.nonFinite, 0, what);
       // Powers of two only move the f16 window: the same relative error as at unit scale.
+      assert.ok(r.maxAbsErr <= 5e-3 * r.maxRef, what);
+    }
+  }
+});
+
+Deno.test("lateNew and byteChunk with bf16 q take each tile's factors from every word of a new token's chunk", async () => {
+  for (const cacheDtype of ["fp8_e4m3", "int8"] as const) {
+    const o: TestCaseOptions = {
+      qDtype: "bf16",
+      cacheDtype,
+      qLens: [9, 4],
+      cacheLens: [40, 17],
+      heads: 2,
+      kvHeads: 1,
+      headDim: 32,
+      pageSize: 16,
+      smScale: 1 / (Math.sqrt(32) * 65536),
+      seed: 50,
+    };
+    // New tokens' elements 8-15 of every 16 (a 16-code chunk's second word, an 8-code chunk's
+    // odd chunks, a 4-code chunk's upper half of a vec4 of k_new) times 2^16, past f16's range: a
+    // tile factor that missed them would overflow the f16 tile.
+    const secondWordsBig = (inputs: PagedPrefillInputs) => {
+      for (const t of [inputs.kNew, inputs.vNew]) {
+        const bits = t.data as Uint16Array;
+        bits.forEach((b, i) => {
+          if (i % 16 >= 8) bits[i] = b + (16 << 7);
+        });
+      }
+    };
+    for (
+      const staging of [
+        { lateNew: true },
+        { byteChunk: 4 as const },
+        { byteChunk: 8 as const },
+        { byteChunk: 8 as const, lateNew: true },
+      ]
+    ) {
+      const r = await errorOf(
+        o,
+        { tile: { ...half, fp8Alu: true, ...staging }, targetItems: 0 },
+        undefined,
+        secondWordsBig,
+      );
+      const what = `${cacheDtype} ${JSON.stringify(staging)}: ${JSON.stringify(r)}`;
+      assert.equal(r.nonFinite, 0, what);
       assert.ok(r.maxAbsErr <= 5e-3 * r.maxRef, what);
     }
   }

@@ -93,6 +93,22 @@ export interface FlashSpec {
    * kernel's unpack) instead of through a 256-entry table in workgroup memory (PERF_LOG v10).
    */
   fp8Alu?: boolean;
+  /**
+   * With a 1-byte cache and the v2 loop: a staged chunk holds only the pool's word (16 codes).
+   * The new tokens' 16-bit words (two per chunk) are loaded when the chunk is stored into the
+   * tile, not held in registers across the products with a flag (PERF_LOG v11): 5 fewer
+   * registers per chunk, for an exposed load on the few tiles that reach the new tokens.
+   */
+  lateNew?: boolean;
+  /**
+   * With a 1-byte cache and the v2 loop: codes per chunk a thread stages, 16 (one vec4<u32>,
+   * the default), 8 (one vec2<u32>; a new token's 8 values fill the same vec4 register, as a
+   * 16-bit cache stages them) or 4 (one u32; implies `lateNew`). Smaller chunks write the
+   * decoded values to the tile with fewer bank conflicts (a 16-code chunk writes 32 contiguous
+   * bytes per thread), and an int8 thread holds chunk / 4 vec4s of scales per K and V instead
+   * of four (PERF_LOG v11).
+   */
+  byteChunk?: 4 | 8 | 16;
 }
 
 /**
@@ -160,7 +176,7 @@ export interface FlashGeometry {
   dChunks: number;
   /**
    * Cache elements per chunk a thread stages: 8 for 16-bit caches (one 16-byte word), 16 for
-   * 1-byte caches (one word), 8 for f32 pools (two words).
+   * 1-byte caches (one word; 8 or 4 with `byteChunk`), 8 for f32 pools (two words).
    */
   chunkElems: number;
   /** Chunks per cache row. */
@@ -172,8 +188,8 @@ export interface FlashGeometry {
 }
 
 /** Elements of a pool row a thread stages as one chunk (`FlashGeometry.chunkElems`). */
-function _chunkElems(pool: PoolDtype): number {
-  return pool === "fp8_e4m3" || pool === "int8" ? 16 : 8;
+function _chunkElems(pool: PoolDtype, byteChunk?: 4 | 8 | 16): number {
+  return pool === "fp8_e4m3" || pool === "int8" ? (byteChunk ?? 16) : 8;
 }
 
 /** Why `spec` cannot be generated, or null. */
@@ -191,13 +207,23 @@ export function flashSpecProblem(spec: FlashSpec): string | null {
   }
   const dGroups = threads / oRowGroups;
   if ((D / 4) % dGroups !== 0) return `D/4 = ${D / 4} not divisible by ${dGroups} D groups`;
-  const chunkElems = _chunkElems(spec.cacheDtype);
+  const chunkElems = _chunkElems(spec.cacheDtype, spec.byteChunk);
   if ((keys * (D / chunkElems)) % threads !== 0) {
     return `${keys} keys x ${D / chunkElems} chunks not divisible by ${threads} threads`;
   }
   if ((keys & (keys - 1)) !== 0) return `keys ${keys} is not a power of two`;
   if (spec.kv16 && !spec.pipelined) return "kv16 needs the pipelined loop";
   if (spec.fp8Alu && spec.cacheDtype !== "fp8_e4m3") return "fp8Alu needs an fp8_e4m3 cache";
+  const bytePool = spec.cacheDtype === "fp8_e4m3" || spec.cacheDtype === "int8";
+  if (spec.lateNew && !bytePool) return "lateNew needs a 1-byte cache";
+  if (spec.lateNew && spec.pipelined) return "lateNew needs the v2 loop";
+  if (spec.byteChunk !== undefined) {
+    if (!bytePool) return "byteChunk needs a 1-byte cache";
+    if (spec.pipelined) return "byteChunk needs the v2 loop";
+    if (![4, 8, 16].includes(spec.byteChunk)) {
+      return `byteChunk ${spec.byteChunk} is not 4, 8 or 16`;
+    }
+  }
   if (spec.kv16 && spec.cacheDtype !== "f16" && spec.cacheDtype !== "bf16") {
     return "kv16 needs a 16-bit cache";
   }
@@ -237,7 +263,7 @@ export function flashGeometry(spec: FlashSpec): FlashGeometry {
   const keyGroups = spec.threads / sRowGroups;
   const oRowGroups = spec.rows / spec.oRows;
   const dGroups = spec.threads / oRowGroups;
-  const chunkElems = _chunkElems(spec.cacheDtype);
+  const chunkElems = _chunkElems(spec.cacheDtype, spec.byteChunk);
   const chunksPerRow = D / chunkElems;
   // Q tile (none with qGlobal: it sits in a global scratch buffer).
   const qBytes = spec.qGlobal ? 0 : spec.rows * (d4 + 1) * (spec.qF32 ? 16 : 8);
@@ -309,6 +335,8 @@ export function flashKey(spec: FlashSpec): string {
       : []),
     ...(spec.qGlobal ? ["qg"] : []),
     ...(spec.fp8Alu ? ["fa"] : []),
+    ...(spec.lateNew ? ["ln"] : []),
+    ...(spec.byteChunk ? [`bc${spec.byteChunk}`] : []),
   ].join("_");
 }
 
@@ -337,6 +365,10 @@ export interface FlashTile {
   qGlobal?: boolean;
   /** See `FlashSpec.fp8Alu`. */
   fp8Alu?: boolean;
+  /** See `FlashSpec.lateNew`. */
+  lateNew?: boolean;
+  /** See `FlashSpec.byteChunk`. */
+  byteChunk?: 4 | 8 | 16;
 }
 
 /**
@@ -416,7 +448,9 @@ export function flashPipelinedCandidates(
  * on devices with shader-f16. f16 tiles take half the workgroup memory, so the first shapes
  * hold twice the keys of the f32 ones; tuned on the H200 (docs/PERF_LOG.md, "f16 arithmetic").
  * The f32 candidates follow, as f16 tiles, for smaller devices. Every one decodes fp8 codes by
- * bit placement (`fp8Alu`; v10: the fp8 rows 2-6% faster than through the workgroup table).
+ * bit placement (`fp8Alu`; v10: the fp8 rows 2-6% faster than through the workgroup table) and
+ * loads byte caches' new tokens at the store (`lateNew`; v11: D256 byte rows 1-5% faster, the
+ * softcap int8 bf16 row 5%, no row slower beyond its spread).
  */
 export function flashHalfCandidates(
   headDim: number,
@@ -439,6 +473,7 @@ export function flashHalfCandidates(
     f16Math: true,
     f16QkLaneSum: F16_QK_LANE_SUM_DEFAULT,
     fp8Alu: true,
+    lateNew: true,
   });
   // D64: 128-key tiles (47.3 KB with fp8's table; v8: the softcap rows 1-5% faster than 64 keys),
   // O flushed every 64 keys (v9: softcap f16 0.569 -> 0.559 ms, bf16 0.588 -> 0.579; the error
@@ -469,6 +504,7 @@ export function flashHalfCandidates(
       f16Math: true,
       f16QkLaneSum: F16_QK_LANE_SUM_DEFAULT,
       fp8Alu: true,
+      lateNew: true,
     })),
   ];
 }
@@ -547,7 +583,8 @@ export interface FlashLimits {
 
 /** The spec for `problem` with `tile` (split and page alignment from the arguments). */
 export function flashSpecFor(problem: Problem, tile: FlashTile, split: boolean): FlashSpec {
-  const { fp8Alu, ...shape } = tile;
+  const { fp8Alu, lateNew, byteChunk, ...shape } = tile;
+  const byteCache = problem.cacheDtype === "fp8_e4m3" || problem.cacheDtype === "int8";
   return {
     qDtype: problem.qDtype,
     cacheDtype: problem.cacheDtype,
@@ -555,6 +592,9 @@ export function flashSpecFor(problem: Problem, tile: FlashTile, split: boolean):
     ...shape,
     // fp8Alu is how fp8 codes decode; other caches have none to decode.
     ...(fp8Alu && problem.cacheDtype === "fp8_e4m3" ? { fp8Alu } : {}),
+    // lateNew and byteChunk change how byte codes are staged; 16-bit caches stage one word.
+    ...(lateNew && byteCache ? { lateNew } : {}),
+    ...(byteChunk && byteCache ? { byteChunk } : {}),
     causal: problem.isCausal,
     softcap: problem.softcap > 0,
     pageAligned: problem.pageSize >= tile.keys,

@@ -118,11 +118,23 @@ export function flashWgsl(spec: FlashSpec): string {
   const { d4: D4, sRowGroups: RGS, keyGroups: KG, sKeys: TCS, oRowGroups: RGO } = g;
   const { dGroups: DU, dChunks: DC, chunkElems: E, chunksPerRow: CPR } = g;
   const CPT = g.chunksPerThread;
-  const byteCache = E === 16;
+  const byteCache = spec.cacheDtype === "fp8_e4m3" || spec.cacheDtype === "int8";
+  // Codes per staged byte chunk (FlashSpec.byteChunk): 16 (a vec4<u32>), 8 (a vec2<u32>) or 4
+  // (one u32, read out of the pool's vec4s).
+  const words = byteCache && E === 4;
+  const chunk8 = byteCache && E === 8;
   // The dequant variant's scratch: f32 pool values, a chunk of 8 in two 16-byte words.
   const f32Pool = spec.cacheDtype === "f32";
+  // lateNew (implied by 4-code chunks): a byte chunk stages the pool's word only; new tokens'
+  // words load at the store.
+  const lateNew = byteCache && (spec.lateNew === true || words);
   // Chunks staged in two words (r, s) with a flag (n) for new tokens' 16-bit words.
-  const twoWords = byteCache || f32Pool;
+  const twoWords = (byteCache && E === 16 && !lateNew) || f32Pool;
+  // 8-code chunks staged with a flag (n): r holds 8 codes (r.xy) or a new token's 8 values.
+  const flagOnly = chunk8 && !lateNew;
+  // The staging register of a byte chunk, and the pools' element type.
+  const rawType = words ? "u32" : chunk8 && lateNew ? "vec2<u32>" : "vec4<u32>";
+  const poolType = chunk8 ? "vec2<u32>" : "vec4<u32>";
   const fp8 = spec.cacheDtype === "fp8_e4m3";
   // fp8 codes decoded by bit placement (fp8x4) instead of the workgroup table (FlashSpec.fp8Alu).
   const fp8Alu = fp8 && spec.fp8Alu === true;
@@ -152,7 +164,8 @@ export function flashWgsl(spec: FlashSpec): string {
   const factor = (which: "k" | "v") =>
     !half ? "" : which === "v" ? " * fv" : byteCache || bf16q ? " * fk" : "";
 
-  // -- staging of one K or V tile: raw 16-byte chunks into registers, decoded later ----------
+  // -- staging of one K or V tile: raw chunks (16 bytes, or 8 or 4 with byteChunk) into
+  // registers, decoded later ------------------------------------------------------------------
   const loadChunks = (which: "k" | "v", kt: string, pageVar = "tile_page") =>
     _lines(CPT, (i) => {
       const pool = `${which}_pages`;
@@ -161,39 +174,68 @@ export function flashWgsl(spec: FlashSpec): string {
       const slot = spec.pageAligned
         ? `(${pageVar} << params.page_shift) | (p & page_mask)`
         : `(u32(block_table[bt_base + (p >> params.page_shift)]) << params.page_shift) | (p & page_mask)`;
-      const newLoad = byteCache
+      const newLoad = byteCache && !chunk8
         ? `let nb = (tok * params.num_kv_heads + kvh) * ${D / 8}u + cc * 2u;
       ${which}r${i} = ${fresh}[nb];
       ${which}s${i} = ${fresh}[nb + 1u];
       ${which}n${i} = true;`
         : `${which}r${i} = ${fresh}[(tok * params.num_kv_heads + kvh) * ${D / 8}u + cc];${
-          f32Pool ? `\n      ${which}n${i} = true;` : ""
+          f32Pool || flagOnly ? `\n      ${which}n${i} = true;` : ""
         }`;
       const poolLoad = f32Pool
         ? `let pw = ((slot * params.num_kv_heads + kvh) * ${CPR}u + cc) * 2u;
       ${which}r${i} = ${pool}[pw];
       ${which}s${i} = ${pool}[pw + 1u];`
+        : words
+        ? `${which}r${i} = ${pool}[(slot * params.num_kv_heads + kvh) * ${
+          D / 16
+        }u + cc / 4u][cc % 4u];`
+        : flagOnly
+        ? `${which}r${i} = vec4<u32>(${pool}[(slot * params.num_kv_heads + kvh) * ${CPR}u + cc], 0u, 0u);`
         : `${which}r${i} = ${pool}[(slot * params.num_kv_heads + kvh) * ${CPR}u + cc];`;
       return `  {
     let c = ${c};
     let kk = c / ${CPR}u;
     let cc = c % ${CPR}u;
     let p = ${kt} * ${BC}u + kk;
-    ${which}r${i} = vec4<u32>(0u);${
+    ${which}r${i} = ${rawType}(0u);${
         twoWords ? `\n    ${which}s${i} = vec4<u32>(0u);\n    ${which}n${i} = false;` : ""
-      }
+      }${flagOnly ? `\n    ${which}n${i} = false;` : ""}
     if (p < old) {
       let slot = ${slot};
       ${poolLoad}
-    } else if (p < kend) {
+    }${
+        lateNew ? "" : ` else if (p < kend) {
       let tok = q_start + p - old;
       ${newLoad}
-    }
+    }`
+      }
   }`;
     });
 
-  // Writes the staged chunks of K (row kk) or V (row pos(kk)) into the f32 tile.
-  const storeChunks = (which: "k" | "v") =>
+  // lateNew: the 16-bit words of chunk (kk, cc) of tile kt when it holds a new token, loaded
+  // now and passed to `use` as vec4<u32>s: two (16 values), one (8), or one whose z and w are 0
+  // (4 values, half of a vec4 of k_new).
+  const lateWords = (which: "k" | "v", kt: string, use: (vals: string[]) => string) => {
+    const nb = `((q_start + p - old) * params.num_kv_heads + kvh) * ${D / 8}u`;
+    const load = words
+      ? `      let nw = ${which}_new[${nb} + cc / 2u];
+      let h = vec4<u32>(select(nw.xy, nw.zw, (cc & 1u) == 1u), 0u, 0u);
+${use(["h"])}`
+      : chunk8
+      ? `      let nw = ${which}_new[${nb} + cc];
+${use(["nw"])}`
+      : `      let nb = ${nb} + cc * 2u;
+      let w = ${which}_new[nb];
+      let w2 = ${which}_new[nb + 1u];
+${use(["w", "w2"])}`;
+    return `    let p = ${kt} * ${BC}u + kk;
+    if (p >= old && p < kend) {
+${load}
+    }`;
+  };
+  // Writes the staged chunks of K (row kk) or V (row pos(kk)) of tile kt into the f32 tile.
+  const storeChunks = (which: "k" | "v", kt: string) =>
     _lines(CPT, (i) => {
       const row = which === "k" ? `kk` : `(kk % ${KG}u) * ${TCS}u + kk / ${KG}u`;
       const arr = spec.pipelined ? `${which}s` : "kvs";
@@ -239,21 +281,48 @@ export function flashWgsl(spec: FlashSpec): string {
             // This thread's per-channel scales times fk or fv, held in registers (int8Scales).
             return `vec4<f32>(decode_int8(${w} & 0xffu), decode_int8((${w} >> 8u) & 0xffu), decode_int8((${w} >> 16u) & 0xffu), decode_int8(${w} >> 24u)) * ${which}ch${e}`;
           }
-          const base = `${sIdx}u * params.scale_n + kvh * ${D}u + cc * 16u + ${4 * e}u`;
+          const base = `${sIdx}u * params.scale_n + kvh * ${D}u + cc * ${E}u + ${4 * e}u`;
           return `vec4<f32>(decode_int8(${w} & 0xffu) * scales[${base}], decode_int8((${w} >> 8u) & 0xffu) * scales[${base} + 1u], decode_int8((${w} >> 16u) & 0xffu) * scales[${base} + 2u], decode_int8(${w} >> 24u) * scales[${base} + 3u])`;
         };
-        body = `    let w = ${which}r${i};
-    if (${which}n${i}) {
-      let w2 = ${which}s${i};
-      ${put("cc * 4u", `vec4<f32>(unpack_q2(w.x), unpack_q2(w.y))${factor(which)}`)}
-      ${put("cc * 4u + 1u", `vec4<f32>(unpack_q2(w.z), unpack_q2(w.w))${factor(which)}`)}
-      ${put("cc * 4u + 2u", `vec4<f32>(unpack_q2(w2.x), unpack_q2(w2.y))${factor(which)}`)}
-      ${put("cc * 4u + 3u", `vec4<f32>(unpack_q2(w2.z), unpack_q2(w2.w))${factor(which)}`)}
-    } else {
-      ${put("cc * 4u", scaled("w.x", 0))}
+        const put16 = (w: string, w2: string) =>
+          `      ${
+            put("cc * 4u", `vec4<f32>(unpack_q2(${w}.x), unpack_q2(${w}.y))${factor(which)}`)
+          }
+      ${put("cc * 4u + 1u", `vec4<f32>(unpack_q2(${w}.z), unpack_q2(${w}.w))${factor(which)}`)}
+      ${put("cc * 4u + 2u", `vec4<f32>(unpack_q2(${w2}.x), unpack_q2(${w2}.y))${factor(which)}`)}
+      ${put("cc * 4u + 3u", `vec4<f32>(unpack_q2(${w2}.z), unpack_q2(${w2}.w))${factor(which)}`)}`;
+        const putCodes = `      ${put("cc * 4u", scaled("w.x", 0))}
       ${put("cc * 4u + 1u", scaled("w.y", 1))}
       ${put("cc * 4u + 2u", scaled("w.z", 2))}
-      ${put("cc * 4u + 3u", scaled("w.w", 3))}
+      ${put("cc * 4u + 3u", scaled("w.w", 3))}`;
+        // New tokens' 16-bit values, and the decoded codes, of a chunk of E elements.
+        const pairs = (w: string, d4: string) =>
+          put(d4, `vec4<f32>(unpack_q2(${w}.x), unpack_q2(${w}.y))${factor(which)}`);
+        const highPairs = (w: string, d4: string) =>
+          put(d4, `vec4<f32>(unpack_q2(${w}.z), unpack_q2(${w}.w))${factor(which)}`);
+        const putNew = (vals: string[]) =>
+          words
+            ? `      ${pairs(vals[0]!, "cc")}`
+            : chunk8
+            ? `      ${pairs(vals[0]!, "cc * 2u")}\n      ${highPairs(vals[0]!, "cc * 2u + 1u")}`
+            : put16(vals[0]!, vals[1]!);
+        const putChunk = words
+          ? `      ${put("cc", scaled("w", 0))}`
+          : chunk8
+          ? `      ${put("cc * 2u", scaled("w.x", 0))}\n      ${
+            put("cc * 2u + 1u", scaled("w.y", 1))
+          }`
+          : putCodes;
+        body = lateNew
+          ? `${lateWords(which, kt, putNew)} else {
+      let w = ${which}r${i};
+${putChunk}
+    }`
+          : `    let w = ${which}r${i};
+    if (${which}n${i}) {
+${chunk8 ? putNew(["w"]) : `      let w2 = ${which}s${i};\n${put16("w", "w2")}`}
+    } else {
+${putChunk}
     }`;
       }
       return `  {
@@ -267,18 +336,42 @@ ${body}
 
   const rawDecls = (which: "k" | "v") =>
     _lines(CPT, (i) =>
-      `  var ${which}r${i}: vec4<u32>;` +
-      (twoWords ? ` var ${which}s${i}: vec4<u32>; var ${which}n${i}: bool;` : ""));
+      `  var ${which}r${i}: ${rawType};` +
+      (twoWords ? ` var ${which}s${i}: vec4<u32>; var ${which}n${i}: bool;` : "") +
+      (flagOnly ? ` var ${which}n${i}: bool;` : ""));
 
   // tileGuard: kv_amax holds K's maximum in word 0, V's in word 1.
   const amaxSlot = (which: "k" | "v") => (which === "k" ? 0 : 1);
   // tileGuard: this thread's largest bf16 |x| of the staged K or V words (byte caches: the new
   // tokens' words only; their codes are bounded through the scales) into the tile's atomic.
-  const publishAmax = (which: "k" | "v") => {
+  // lateNew: the new tokens' words are loaded here for the maximum, and again at the store.
+  const publishAmax = (which: "k" | "v", kt: string) => {
+    if (lateNew) {
+      return `    {
+      var m = vec4<u32>(0u);
+${
+        _lines(CPT, (i) =>
+          `      {
+    let c = lid + ${T * i}u;
+    let kk = c / ${CPR}u;
+    let cc = c % ${CPR}u;
+${
+            lateWords(which, kt, (vals) =>
+              `      m = max(m, ${
+                vals.map((v) => `bf16_mag(${v})`).reduce((a, b) => `max(${a}, ${b})`)
+              });`)
+          }
+      }`)
+      }
+      atomicMax(&kv_amax[${amaxSlot(which)}], max(max(m.x, m.y), max(m.z, m.w)) >> 16u);
+    }`;
+    }
     const words = Array.from(
       { length: CPT },
       (_, i) =>
-        byteCache
+        flagOnly
+          ? `select(vec4<u32>(0u), bf16_mag(${which}r${i}), ${which}n${i})`
+          : byteCache
           ? `select(vec4<u32>(0u), max(bf16_mag(${which}r${i}), bf16_mag(${which}s${i})), ${which}n${i})`
           : `bf16_mag(${which}r${i})`,
     );
@@ -295,7 +388,7 @@ ${body}
     int8
       ? `    {
       let step = ${f} * pow2_inv(f${which});
-${_lines(4, (e) => `      ${which}ch${e} = ${which}ch${e} * step;`)}
+${_lines(E / 4, (e) => `      ${which}ch${e} = ${which}ch${e} * step;`)}
     }
 `
       : "";
@@ -463,8 +556,8 @@ ${half ? _lines(TRO, (i) => _lines(DC, (mm) => `  var ob${i}_${mm} = vec4<f16>(0
 
 ${tilePage("kt0")}
 ${loadChunks("k", "kt0")}
-${tileGuard ? publishAmax("k") + "\n" : ""}  workgroupBarrier();
-${tileGuard ? readFactor("k") + "\n" : ""}${storeChunks("k")}
+${tileGuard ? publishAmax("k", "kt0") + "\n" : ""}  workgroupBarrier();
+${tileGuard ? readFactor("k") + "\n" : ""}${storeChunks("k", "kt0")}
   let first_lim = ${spec.causal ? "old + f0 / params.group" : "kend - 1u"};
 
   for (var kt = kt0; kt < kt1; kt = kt + 1u) {
@@ -496,11 +589,11 @@ ${
     }
 ${
       tileGuard
-        ? publishAmax("v") + "\n"
+        ? publishAmax("v", "kt") + "\n"
         : ""
     }    workgroupBarrier(); // row maxima ready; K tile no longer read
 ${tileGuard ? readFactor("v") + "\n" : ""}
-${storeChunks("v")}
+${storeChunks("v", "kt")}
 ${
       _lines(TRS, (i) => {
         const r = rowS(i);
@@ -540,11 +633,11 @@ ${_lines(TRO, (i) => _lines(DC, (mm) => `    o${i}_${mm} = o${i}_${mm} * a${i};`
 ${pv}
 ${
       tileGuard
-        ? `    if (more) {\n${publishAmax("k")}\n    }\n`
+        ? `    if (more) {\n${publishAmax("k", "(kt + 1u)")}\n    }\n`
         : ""
     }    workgroupBarrier(); // V tile and P no longer read
     if (more) {
-${tileGuard ? readFactor("k") + "\n" : ""}${storeChunks("k")}
+${tileGuard ? readFactor("k") + "\n" : ""}${storeChunks("k", "(kt + 1u)")}
     }
   }
 
@@ -616,7 +709,7 @@ ${pa ? `  let pg0 = ${pageOf("kt0")};` : ""}
 ${loadChunks("k", "kt0", "pg0")}
 ${loadChunks("v", "kt0", "pg0")}
   workgroupBarrier(); // decode table ready
-${storeChunks("k")}
+${storeChunks("k", "kt0")}
 ${pa ? `  var pg1 = ${pageOf("(kt0 + 1u)")};` : ""}
   if (kt0 + 1u < kt1) {
 ${loadChunks("k", "(kt0 + 1u)", "pg1")}
@@ -625,7 +718,7 @@ ${pa ? `  var pg2 = ${pageOf("(kt0 + 2u)")};` : ""}
   workgroupBarrier(); // Q and K(kt0) ready
 
   for (var kt = kt0; kt < kt1; kt = kt + 1u) {
-${storeChunks("v")}
+${storeChunks("v", "kt")}
     if (kt + 1u < kt1) {
 ${loadChunks("v", "(kt + 1u)", "pg1")}
     }
@@ -669,7 +762,7 @@ ${ps4}`;
     workgroupBarrier(); // P, group max/sum and V(kt) ready; K(kt) no longer read
 
     if (kt + 1u < kt1) {
-${storeChunks("k")}
+${storeChunks("k", "(kt + 1u)")}
     }
     if (kt + 2u < kt1) {
 ${loadChunks("k", "(kt + 2u)", "pg2")}
@@ -804,17 +897,20 @@ fn bf16_mag(w: vec4<u32>) -> vec4<u32> {
 }
 `;
   // int8: every chunk a thread stages has the same 16 channels (threads % chunksPerRow == 0, see
-  // flashSpecProblem), so their k and v scales times fk, fv live in 8 vec4 registers.
+  // flashSpecProblem), so their k and v scales times fk, fv live in 2 x chunkElems / 4 vec4
+  // registers (8 for 16-code chunks, 4 or 2 with byteChunk 8 or 4).
   const int8Scales = (kind: "let" | "var") => {
     const load = (which: "k" | "v", e: number) => {
       const b = `${which === "v" ? "params.scale_n + " : ""}sc_base + ${4 * e}u`;
       return `  ${kind} ${which}ch${e} = vec4<f32>(scales[${b}], scales[${b} + 1u], scales[${b} + 2u], scales[${b} + 3u]) * f${which};`;
     };
     return `
-  // This thread's k and v scales (channels (lid % ${CPR}) * 16 .. + 15 of KV head kvh) times fk, fv.
-  let sc_base = kvh * ${D}u + (lid % ${CPR}u) * 16u;
-${_lines(4, (e) => load("k", e))}
-${_lines(4, (e) => load("v", e))}`;
+  // This thread's k and v scales (channels (lid % ${CPR}) * ${E} .. + ${
+      E - 1
+    } of KV head kvh) times fk, fv.
+  let sc_base = kvh * ${D}u + (lid % ${CPR}u) * ${E}u;
+${_lines(E / 4, (e) => load("k", e))}
+${_lines(E / 4, (e) => load("v", e))}`;
   };
   const guardFactors = tileGuard
     ? `  // f16 range guard (f16RangeGuard), bf16 q: fk, fv, the score scale sa (and the fp8 scales
@@ -856,8 +952,8 @@ struct Params {
 @group(0) @binding(1) var<storage, read> q: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> k_new: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read> v_new: array<vec4<u32>>;
-@group(0) @binding(4) var<storage, read> k_pages: array<vec4<u32>>;
-@group(0) @binding(5) var<storage, read> v_pages: array<vec4<u32>>;
+@group(0) @binding(4) var<storage, read> k_pages: array<${poolType}>;
+@group(0) @binding(5) var<storage, read> v_pages: array<${poolType}>;
 @group(0) @binding(6) var<storage, read> scales: array<f32>;
 @group(0) @binding(7) var<storage, read> cu_seqlens: array<i32>;
 @group(0) @binding(8) var<storage, read> cache_seqlens: array<i32>;

@@ -109,20 +109,36 @@ const byId = (id: string): WorkloadCase => {
  * The D256 row of the tuning runs (not in the manifest): B1, q 1024, 8192 old keys, 32/8 heads;
  * `kind` names its dtype ("bf16" q) or cache ("same", "fp8_e4m3", "int8"), and its label.
  */
+const D256_SHAPE = {
+  batch: 1,
+  heads: 32,
+  headsKv: 8,
+  headDim: 256,
+  qLen: 1024,
+  cacheLen: 8192,
+  pageSize: 64,
+} as const;
 const d256Of = (kind?: "bf16" | "same" | "fp8_e4m3" | "int8") =>
   adHocCase({
-    batch: 1,
-    heads: 32,
-    headsKv: 8,
-    headDim: 256,
-    qLen: 1024,
-    cacheLen: 8192,
-    pageSize: 64,
+    ...D256_SHAPE,
     ...(kind === "bf16" ? { dtype: "bf16" as const } : kind ? { cacheDtype: kind } : {}),
     label: kind ? `adhoc-d256-q1k-old8k-${kind}` : "adhoc-d256-q1k-old8k",
   });
 const d256Case = d256Of();
 const dflt: Config = { name: "default", options: {} };
+/** `--byte-words`, `--byte-chunk`: the byte-chunk stagings tried beside lateNew (PERF_LOG v11). */
+const byteStaging: [string, Pick<FlashTile, "byteChunk" | "lateNew">][] = [
+  ...(flag("--byte-words") ? [["byteWords", { byteChunk: 4 }] as [string, { byteChunk: 4 }]] : []),
+  ...(flag("--byte-chunk")
+    ? [
+      ["chunk8", { byteChunk: 8 }] as [string, { byteChunk: 8 }],
+      ["chunk8 lateNew", { byteChunk: 8, lateNew: true }] as [
+        string,
+        { byteChunk: 8; lateNew: true },
+      ],
+    ]
+    : []),
+];
 const v2: Config = { name: "v2 default (f32)", options: { pipelined: false, f16Math: false } };
 const v3: Config = { name: "v3 pipe (default tile)", options: { pipelined: true } };
 /** A v2 tile with f16 arithmetic (FlashSpec.f16Math). */
@@ -147,7 +163,8 @@ const half = flag("--half") || flag("--half-check") || flag("--half-flush") || f
   flag("--splits-long") || flag("--lane-sum") || flag("--small-rows") || flag("--d64") ||
   flag("--q4") ||
   flag("--fit2") || flag("--fit2b") || flag("--fit2-splits") || flag("--qglobal") ||
-  flag("--qglobal2") || flag("--fp8alu") || flag("--d256-bytes");
+  flag("--qglobal2") || flag("--fp8alu") || flag("--d256-bytes") || flag("--late-new") ||
+  flag("--byte-words") || flag("--byte-chunk");
 const jobs: Job[] = local
   ? [{
     c: adHocCase({ batch: 2, heads: 8, headsKv: 2, headDim: 32, qLen: 40, cacheLen: 100 }),
@@ -332,6 +349,71 @@ const jobs: Job[] = local
       ],
     })),
   ]
+  : flag("--late-new") || flag("--byte-words") || flag("--byte-chunk")
+  ? [
+    // Byte caches staging the pool's word only, new tokens' words loaded at the store
+    // (FlashSpec.lateNew), in chunks of one u32 (FlashSpec.byteChunk 4, with --byte-words) or
+    // of 8 codes (byteChunk 8, with --byte-chunk), against each row's default tile (PERF_LOG v11).
+    d256Of("same"),
+    ...(["fp8_e4m3", "int8"] as const).map(d256Of),
+    adHocCase({
+      ...D256_SHAPE,
+      dtype: "bf16",
+      cacheDtype: "fp8_e4m3",
+      label: "adhoc-d256-q1k-old8k-bf16-fp8",
+    }),
+  ].map((c) => ({
+    c,
+    configs: c.cacheDtype === "fp8_e4m3" || c.cacheDtype === "int8"
+      ? [
+        dflt,
+        {
+          name: "qg 64x64 s2o8 lateNew",
+          options: { tile: { ...thq(64, 64, 256, 2, 8), fp8Alu: true, lateNew: true } },
+        },
+        ...byteStaging.map(([name, staging]) => ({
+          name: `qg 64x64 s2o8 ${name}`,
+          options: { tile: { ...thq(64, 64, 256, 2, 8), fp8Alu: true, ...staging } },
+        })),
+      ]
+      : [dflt],
+  })).concat(
+    ([
+      ["llama-3.1-8b-prefill-paged-pg64-4k-old-512-new-fp8/f16", th(64, 64, 256, 2, 8)],
+      ["llama-3.1-8b-prefill-paged-pg64-4k-old-512-new-int8/f16", th(64, 64, 256, 2, 8)],
+      [
+        "gqa-prefill-paged-softcap50-b4-prefix4k-chunk512-p64-fp8/f16",
+        th(64, 128, 256, 4, 4, { f16PvFlush: 64 }),
+      ],
+      [
+        "gqa-prefill-paged-softcap50-b4-prefix4k-chunk512-p64-int8/bf16",
+        th(64, 128, 256, 4, 4, { f16PvFlush: 64 }),
+      ],
+      ["mqa-prefill-paged-b2-h16kv1-d128-p32-fp8/bf16", th(32, 32, 128, 2, 4)],
+      ["varlen-mixed-b6-with-empty-p32-int8/bf16", th(32, 32, 128, 2, 4)],
+      ["default-gqa-b2-d64-p16-int8/f16", th(64, 128, 256, 4, 4, { f16PvFlush: 64 })],
+    ] as const).map(([id, tile]) => ({
+      c: byId(id),
+      configs: [
+        dflt,
+        { name: "same tile, lateNew", options: { tile: { ...tile, fp8Alu: true, lateNew: true } } },
+        ...byteStaging.map(([name, staging]) => ({
+          name: `same tile, ${name}`,
+          options: { tile: { ...tile, fp8Alu: true, ...staging } },
+        })),
+      ],
+    })),
+    // The int8 default row's f16 twin (the manifest has none): its quantized-cache ratio.
+    [{
+      c: {
+        ...byId("default-gqa-b2-d64-p16-int8/f16"),
+        id: "default-gqa-b2-d64-p16-int8-as-f16/f16",
+        label: "default-gqa-b2-d64-p16-int8-as-f16",
+        cacheDtype: "f16",
+      },
+      configs: [dflt],
+    }],
+  )
   : flag("--d256-bytes")
   ? [
     // D256 with byte caches on the Q-in-scratch tiles: fewer staged chunks per thread (32-key

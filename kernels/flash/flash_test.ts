@@ -639,6 +639,42 @@ Deno.test("lateNew and byteChunk are refused without a 1-byte cache or on the pi
   );
 });
 
+Deno.test("chooseFlashTile() loads byte caches' new tokens late on D64 and D256 tiles, not on the 64-row D128 tile", () => {
+  const h200 = { workgroupBytes: 49152, invocations: 1024, f16: true, storageBuffers: 12 };
+  const problem = (headDim: number, cacheDtype: Problem["cacheDtype"]): Problem => ({
+    qDtype: "f16",
+    cacheDtype,
+    batch: 1,
+    totalQ: 512,
+    numHeads: 32,
+    numKvHeads: 8,
+    headDim,
+    pageSize: 64,
+    numPages: 72,
+    poolTokens: 4608,
+    maxPagesPerReq: 72,
+    isCausal: true,
+    smScale: 1 / Math.sqrt(headDim),
+    softcap: 0,
+    qLens: [512],
+    qStarts: [0],
+    cacheLens: [4096],
+  });
+  for (const cacheDtype of ["fp8_e4m3", "int8"] as const) {
+    const d128 = chooseFlashTile(problem(128, cacheDtype), h200)!;
+    assert.equal(d128.rows, 64);
+    assert.equal(flashSpecFor(problem(128, cacheDtype), d128, false).lateNew, undefined);
+    for (const headDim of [64, 256]) {
+      const tile = chooseFlashTile(problem(headDim, cacheDtype), h200)!;
+      assert.equal(
+        flashSpecFor(problem(headDim, cacheDtype), tile, false).lateNew,
+        true,
+        `D${headDim}`,
+      );
+    }
+  }
+});
+
 Deno.test("qGlobal tiles declare no workgroup memory for Q", () => {
   const spec: FlashSpec = {
     qDtype: "f16",

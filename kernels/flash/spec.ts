@@ -449,8 +449,8 @@ export function flashPipelinedCandidates(
  * hold twice the keys of the f32 ones; tuned on the H200 (docs/PERF_LOG.md, "f16 arithmetic").
  * The f32 candidates follow, as f16 tiles, for smaller devices. Every one decodes fp8 codes by
  * bit placement (`fp8Alu`; v10: the fp8 rows 2-6% faster than through the workgroup table) and
- * loads byte caches' new tokens at the store (`lateNew`; v11: D256 byte rows 1-5% faster, the
- * softcap int8 bf16 row 5%, no row slower beyond its spread).
+ * loads byte caches' new tokens at the store (`lateNew`; v11: the Qwen D256 byte rows 1.4-6.5%
+ * faster, softcap D64 int8 3-5%), but the D128 64-row tiles, where it cost B8 fp8 2.2-2.6%.
  */
 export function flashHalfCandidates(
   headDim: number,
@@ -484,10 +484,12 @@ export function flashHalfCandidates(
     ? [
       // Small grids: 32x32 tiles of ~20 KB, two resident per SM (v9).
       ...(smallGrid ? [h(32, 32, 128, 2, 4)] : []),
-      h(64, 64, 256, 2, 8),
+      // Byte caches stage their new tokens with the codes here (v11: lateNew made the B8 fp8 rows
+      // 2.2-2.6% slower on this tile, the seed row no faster).
+      { ...h(64, 64, 256, 2, 8), lateNew: false },
       // D 96 (24 vec4 columns, no 32 D groups): 256 invocations with O 2 x 3 (v9: the D96
       // non-causal softcap row 0.111 -> 0.082 ms against 64x32/128, which has 4 warps per SM).
-      h(64, 64, 256, 2, 2),
+      { ...h(64, 64, 256, 2, 2), lateNew: false },
     ]
     : [
       // D256: Q (33 KB of f16) in a global scratch buffer leaves room for 64 keys and S 2x8

@@ -164,6 +164,7 @@ const half = flag("--half") || flag("--half-check") || flag("--half-flush") || f
   flag("--q4") ||
   flag("--fit2") || flag("--fit2b") || flag("--fit2-splits") || flag("--qglobal") ||
   flag("--qglobal2") || flag("--fp8alu") || flag("--d256-bytes") || flag("--late-new") ||
+  flag("--late-new-check") ||
   flag("--byte-words") || flag("--byte-chunk");
 const jobs: Job[] = local
   ? [{
@@ -349,6 +350,19 @@ const jobs: Job[] = local
       ],
     })),
   ]
+  : flag("--late-new-check")
+  ? ([
+    // The D128 byte rows whose bench moved 1-6% with lateNew on by default (PERF_LOG v11): the
+    // default tile against the same tile without it, twice in alternation.
+    ["llama-3.1-8b-prefill-paged-pg64-4k-old-512-new-fp8/f16", th(64, 64, 256, 2, 8)],
+    ["llama-8b-prefill-paged-b8-prefix4k-chunk512-p64-fp8/f16", th(64, 64, 256, 2, 8)],
+    ["llama-8b-prefill-paged-b8-prefix4k-chunk512-p64-fp8/bf16", th(64, 64, 256, 2, 8)],
+    ["llama-8b-prefill-paged-b8-prefix4k-chunk512-p64-int8/f16", th(64, 64, 256, 2, 8)],
+    ["varlen-mixed-b6-with-empty-p32-fp8/f16", th(32, 32, 128, 2, 4)],
+  ] as const).map(([id, tile]) => {
+    const off = { name: "same tile, no lateNew", options: { tile: { ...tile, fp8Alu: true } } };
+    return { c: byId(id), configs: [dflt, off, { ...dflt, name: "default again" }, off] };
+  })
   : flag("--late-new") || flag("--byte-words") || flag("--byte-chunk")
   ? [
     // Byte caches staging the pool's word only, new tokens' words loaded at the store

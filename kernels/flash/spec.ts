@@ -457,24 +457,21 @@ export function flashHalfCandidates(
   maxRows = Infinity,
   smallGrid = false,
 ): FlashTile[] {
+  // What every f16 tile below shares, the tuned shapes and the f32 list's fallbacks alike.
+  const f16Fields = {
+    unrollD: false,
+    f16Math: true,
+    f16QkLaneSum: F16_QK_LANE_SUM_DEFAULT,
+    fp8Alu: true,
+    lateNew: true,
+  } as const;
   const h = (
     rows: number,
     keys: number,
     threads: number,
     sRows: number,
     oRows: number,
-  ): FlashTile => ({
-    rows,
-    keys,
-    threads,
-    sRows,
-    oRows,
-    unrollD: false,
-    f16Math: true,
-    f16QkLaneSum: F16_QK_LANE_SUM_DEFAULT,
-    fp8Alu: true,
-    lateNew: true,
-  });
+  ): FlashTile => ({ rows, keys, threads, sRows, oRows, ...f16Fields });
   // D64: 128-key tiles (47.3 KB with fp8's table; v8: the softcap rows 1-5% faster than 64 keys),
   // O flushed every 64 keys (v9: softcap f16 0.569 -> 0.559 ms, bf16 0.588 -> 0.579; the error
   // model's worst D64 cells are those of 32 keys, docs/perf/f16_error_model_flushes_2026-11-21.log).
@@ -500,14 +497,7 @@ export function flashHalfCandidates(
   // Decode-shaped calls (few rows) start with the small row tiles of the f32 list.
   return [
     ...(maxRows <= 16 ? [] : tuned),
-    ...flashTileCandidates(headDim, maxRows).map((t) => ({
-      ...t,
-      unrollD: false,
-      f16Math: true,
-      f16QkLaneSum: F16_QK_LANE_SUM_DEFAULT,
-      fp8Alu: true,
-      lateNew: true,
-    })),
+    ...flashTileCandidates(headDim, maxRows).map((t) => ({ ...t, ...f16Fields })),
   ];
 }
 

@@ -284,45 +284,38 @@ ${load}
           const base = `${sIdx}u * params.scale_n + kvh * ${D}u + cc * ${E}u + ${4 * e}u`;
           return `vec4<f32>(decode_int8(${w} & 0xffu) * scales[${base}], decode_int8((${w} >> 8u) & 0xffu) * scales[${base} + 1u], decode_int8((${w} >> 16u) & 0xffu) * scales[${base} + 2u], decode_int8(${w} >> 24u) * scales[${base} + 3u])`;
         };
-        const put16 = (w: string, w2: string) =>
-          `      ${
-            put("cc * 4u", `vec4<f32>(unpack_q2(${w}.x), unpack_q2(${w}.y))${factor(which)}`)
-          }
-      ${put("cc * 4u + 1u", `vec4<f32>(unpack_q2(${w}.z), unpack_q2(${w}.w))${factor(which)}`)}
-      ${put("cc * 4u + 2u", `vec4<f32>(unpack_q2(${w2}.x), unpack_q2(${w2}.y))${factor(which)}`)}
-      ${put("cc * 4u + 3u", `vec4<f32>(unpack_q2(${w2}.z), unpack_q2(${w2}.w))${factor(which)}`)}`;
-        const putCodes = `      ${put("cc * 4u", scaled("w.x", 0))}
-      ${put("cc * 4u + 1u", scaled("w.y", 1))}
-      ${put("cc * 4u + 2u", scaled("w.z", 2))}
-      ${put("cc * 4u + 3u", scaled("w.w", 3))}`;
-        // New tokens' 16-bit values, and the decoded codes, of a chunk of E elements.
-        const pairs = (w: string, d4: string) =>
-          put(d4, `vec4<f32>(unpack_q2(${w}.x), unpack_q2(${w}.y))${factor(which)}`);
-        const highPairs = (w: string, d4: string) =>
-          put(d4, `vec4<f32>(unpack_q2(${w}.z), unpack_q2(${w}.w))${factor(which)}`);
+        // A chunk of E elements fills E / 4 vec4 columns of the tile, from cc * E / 4 on.
+        const column = (e: number) => {
+          const first = E === 4 ? "cc" : `cc * ${E / 4}u`;
+          return e === 0 ? first : `${first} + ${e}u`;
+        };
+        // New tokens' 16-bit values: column e is half of vec4<u32> vals[e / 2] (x, y or z, w).
         const putNew = (vals: string[]) =>
-          words
-            ? `      ${pairs(vals[0]!, "cc")}`
-            : chunk8
-            ? `      ${pairs(vals[0]!, "cc * 2u")}\n      ${highPairs(vals[0]!, "cc * 2u + 1u")}`
-            : put16(vals[0]!, vals[1]!);
-        const putChunk = words
-          ? `      ${put("cc", scaled("w", 0))}`
-          : chunk8
-          ? `      ${put("cc * 2u", scaled("w.x", 0))}\n      ${
-            put("cc * 2u + 1u", scaled("w.y", 1))
-          }`
-          : putCodes;
+          _lines(E / 4, (e) => {
+            const [a, b] = e % 2 === 0 ? ["x", "y"] : ["z", "w"];
+            const w = vals[e >> 1];
+            return `      ${
+              put(
+                column(e),
+                `vec4<f32>(unpack_q2(${w}.${a}), unpack_q2(${w}.${b}))${factor(which)}`,
+              )
+            }`;
+          });
+        // The decoded codes: column e is u32 e of the staged chunk w.
+        const putCodes = _lines(
+          E / 4,
+          (e) => `      ${put(column(e), scaled(E === 4 ? "w" : `w.${"xyzw"[e]}`, e))}`,
+        );
         body = lateNew
           ? `${lateWords(which, kt, putNew)} else {
       let w = ${which}r${i};
-${putChunk}
+${putCodes}
     }`
           : `    let w = ${which}r${i};
     if (${which}n${i}) {
-${chunk8 ? putNew(["w"]) : `      let w2 = ${which}s${i};\n${put16("w", "w2")}`}
+${putNew(chunk8 ? ["w"] : ["w", `${which}s${i}`])}
     } else {
-${putChunk}
+${putCodes}
     }`;
       }
       return `  {
@@ -366,7 +359,7 @@ ${
       atomicMax(&kv_amax[${amaxSlot(which)}], max(max(m.x, m.y), max(m.z, m.w)) >> 16u);
     }`;
     }
-    const words = Array.from(
+    const maxima = Array.from(
       { length: CPT },
       (_, i) =>
         flagOnly
@@ -376,7 +369,7 @@ ${
           : `bf16_mag(${which}r${i})`,
     );
     return `    {
-      let m = ${words.reduce((a, b) => `max(${a}, ${b})`)};
+      let m = ${maxima.reduce((a, b) => `max(${a}, ${b})`)};
       atomicMax(&kv_amax[${amaxSlot(which)}], max(max(m.x, m.y), max(m.z, m.w)) >> 16u);
     }`;
   };
@@ -965,13 +958,17 @@ ${
       : "@group(0) @binding(11) var<storage, read_write> o: array<vec2<u32>>;"
   }
 
-// Q rows (f32, or 16-bit pairs: 4 elements per vec2); one padding entry per row avoids bank conflicts.
 ${
-    half
-      ? `struct QRow { c: array<array<vec4<f16>, ${DU}>, ${DC}>, pad: vec4<f16>, }`
-      : spec.qF32
-      ? `struct QRow { c: array<array<vec4<f32>, ${DU}>, ${DC}>, pad: vec4<f32>, }`
-      : `struct QRow { c: array<array<vec2<u32>, ${DU}>, ${DC}>, pad: vec2<u32>, }`
+    qGlobal
+      ? "// Q rows: in the global scratch buffer qg (QRowG, below)."
+      : `// Q rows (f32, or 16-bit pairs: 4 elements per vec2); one padding entry per row avoids bank conflicts.
+${
+        half
+          ? `struct QRow { c: array<array<vec4<f16>, ${DU}>, ${DC}>, pad: vec4<f16>, }`
+          : spec.qF32
+          ? `struct QRow { c: array<array<vec4<f32>, ${DU}>, ${DC}>, pad: vec4<f32>, }`
+          : `struct QRow { c: array<array<vec2<u32>, ${DU}>, ${DC}>, pad: vec2<u32>, }`
+      }`
   }
 // A K row (QK^T) or V row (PV) in f32; padded likewise.
 ${

@@ -127,18 +127,13 @@ const d256Of = (kind?: "bf16" | "same" | "fp8_e4m3" | "int8") =>
 const d256Case = d256Of();
 const dflt: Config = { name: "default", options: {} };
 /** `--byte-words`, `--byte-chunk`: the byte-chunk stagings tried beside lateNew (PERF_LOG v11). */
-const byteStaging: [string, Pick<FlashTile, "byteChunk" | "lateNew">][] = [
-  ...(flag("--byte-words") ? [["byteWords", { byteChunk: 4 }] as [string, { byteChunk: 4 }]] : []),
-  ...(flag("--byte-chunk")
-    ? [
-      ["chunk8", { byteChunk: 8 }] as [string, { byteChunk: 8 }],
-      ["chunk8 lateNew", { byteChunk: 8, lateNew: true }] as [
-        string,
-        { byteChunk: 8; lateNew: true },
-      ],
-    ]
-    : []),
-];
+const byteStaging = ([
+  ["--byte-words", "byteWords", { byteChunk: 4 }],
+  ["--byte-chunk", "chunk8", { byteChunk: 8 }],
+  ["--byte-chunk", "chunk8 lateNew", { byteChunk: 8, lateNew: true }],
+] as const).filter(([flagName]) => flag(flagName)).map(([, name, staging]) =>
+  [name, staging] as const
+);
 const v2: Config = { name: "v2 default (f32)", options: { pipelined: false, f16Math: false } };
 const v3: Config = { name: "v3 pipe (default tile)", options: { pipelined: true } };
 /** A v2 tile with f16 arithmetic (FlashSpec.f16Math). */

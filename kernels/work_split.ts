@@ -10,6 +10,8 @@ import type { Problem } from "../op/types.ts";
 export interface RowTile {
   b: number;
   f0: number;
+  /** Keys the tile's first row sees (its fewest). */
+  kbegin: number;
   /** Keys the tile's last row sees (old keys, then the chunk's own up to the causal limit). */
   kend: number;
 }
@@ -24,8 +26,8 @@ export function rowTilesOf(problem: Problem, rows: number): RowTile[] {
     const nrows = qlen * G;
     for (let f0 = 0; f0 < nrows; f0 += rows) {
       const last = Math.min(f0 + rows, nrows) - 1;
-      const kend = problem.isCausal ? old + Math.floor(last / G) + 1 : old + qlen;
-      tiles.push({ b, f0, kend });
+      const keysOf = (row: number) => problem.isCausal ? old + Math.floor(row / G) + 1 : old + qlen;
+      tiles.push({ b, f0, kbegin: keysOf(f0), kend: keysOf(last) });
     }
   }
   return tiles;

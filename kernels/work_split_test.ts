@@ -31,16 +31,16 @@ const problem = (over: Partial<Problem>): Problem => ({
   ...over,
 });
 
-Deno.test("rowTilesOf() tiles each request's (query, head) rows and gives each tile's key end", () => {
+Deno.test("rowTilesOf() tiles each request's (query, head) rows and gives the keys its first and last rows see", () => {
   // group 2: request 0 has 10 rows (tiles of 4: 0-3, 4-7, 8-9), request 1 has 4.
   assert.deepEqual(rowTilesOf(problem({}), 4), [
-    { b: 0, f0: 0, kend: 32 }, // last row 3 = query 1 sees keys 0..31
-    { b: 0, f0: 4, kend: 34 },
-    { b: 0, f0: 8, kend: 35 },
-    { b: 1, f0: 0, kend: 2 },
+    { b: 0, f0: 0, kbegin: 31, kend: 32 }, // row 0 = query 0 sees keys 0..30, row 3 = query 1 0..31
+    { b: 0, f0: 4, kbegin: 33, kend: 34 },
+    { b: 0, f0: 8, kbegin: 35, kend: 35 },
+    { b: 1, f0: 0, kbegin: 1, kend: 2 },
   ]);
   const full = rowTilesOf(problem({ isCausal: false }), 4);
-  assert.deepEqual(full.map((t) => t.kend), [35, 35, 35, 2]);
+  assert.deepEqual(full.map((t) => [t.kbegin, t.kend]), [[35, 35], [35, 35], [35, 35], [2, 2]]);
   assert.deepEqual(rowTilesOf(problem({ qLens: [0, 0], totalQ: 0 }), 4), []);
 });
 

@@ -118,5 +118,6 @@ export function buildDecodeWorkList(
     combine: new Uint32Array(comb),
     combineCount: comb.length / 8,
     tiles: unitsVisited(out),
+    preciseCount: 0,
   };
 }

@@ -20,6 +20,7 @@ import { planAppend } from "../append/append.ts";
 import {
   chooseFlashTile,
   choosePipelinedTile,
+  F16_PRECISE_KEYS,
   flashKey,
   type FlashLimits,
   flashSpecFor,
@@ -60,6 +61,12 @@ export interface FlashOptions extends WorkListOptions {
    * not `dev.problem.cacheDtype`; without `tile`, a v2 tile with f32 products.
    */
   pools?: "f32";
+  /**
+   * With an `f16Math` v2 tile: the work items of row tiles whose first row sees at most this
+   * many keys run precise (`FlashSpec.preciseItems`); 0 runs every item at the tile's flushes.
+   * @default F16_PRECISE_KEYS without `tile`, 0 with it (an explicit tile runs as given)
+   */
+  preciseKeys?: number;
 }
 
 /**
@@ -147,15 +154,24 @@ export async function planFlashAttention(
     throw new RangeError(`Cannot plan flash attention on "${gpu.adapterName}": ${unfit}`);
   }
   const d = flashSplitDefaults(tile);
+  const preciseKeys = tile.f16Math && !tile.pipelined && !f32Pools
+    ? options.preciseKeys ?? (options.tile ? 0 : F16_PRECISE_KEYS)
+    : 0;
   const list = buildWorkList(p, tile.rows, tile.keys, {
     targetItems: options.targetItems ?? d.targetItems,
     minSplitTiles: options.minSplitTiles ?? d.minSplitTiles,
     // An explicit targetItems alone keeps its plain meaning: split below that many items.
     splitBelow: options.splitBelow ?? options.targetItems ?? d.splitBelow,
-  });
+  }, (t) => t.kbegin <= preciseKeys);
+  // Every item precise (short requests without a prefix): the f32 tiles, one copy of the loop.
+  if (!options.tile && list.count > 0 && list.preciseCount === list.count) {
+    return planFlashAttention(gpu, dev, { ...options, f16Math: false });
+  }
   const spec = {
     ...flashSpecFor(p, tile, list.split),
     ...(f32Pools ? { cacheDtype: "f32" as const } : {}),
+    // Kernels without precise items stay as they were (no second copy of QK^T and PV).
+    ...(list.preciseCount > 0 ? { preciseItems: true } : {}),
   };
   const why = flashSpecProblem(spec);
   if (why) throw new RangeError(`Cannot plan flash attention: ${why}`);

@@ -89,10 +89,23 @@ export interface FlashSpec {
    */
   qGlobal?: boolean;
   /**
+   * With `f16Math` and the v2 loop: work items whose last word is 1 widen the f16 tiles' Q, K, P
+   * and V to f32 and multiply and sum them in f32 (no f16 partial sums); the others use f16
+   * products. The kernel holds the key loop twice and takes one per item (uniform in the
+   * workgroup). The planner marks the items of rows that see at most `F16_PRECISE_KEYS` keys,
+   * whose f16 error does not average out.
+   */
+  preciseItems?: boolean;
+  /**
    * With an fp8 cache: decode the codes by moving their bits into f16s (`fp8x4`, the decode
    * kernel's unpack) instead of through a 256-entry table in workgroup memory (PERF_LOG v10).
    */
   fp8Alu?: boolean;
+  /**
+   * With an int8 cache: decode the codes by placing their bits in f16s (`int8x4`: two pair
+   * unpacks and a subtract per four codes) instead of four integer-to-float conversions.
+   */
+  int8Alu?: boolean;
   /**
    * With a 1-byte cache and the v2 loop: a staged chunk holds only the pool's word (16 codes).
    * The new tokens' 16-bit words (two per chunk) are loaded when the chunk is stored into the
@@ -144,6 +157,16 @@ export const F16_QK_LANE_SUM_DEFAULT = false;
  * softmaxes than 1.25 / sqrt(D) take the f32 tiles (PERF_LOG v7); every manifest row is under.
  */
 export const F16_MAX_LOGIT_SCALE = 1.25;
+
+/**
+ * Rows that see at most this many keys run as precise items (`FlashSpec.preciseItems`). The
+ * f16 error of a row does not average out over few keys: with the default flushes the error
+ * model (`tools/f16_error_model.ts`, 300 rows per key count) puts the worst row at 0.72-1.04x
+ * SPEC §4's tolerance at 1-64 keys, 0.53-0.73x at 65-128 and <= 0.55x beyond, and a
+ * property-test case (D32, fp8, 22 keys) put one element at 1.01x. On the H200 a threshold of
+ * 128 cost the varlen rows 2-4% against 64's 0-1% (PERF_LOG v12).
+ */
+export const F16_PRECISE_KEYS = 64;
 
 /** Whether `problem`'s score scale lets its default tile use f16 arithmetic. */
 export function f16ScaleAllows(problem: Pick<Problem, "smScale" | "headDim">): boolean {
@@ -214,6 +237,10 @@ export function flashSpecProblem(spec: FlashSpec): string | null {
   if ((keys & (keys - 1)) !== 0) return `keys ${keys} is not a power of two`;
   if (spec.kv16 && !spec.pipelined) return "kv16 needs the pipelined loop";
   if (spec.fp8Alu && spec.cacheDtype !== "fp8_e4m3") return "fp8Alu needs an fp8_e4m3 cache";
+  if (spec.int8Alu && spec.cacheDtype !== "int8") return "int8Alu needs an int8 cache";
+  if (spec.preciseItems && (!spec.f16Math || spec.pipelined)) {
+    return "preciseItems needs f16Math and the v2 loop";
+  }
   const bytePool = spec.cacheDtype === "fp8_e4m3" || spec.cacheDtype === "int8";
   if (spec.lateNew && !bytePool) return "lateNew needs a 1-byte cache";
   if (spec.lateNew && spec.pipelined) return "lateNew needs the v2 loop";
@@ -335,6 +362,8 @@ export function flashKey(spec: FlashSpec): string {
       : []),
     ...(spec.qGlobal ? ["qg"] : []),
     ...(spec.fp8Alu ? ["fa"] : []),
+    ...(spec.int8Alu ? ["ia"] : []),
+    ...(spec.preciseItems ? ["px"] : []),
     ...(spec.lateNew ? ["ln"] : []),
     ...(spec.byteChunk ? [`bc${spec.byteChunk}`] : []),
   ].join("_");
@@ -365,6 +394,8 @@ export interface FlashTile {
   qGlobal?: boolean;
   /** See `FlashSpec.fp8Alu`. */
   fp8Alu?: boolean;
+  /** See `FlashSpec.int8Alu`. */
+  int8Alu?: boolean;
   /** See `FlashSpec.lateNew`. */
   lateNew?: boolean;
   /** See `FlashSpec.byteChunk`. */
@@ -463,6 +494,9 @@ export function flashHalfCandidates(
     f16Math: true,
     f16QkLaneSum: F16_QK_LANE_SUM_DEFAULT,
     fp8Alu: true,
+    // v12: 0.5-1% faster on the D256, seed, softcap-D64 and default int8 rows; the 32-row varlen
+    // tile with bf16 q 1% slower (docs/perf/flash_tune_int8_alu_2026-11-22.log).
+    int8Alu: true,
     lateNew: true,
   } as const;
   const h = (
@@ -575,7 +609,7 @@ export interface FlashLimits {
 
 /** The spec for `problem` with `tile` (split and page alignment from the arguments). */
 export function flashSpecFor(problem: Problem, tile: FlashTile, split: boolean): FlashSpec {
-  const { fp8Alu, lateNew, byteChunk, ...shape } = tile;
+  const { fp8Alu, int8Alu, lateNew, byteChunk, ...shape } = tile;
   const byteCache = problem.cacheDtype === "fp8_e4m3" || problem.cacheDtype === "int8";
   return {
     qDtype: problem.qDtype,
@@ -584,6 +618,7 @@ export function flashSpecFor(problem: Problem, tile: FlashTile, split: boolean):
     ...shape,
     // fp8Alu is how fp8 codes decode; other caches have none to decode.
     ...(fp8Alu && problem.cacheDtype === "fp8_e4m3" ? { fp8Alu } : {}),
+    ...(int8Alu && problem.cacheDtype === "int8" ? { int8Alu } : {}),
     // lateNew and byteChunk change how byte codes are staged; 16-bit caches stage one word.
     ...(lateNew && byteCache ? { lateNew } : {}),
     ...(byteChunk && byteCache ? { byteChunk } : {}),

@@ -12,6 +12,7 @@
 import { wgslCodecs } from "../wgsl/codecs.ts";
 import { scaleSlots, wgslQPack, wgslQPackCodec, wgslQUnpack } from "../_shared.ts";
 import { FP8X4_WGSL } from "../wgsl/fp8x4.ts";
+import { INT8X4_WGSL } from "../wgsl/int8x4.ts";
 import { f16Flushes, flashGeometry, flashKey, type FlashSpec } from "./spec.ts";
 
 /** Bindings of the attention pass, in binding order (all in group 0). */
@@ -139,14 +140,19 @@ export function flashWgsl(spec: FlashSpec): string {
   // fp8 codes decoded by bit placement (fp8x4) instead of the workgroup table (FlashSpec.fp8Alu).
   const fp8Alu = fp8 && spec.fp8Alu === true;
   const int8 = spec.cacheDtype === "int8";
+  // int8 codes decoded by bit placement (int8x4) instead of decode_int8 (FlashSpec.int8Alu).
+  const int8Alu = int8 && spec.int8Alu === true;
   const codecs = [
     ...(spec.split ? [] : [wgslQPackCodec(spec.qDtype)]),
     ...(fp8 && !fp8Alu ? ["decode_e4m3" as const] : []),
-    ...(int8 ? ["decode_int8" as const] : []),
+    ...(int8 && !int8Alu ? ["decode_int8" as const] : []),
   ];
   const qTiles = (BR * D) / 8;
   const half = spec.f16Math === true;
   const { qk: qkFlush, pv: pvFlush } = f16Flushes(spec, DU);
+  // Items marked precise in the work list multiply the f16 tiles' values in f32
+  // (FlashSpec.preciseItems).
+  const precise = half && spec.preciseItems === true;
   const qPerThread = Math.ceil(qTiles / T);
   // Q in a global scratch buffer (FlashSpec.qGlobal): row r of this item's tile is
   // qg[item * BR + r]; thread rows qb{i} = item * BR + i * RGS + rg.
@@ -277,11 +283,15 @@ ${load}
               half ? `${which}sc` : `scales[${sIdx}u]`
             }`;
           }
+          if (half && int8Alu) return `int8x4(${w}) * ${which}ch${e}`;
           if (half) {
             // This thread's per-channel scales times fk or fv, held in registers (int8Scales).
             return `vec4<f32>(decode_int8(${w} & 0xffu), decode_int8((${w} >> 8u) & 0xffu), decode_int8((${w} >> 16u) & 0xffu), decode_int8(${w} >> 24u)) * ${which}ch${e}`;
           }
           const base = `${sIdx}u * params.scale_n + kvh * ${D}u + cc * ${E}u + ${4 * e}u`;
+          if (int8Alu) {
+            return `int8x4(${w}) * vec4<f32>(scales[${base}], scales[${base} + 1u], scales[${base} + 2u], scales[${base} + 3u])`;
+          }
           return `vec4<f32>(decode_int8(${w} & 0xffu) * scales[${base}], decode_int8((${w} >> 8u) & 0xffu) * scales[${base} + 1u], decode_int8((${w} >> 16u) & 0xffu) * scales[${base} + 2u], decode_int8(${w} >> 24u) * scales[${base} + 3u])`;
         };
         // A chunk of E elements fills E / 4 vec4 columns of the tile, from cc * E / 4 on.
@@ -425,28 +435,37 @@ ${rescale(which, `f${which}_tile`)}    f${which} = f${which}_tile;
             : `    { let t = vec4<f32>(h${i}_${j}); s${i}_${j} = s${i}_${j} + ((t.x + t.y) + (t.z + t.w)); h${i}_${j} = vec4<f16>(0.0); }`,
       ),
   );
-  const qkAccumulate = (i: number, j: number) =>
-    half
+  // f32Products (preciseItems' copy of the loop): f16Math's tile values widened to f32 and
+  // multiplied and summed in f32, nothing to flush.
+  const qkAccumulate = (i: number, j: number, f32Products: boolean) =>
+    half && !f32Products
       ? `    h${i}_${j} = fma(q${i}, k${j}, h${i}_${j});`
       : `    s${i}_${j} = fma(q${i}.x, k${j}.x, s${i}_${j}); s${i}_${j} = fma(q${i}.y, k${j}.y, s${i}_${j}); s${i}_${j} = fma(q${i}.z, k${j}.z, s${i}_${j}); s${i}_${j} = fma(q${i}.w, k${j}.w, s${i}_${j});`;
-  const qkStep = (dc: string) =>
+  const widen = (f32Products: boolean, e: string) => f32Products ? `vec4<f32>(${e})` : e;
+  const qkStep = (dc: string, f32Products: boolean) =>
     _lines(DU, (u) =>
       "    {\n" +
       _lines(TRS, (i) =>
         qGlobal
-          ? `    let q${i} = qg[qb${i}].c[${dc}][${u}];`
+          ? `    let q${i} = ${widen(f32Products, `qg[qb${i}].c[${dc}][${u}]`)};`
           : half || spec.qF32
-          ? `    let q${i} = qs[${i}][rg].c[${dc}][${u}];`
+          ? `    let q${i} = ${widen(f32Products, `qs[${i}][rg].c[${dc}][${u}]`)};`
           : `    let q${i} = unpack_q4(qs[${i}][rg].c[${dc}][${u}]);`) +
       "\n" +
-      _lines(TCS, (j) => `    let k${j} = ${kvRead(`${kArr}[${j}][kg].c[${dc}][${u}]`)};`) +
+      _lines(
+        TCS,
+        (j) => `    let k${j} = ${widen(f32Products, kvRead(`${kArr}[${j}][kg].c[${dc}][${u}]`))};`,
+      ) +
       "\n" +
       _lines(TRS, (i) =>
-        _lines(TCS, (j) => qkAccumulate(i, j))) +
-      "\n    }" + (half && (u + 1) % qkFlush === 0 ? "\n" + qkFlushLines : ""));
-  const qk = spec.unrollD
-    ? _lines(DC, (dc) => `    {\n${qkStep(`${dc}`)}\n    }`)
-    : `    for (var dc = 0u; dc < ${DC}u; dc = dc + 1u) {\n${qkStep("dc")}\n    }`;
+        _lines(TCS, (j) => qkAccumulate(i, j, f32Products))) +
+      "\n    }" +
+      (half && !f32Products && (u + 1) % qkFlush === 0 ? "\n" + qkFlushLines : ""));
+  const qkOf = (f32Products: boolean) =>
+    spec.unrollD
+      ? _lines(DC, (dc) => `    {\n${qkStep(`${dc}`, f32Products)}\n    }`)
+      : `    for (var dc = 0u; dc < ${DC}u; dc = dc + 1u) {\n${qkStep("dc", f32Products)}\n    }`;
+  const qk = qkOf(false);
 
   // f16Math: sa = scale_a / (fq * fk) undoes the Q and K factors (exact powers of two).
   const sa = half ? "sa" : "params.scale_a";
@@ -472,26 +491,37 @@ ${rescale(which, `f${which}_tile`)}    f${which} = f${which}_tile;
           `    o${i}_${mm} = fma(vec4<f32>(ob${i}_${mm}), vec4<f32>(ivf), o${i}_${mm}); ob${i}_${mm} = vec4<f16>(0.0);`,
       ),
   );
-  const pv = _lines(BC / 4, (p4) =>
-    "    {\n" +
-    _lines(TRO, (i) =>
-      spec.pipelined
-        ? `    let pp${i} = ps[${i}][rgo].c[${p4}] * f${i}_${Math.floor((p4 * 4) / TCS)};`
-        : `    let pp${i} = ps[${i}][rgo].c[${p4}];`) +
-    "\n" +
-    _lines(4, (e) => {
-      const pos = p4 * 4 + e;
-      const comp = "xyzw"[e];
-      return "    {\n" + _lines(DC, (mm) =>
-        `    let v${mm} = ${
-          kvRead(`${vArr}[${Math.floor(pos / KG)}][${pos % KG}].c[${mm}][dg]`)
-        };`) +
-        "\n" +
-        _lines(TRO, (i) =>
-          _lines(DC, (mm) =>
-            `    ${pvAcc}${i}_${mm} = fma(vec4<${pvType}>(pp${i}.${comp}), v${mm}, ${pvAcc}${i}_${mm});`)) +
-        "\n    }";
-    }) + "\n    }" + (half && ((p4 + 1) * 4) % pvFlush === 0 ? "\n" + pvFlushLines : ""));
+  const pvOf = (f32Products: boolean) =>
+    _lines(BC / 4, (p4) =>
+      "    {\n" +
+      _lines(TRO, (i) =>
+        spec.pipelined
+          ? `    let pp${i} = ps[${i}][rgo].c[${p4}] * f${i}_${Math.floor((p4 * 4) / TCS)};`
+          // f32Products: P times 1 / fv once per 4 keys, so O needs no flush.
+          : f32Products
+          ? `    let pp${i} = vec4<f32>(ps[${i}][rgo].c[${p4}]) * ivf;`
+          : `    let pp${i} = ps[${i}][rgo].c[${p4}];`) +
+      "\n" +
+      _lines(4, (e) => {
+        const pos = p4 * 4 + e;
+        const comp = "xyzw"[e];
+        const acc = f32Products ? "o" : pvAcc;
+        const type = f32Products ? "f32" : pvType;
+        return "    {\n" + _lines(DC, (mm) =>
+          `    let v${mm} = ${
+            widen(f32Products, kvRead(`${vArr}[${Math.floor(pos / KG)}][${pos % KG}].c[${mm}][dg]`))
+          };`) +
+          "\n" +
+          _lines(TRO, (i) =>
+            _lines(
+              DC,
+              (mm) =>
+                `    ${acc}${i}_${mm} = fma(vec4<${type}>(pp${i}.${comp}), v${mm}, ${acc}${i}_${mm});`,
+            )) +
+          "\n    }";
+      }) + "\n    }" +
+      (half && !f32Products && ((p4 + 1) * 4) % pvFlush === 0 ? "\n" + pvFlushLines : ""));
+  const pv = pvOf(false);
 
   const rowS = (i: number) => `(rg + ${RGS * i}u)`;
   const rowO = (i: number) => `(rgo + ${RGO * i}u)`;
@@ -530,7 +560,7 @@ ${
       }
     }`);
 
-  const v2Body =
+  const v2BodyOf = (qk: string, pv: string) =>
     `  // Row state of the S layout: running max (log2 domain) and this thread's partial row sums.
 ${_lines(TRS, (i) => `  var m${i} = ${M_INIT};\n  var l${i} = 0.0;`)}
 ${
@@ -1004,6 +1034,8 @@ var<workgroup> red: array<array<f32, ${BR}>, ${KG}>;
 var<workgroup> alpha_s: array<f32, ${BR}>;`
   }
 ${fp8 && !fp8Alu ? `var<workgroup> e4m3_lut: array<f32, 256>;\n` : ""}${fp8Alu ? FP8X4_WGSL : ""}${
+    int8Alu ? INT8X4_WGSL : ""
+  }${
     half
       ? `var<workgroup> q_amax: atomic<u32>;${
         tileGuard
@@ -1045,7 +1077,7 @@ fn main(
   let slot = it0.w;
   let kt0 = it1.x;
   let kt1 = it1.y;
-  let kend = it1.z;
+  let kend = it1.z;${precise ? "\n  let precise_item = it1.w != 0u;" : ""}
   let q_start = u32(cu_seqlens[b]);
   let nrows = (u32(cu_seqlens[b + 1u]) - q_start) * params.group;
   let old = u32(cache_seqlens[b]);
@@ -1063,7 +1095,17 @@ ${
   }
 
 ${half ? qStagingHalf : qStaging}
-${spec.pipelined ? pipelinedBody : v2Body}
+${
+    spec.pipelined
+      ? pipelinedBody
+      // preciseItems: the whole loop twice, with f32 products and with f16 ones, one per item
+      // (v12: a branch around QK^T and PV alone made the byte caches' kernels 3-5% slower).
+      : precise
+      ? `  if (precise_item) {\n${v2BodyOf(qkOf(true), pvOf(true))}\n  } else {\n${
+        v2BodyOf(qk, pv)
+      }\n  }`
+      : v2BodyOf(qk, pv)
+  }
 }
 `;
 }

@@ -31,7 +31,11 @@
  * every 64 keys on the softcap-D64 rows (PERF_LOG v9). `--qglobal` times f16 tiles with Q in a
  * global scratch buffer (`FlashSpec.qGlobal`: 12-23 KB of workgroup memory, two or three per SM)
  * against the defaults on the seed, MHA, MQA fp8, varlen, decode-mixed, softcap-D64, D256 and D96
- * rows (PERF_LOG v10).
+ * rows (PERF_LOG v10). `--int8-alu` times int8 codes decoded by bit placement
+ * (`FlashSpec.int8Alu`) against the default on the int8 rows; `--precise` the default plan (items of rows
+ * that see few keys precise) against every item at the tile's flushes
+ * (`--precise-keys`: at thresholds 0, 16, 64 and 128), on the rows with
+ * requests that start without a long prefix (PERF_LOG v12).
  *
  * Usage: deno run -A kernels/flash/tune.ts [--compare] [--half | --half-check | --half-flush |
  *   --splits | --splits-long | --lane-sum | --small-rows | --d64 | --q4 | --qglobal] [--out FILE]
@@ -50,10 +54,10 @@ import { rooflineCosts } from "../../reports/roofline.ts";
 import { measureCeilings } from "../../reports/ceilings.ts";
 import { timeGpu } from "../../bench/timing.ts";
 import { warmUp } from "../../bench/bench_case.ts";
-import { type FlashOptions, planFlash } from "./flash.ts";
+import { defaultFlashTile, type FlashOptions, planFlash } from "./flash.ts";
 import { planDecode } from "../decode/decode.ts";
 import { simpleVariant } from "../paged_prefill/simple.ts";
-import type { FlashTile } from "./spec.ts";
+import { F16_PRECISE_KEYS, type FlashTile } from "./spec.ts";
 import type { Problem } from "../../op/types.ts";
 import type { KernelPlan } from "../variant.ts";
 
@@ -91,6 +95,11 @@ const tp = (
 interface Config {
   name: string;
   options: FlashOptions;
+  /**
+   * Plan with this change to the row's default tile (`options.tile` unset), its few-key rows
+   * as precise items as the default plan does unless `options.preciseKeys` says otherwise.
+   */
+  editTile?: (tile: FlashTile) => FlashTile;
   /** Time the decode kernel (its default plan) instead of flash; `options` unused. */
   decode?: boolean;
 }
@@ -160,7 +169,8 @@ const half = flag("--half") || flag("--half-check") || flag("--half-flush") || f
   flag("--fit2") || flag("--fit2b") || flag("--fit2-splits") || flag("--qglobal") ||
   flag("--qglobal2") || flag("--fp8alu") || flag("--d256-bytes") || flag("--late-new") ||
   flag("--late-new-check") ||
-  flag("--byte-words") || flag("--byte-chunk");
+  flag("--byte-words") || flag("--byte-chunk") || flag("--int8-alu") || flag("--precise") ||
+  flag("--precise-keys");
 const jobs: Job[] = local
   ? [{
     c: adHocCase({ batch: 2, heads: 8, headsKv: 2, headDim: 32, qLen: 40, cacheLen: 100 }),
@@ -358,6 +368,68 @@ const jobs: Job[] = local
     const off = { name: "same tile, no lateNew", options: { tile: { ...tile, fp8Alu: true } } };
     return { c: byId(id), configs: [dflt, off, { ...dflt, name: "default again" }, off] };
   })
+  : flag("--int8-alu")
+  ? [
+    // int8 codes decoded by bit placement (FlashSpec.int8Alu) against decode_int8, on each
+    // int8 row's default tile, twice in alternation (PERF_LOG v12).
+    "adhoc-d256-q1k-old8k-int8",
+    "llama-3.1-8b-prefill-paged-pg64-4k-old-512-new-int8/f16",
+    "llama-3.1-8b-prefill-paged-pg64-4k-old-512-new-int8/bf16",
+    "gqa-prefill-paged-softcap50-b4-prefix4k-chunk512-p64-int8/f16",
+    "gqa-prefill-paged-softcap50-b4-prefix4k-chunk512-p64-int8/bf16",
+    "varlen-mixed-b6-with-empty-p32-int8/bf16",
+    "default-gqa-b2-d64-p16-int8/f16",
+  ].map((id) => {
+    const on: Config = {
+      name: "default tile, int8Alu",
+      options: {},
+      editTile: (tile) => ({ ...tile, int8Alu: true }),
+    };
+    return {
+      c: id.startsWith("adhoc") ? d256Of("int8") : byId(id),
+      configs: [dflt, on, { ...dflt, name: "default again" }, { ...on, name: "int8Alu again" }],
+    };
+  })
+  : flag("--precise")
+  ? [
+    // The rows with requests that start with few keys: the default plan (those rows' items
+    // precise) against every item at the default tile's flushes (PERF_LOG v12).
+    "varlen-mixed-b6-with-empty-p32/f16",
+    "varlen-mixed-b6-with-empty-p32/bf16",
+    "varlen-mixed-b6-with-empty-p32-fp8/bf16",
+    "varlen-mixed-b6-with-empty-p32-int8/f16",
+    "default-varlen-b3-with-empty-p16/f16",
+    "tiny-page1-b2-h4kv1-d32/f16",
+  ].map((id) => {
+    const plain: Config = {
+      name: "no precise items",
+      options: { preciseKeys: 0 },
+      editTile: (tile) => tile,
+    };
+    return {
+      c: byId(id),
+      configs: [dflt, plain, { ...dflt, name: "default again" }, { ...plain, name: "plain again" }],
+    };
+  })
+  : flag("--precise-keys")
+  ? [
+    // How the precise items' cost grows with their threshold: 0 (no precise code), 16 (the
+    // second QK^T / PV in the kernel, few items take it), 64, 128 (PERF_LOG v12).
+    "varlen-mixed-b6-with-empty-p32/f16",
+    "varlen-mixed-b6-with-empty-p32/bf16",
+    "varlen-mixed-b6-with-empty-p32-fp8/f16",
+    "varlen-mixed-b6-with-empty-p32-fp8/bf16",
+    "varlen-mixed-b6-with-empty-p32-int8/f16",
+    "varlen-mixed-b6-with-empty-p32-int8/bf16",
+    "default-varlen-b3-with-empty-p16/f16",
+  ].map((id) => ({
+    c: byId(id),
+    configs: [0, 16, 64, 128, 0].map((keys) => ({
+      name: `precise keys ${keys}`,
+      options: { preciseKeys: keys },
+      editTile: (tile: FlashTile) => tile,
+    })),
+  }))
   : flag("--late-new") || flag("--byte-words") || flag("--byte-chunk")
   ? [
     // Byte caches staging the pool's word only, new tokens' words loaded at the store
@@ -838,7 +910,15 @@ async function verifyConfig(
 }
 
 function planConfig(dev: ReturnType<typeof uploadInputs>, cfg: Config): Promise<KernelPlan> {
-  return cfg.decode ? planDecode(gpu, dev) : planFlash(gpu, dev, cfg.options);
+  if (cfg.decode) return planDecode(gpu, dev);
+  if (!cfg.editTile) return planFlash(gpu, dev, cfg.options);
+  const tile = defaultFlashTile(dev.problem, gpu);
+  if (!tile) throw new Error(`no default tile for ${cfg.name}`);
+  return planFlash(gpu, dev, {
+    preciseKeys: F16_PRECISE_KEYS,
+    ...cfg.options,
+    tile: cfg.editTile(tile),
+  });
 }
 
 for (const job of jobs) {

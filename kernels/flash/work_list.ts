@@ -8,6 +8,7 @@
 import type { Problem } from "../../op/types.ts";
 import {
   packLongestFirst,
+  type RowTile,
   rowTilesOf,
   splitRange,
   splitsOf,
@@ -37,7 +38,10 @@ export interface WorkListOptions {
 
 /** The work list, in the GPU layout the kernels read. */
 export interface WorkList {
-  /** 8 u32 per item: (request, kv head, first flat row, slot), (tile begin, tile end, key end, 0). */
+  /**
+   * 8 u32 per item: (request, kv head, first flat row, slot), (tile begin, tile end, key end,
+   * 1 when precise else 0).
+   */
   items: Uint32Array<ArrayBuffer>;
   /** Number of attention items. */
   count: number;
@@ -51,10 +55,13 @@ export interface WorkList {
   combineCount: number;
   /** Sum over items of K/V tiles visited (for the perf log). */
   tiles: number;
+  /** Number of items marked precise. */
+  preciseCount: number;
 }
 
 /**
- * Builds the work list of `problem` for row tiles of `rows` and key tiles of `keys`.
+ * Builds the work list of `problem` for row tiles of `rows` and key tiles of `keys`. The items
+ * of the row tiles `precise` accepts carry 1 in their last word (`FlashSpec.preciseItems`).
  *
  * @example
  * ```ts
@@ -73,6 +80,7 @@ export function buildWorkList(
   rows: number,
   keys: number,
   options: WorkListOptions = {},
+  precise: (tile: RowTile) => boolean = () => false,
 ): WorkList {
   const target = options.targetItems ?? 1024;
   const minSplit = options.minSplitTiles ?? 8;
@@ -99,7 +107,7 @@ export function buildWorkList(
       if (split) comb.push(t.b, g, t.f0, slot, ns, 0, 0, 0);
       for (let s = 0; s < ns; s++) {
         const [t0, t1] = splitRange(t.tiles, ns, s);
-        out.push([t.b, g, t.f0, split ? slot : 0, t0, t1, t.kend, 0]);
+        out.push([t.b, g, t.f0, split ? slot : 0, t0, t1, t.kend, precise(t) ? 1 : 0]);
         if (split) slot++;
       }
     }
@@ -113,5 +121,6 @@ export function buildWorkList(
     combine: new Uint32Array(comb),
     combineCount: comb.length / 8,
     tiles: unitsVisited(out),
+    preciseCount: out.filter((it) => it[7] === 1).length,
   };
 }

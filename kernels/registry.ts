@@ -10,12 +10,14 @@ import { dequantVariant } from "./paged_prefill/dequant.ts";
 import { flashF32Variant, flashVariant } from "./flash/flash.ts";
 import { decodeVariant } from "./decode/decode.ts";
 import { mmaVariant } from "./mma/mma.ts";
+import { flashDecodeVariant } from "./flash_decode/flash_decode.ts";
 
 /**
  * Every kernel variant, most preferred first: an unnamed selection takes the first that
  * supports the problem. Faster variants go before `simple`, which runs everything; `decode`
  * claims only decode-like problems (few rows per KV head, long caches), so prefill falls
- * through to the tiled kernels. `dequant` and `flash-f32` come after `simple`: by name only.
+ * through to the tiled kernels, and `flash+decode` only batches that mix decode-like requests
+ * with longer chunks. `dequant` and `flash-f32` come after `simple`: by name only.
  *
  * @example
  * ```ts ignore
@@ -25,6 +27,7 @@ import { mmaVariant } from "./mma/mma.ts";
 export const KERNEL_VARIANTS: KernelVariant[] = [
   decodeVariant,
   mmaVariant,
+  flashDecodeVariant,
   flashVariant,
   simpleVariant,
   dequantVariant,

@@ -445,6 +445,6 @@ export const flashF32Variant: KernelVariant = {
     flashSupport(problem, gpu) ??
       (defaultFlashTile(problem, gpu)?.f16Math
         ? null
-        : "flash already multiplies in f32 here (no shader-f16, or no f16 tile fits)"),
+        : "flash already multiplies in f32 here (no shader-f16, no f16 tile fits, a sharp score scale or a problem under F16_MIN_FLOPS)"),
   plan: (gpu, dev) => planFlash(gpu, dev, { f16Math: false }),
 };

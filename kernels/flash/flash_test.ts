@@ -12,13 +12,7 @@ import {
   describePoolCheck,
   type OutputCheck,
 } from "../../reference/check.ts";
-import {
-  defaultFlashTile,
-  flashF32Variant,
-  type FlashOptions,
-  flashSplitDefaults,
-  planFlash,
-} from "./flash.ts";
+import { flashF32Variant, type FlashOptions, flashSplitDefaults, planFlash } from "./flash.ts";
 import { buildWorkList, type WorkList } from "./work_list.ts";
 import { flashWgsl } from "./template.ts";
 import { generateCase } from "../../workloads/generate.ts";
@@ -29,6 +23,7 @@ import {
   attentionFlops,
   chooseFlashTile,
   choosePipelinedTile,
+  F16_MIN_FLOPS,
   F16_PRECISE_KEYS,
   flashGeometry,
   flashKey,
@@ -533,8 +528,19 @@ Deno.test("planFlash() runs the rows that see few keys as precise items: a prope
   );
   const problem = validateProblem(inputs, params);
   const expected = referenceAttention(inputs, problem);
-  const tile = defaultFlashTile(problem, g);
-  assert.ok(tile?.f16Math, JSON.stringify(tile));
+  // The f16 tile lavapipe's 32 KB pick for D32 (the default before F16_MIN_FLOPS sent problems
+  // this small to the f32 tiles).
+  const tile: FlashTile = {
+    rows: 32,
+    keys: 32,
+    threads: 64,
+    sRows: 2,
+    oRows: 4,
+    unrollD: false,
+    f16Math: true,
+    fp8Alu: true,
+    lateNew: true,
+  };
   const run = async (options: FlashOptions) => {
     const dev = uploadInputs(g, inputs, problem);
     const plan = await planFlash(g, dev, options);
@@ -549,37 +555,53 @@ Deno.test("planFlash() runs the rows that see few keys as precise items: a prope
   // The premise: every row on the f16 tile as it is fails (the case this test guards).
   const plain = await run({ tile, preciseKeys: 0 });
   assert.ok(!plain.output.ok, describeOutputCheck(plain.output));
-  // The default plan: request 1 (no prefix) precise, request 0 (160+ keys) not.
-  const planned = await run({});
+  // Request 1 (no prefix) precise, request 0 (160+ keys) not.
+  const planned = await run({ tile, preciseKeys: F16_PRECISE_KEYS });
   assert.ok(planned.output.ok, describeOutputCheck(planned.output));
   // f32 products in both QK^T and PV: 0.22 of the tolerance on lavapipe; with f16 QK^T left in
   // the precise copy 0.49, with f16 PV 0.63.
   assert.ok(planned.output.toleranceUsed < 0.35, describeOutputCheck(planned.output));
-  assert.match(planned.key, /_px(_|$)/);
-  // The explicit tile with the same threshold plans the same kernel.
-  const explicit = await run({ tile, preciseKeys: F16_PRECISE_KEYS });
-  assert.equal(explicit.key, planned.key);
-  assert.ok(explicit.output.ok, describeOutputCheck(explicit.output));
+  assert.match(planned.key, /_hm_.*_px(_|$)/);
+  // The default plan of a problem this small: f32 tiles (F16_MIN_FLOPS).
+  const small = await run({});
+  assert.doesNotMatch(small.key, /_hm/);
+  assert.ok(small.output.ok, describeOutputCheck(small.output));
 });
 
 Deno.test("planFlash() takes the f32 tile when every item would be precise, and f16 products otherwise", async () => {
-  const options = {
-    qDtype: "f16",
-    cacheDtype: "fp8_e4m3",
-    heads: 4,
-    kvHeads: 2,
-    headDim: 64,
-    pageSize: 16,
-    seed: 72,
-  } as const;
-  // Every row sees at most 50 keys: one copy of the loop, f32 products.
-  const short = await check({ ...options, qLens: [9, 20], cacheLens: [30, 0] });
+  // Problems above F16_MIN_FLOPS (32 requests of 48 queries, group 4, D128); plans only, the
+  // outputs of both paths are checked above and below.
+  const g = await gpu();
+  const keyOf = async (cacheLens: (b: number) => number) => {
+    const { inputs, params } = makeTestCase({
+      qDtype: "f16",
+      qLens: Array(32).fill(48),
+      cacheLens: Array.from({ length: 32 }, (_, b) => cacheLens(b)),
+      heads: 32,
+      kvHeads: 8,
+      headDim: 128,
+      pageSize: 16,
+      seed: 72,
+    });
+    const problem = validateProblem(inputs, params);
+    assert.ok(attentionFlops(problem) >= F16_MIN_FLOPS);
+    const dev = uploadInputs(g, inputs, problem);
+    try {
+      const plan = await planFlash(g, dev);
+      plan.destroy();
+      return plan.key;
+    } finally {
+      dev.destroy();
+    }
+  };
+  // Every row sees at most 48 keys: one copy of the loop, f32 products.
+  const short = await keyOf(() => 0);
   assert.doesNotMatch(short, /_hm/, short);
-  // One request past the threshold: f16 tiles, precise items for the other.
-  const mixed = await check({ ...options, qLens: [9, 20], cacheLens: [300, 0] });
+  // Half the requests past the threshold: f16 tiles, precise items for the others.
+  const mixed = await keyOf((b) => (b % 2 ? 300 : 0));
   assert.match(mixed, /_hm.*_px/, mixed);
   // No request under it: no precise copy.
-  const long = await check({ ...options, qLens: [9, 20], cacheLens: [300, 80] });
+  const long = await keyOf(() => 80);
   assert.match(long, /_hm/, long);
   assert.doesNotMatch(long, /_px/, long);
 });
@@ -879,7 +901,16 @@ Deno.test("int8Alu is refused without an int8 cache and dropped by flashSpecFor 
   // The f16 tiles decode int8 by bit placement by default (v12); the f32 ones do not.
   const h200 = { workgroupBytes: 49152, invocations: 1024, f16: true, storageBuffers: 12 };
   for (const headDim of [64, 128, 256]) {
-    const int8 = { ...problem, cacheDtype: "int8" as const, headDim, smScale: headDim ** -0.5 };
+    const int8 = {
+      ...problem,
+      cacheDtype: "int8" as const,
+      headDim,
+      smScale: headDim ** -0.5,
+      qLens: [512],
+      cacheLens: [4096],
+      numHeads: 32,
+      numKvHeads: 8,
+    };
     assert.equal(chooseFlashTile(int8, h200)?.int8Alu, true, `D${headDim}`);
     assert.equal(chooseFlashTile(int8, { ...h200, f16: false })?.int8Alu, undefined);
   }
@@ -1449,13 +1480,25 @@ Deno.test("flash-f32 plans flash without f16 arithmetic, and claims only problem
   };
   const { inputs, params } = makeTestCase(o);
   const f16 = validateProblem(inputs, params);
-  const bf16 = { ...f16, qDtype: "bf16", cacheDtype: "bf16" } as const;
+  // Claims: a problem large enough for flash's f16 products (F16_MIN_FLOPS), not a small one.
+  const big = {
+    ...f16,
+    qLens: [512, 512],
+    cacheLens: [4096, 4096],
+    numHeads: 32,
+    numKvHeads: 8,
+    headDim: 128,
+    smScale: 128 ** -0.5,
+  };
+  assert.ok(attentionFlops(big) >= F16_MIN_FLOPS && attentionFlops(f16) < F16_MIN_FLOPS);
+  const bf16 = { ...big, qDtype: "bf16", cacheDtype: "bf16" } as const;
   assert.equal(flashF32Variant.supports(bf16, g) === null, g.hasF16);
-  assert.equal(flashF32Variant.supports(f16, g) === null, g.hasF16);
+  assert.equal(flashF32Variant.supports(big, g) === null, g.hasF16);
   assert.match(
-    flashF32Variant.supports(f16, { ...g, hasF16: false })!,
+    flashF32Variant.supports(big, { ...g, hasF16: false })!,
     /already multiplies in f32 here \(no shader-f16/,
   );
+  assert.match(flashF32Variant.supports(f16, g)!, /a problem under F16_MIN_FLOPS/);
   if (!g.hasF16) return;
   const dev = uploadInputs(g, inputs, f16);
   const plan = await flashF32Variant.plan(g, dev);

@@ -159,6 +159,15 @@ export const F16_QK_LANE_SUM_DEFAULT = false;
 export const F16_MAX_LOGIT_SCALE = 1.25;
 
 /**
+ * Below this many attention FLOPs the default tile multiplies in f32. f16 products pay on
+ * compute-bound rows; a problem this small is bound by its launch and its longest item, and the
+ * f16 error's tail (an element at 1.01-1.11x SPEC §4's tolerance in about one clean-clone test run
+ * in ten: rows whose softmax rests on a few keys, PERF_LOG v12) buys nothing there. Between the
+ * 0.19 GFLOP largest random test problem and the 1.2 GFLOP D96 manifest row.
+ */
+export const F16_MIN_FLOPS = 5e8;
+
+/**
  * Rows that see at most this many keys run as precise items (`FlashSpec.preciseItems`). The
  * f16 error of a row does not average out over few keys: with the default flushes the error
  * model (`tools/f16_error_model.ts`, 300 rows per key count) puts the worst row at 0.72-1.04x
@@ -171,6 +180,13 @@ export const F16_PRECISE_KEYS = 64;
 /** Whether `problem`'s score scale lets its default tile use f16 arithmetic. */
 export function f16ScaleAllows(problem: Pick<Problem, "smScale" | "headDim">): boolean {
   return problem.smScale * Math.sqrt(problem.headDim) <= F16_MAX_LOGIT_SCALE;
+}
+
+/** Whether `problem` is large enough for f16 products to pay (`F16_MIN_FLOPS`). */
+export function f16SizeAllows(
+  problem: Pick<Problem, "qLens" | "cacheLens" | "numHeads" | "headDim" | "isCausal">,
+): boolean {
+  return attentionFlops(problem) >= F16_MIN_FLOPS;
 }
 
 /** The flush intervals `f16Math` code uses for `spec` (see `FlashSpec.f16QkFlush`). */
@@ -631,8 +647,8 @@ export function flashSpecFor(problem: Problem, tile: FlashTile, split: boolean):
 
 /**
  * The first candidate tile for `problem` that is valid and fits `limits`, or null: f16
- * arithmetic first where `f16Math` allows it, the device has shader-f16 and the score scale is
- * at most `F16_MAX_LOGIT_SCALE` / sqrt(D), then f32.
+ * arithmetic first where `f16Math` allows it, the device has shader-f16, the score scale is
+ * at most `F16_MAX_LOGIT_SCALE` / sqrt(D) and the problem has at least `F16_MIN_FLOPS`, then f32.
  */
 export function chooseFlashTile(
   problem: Problem,
@@ -641,7 +657,8 @@ export function chooseFlashTile(
 ): FlashTile | null {
   const group = problem.numHeads / problem.numKvHeads;
   const maxRows = Math.max(0, ...problem.qLens) * group;
-  const half = f16Math && limits.f16 === true && f16ScaleAllows(problem)
+  const half = f16Math && limits.f16 === true && f16ScaleAllows(problem) &&
+      f16SizeAllows(problem)
     ? flashHalfCandidates(problem.headDim, maxRows, isSmallGrid(problem))
     : [];
   for (const tile of [...half, ...flashTileCandidates(problem.headDim, maxRows)]) {

@@ -163,14 +163,33 @@ const thq = (
   oRows: number,
   flush: { f16PvFlush?: number } = {},
 ): FlashTile => ({ ...th(rows, keys, threads, sRows, oRows, flush), qGlobal: true });
-const half = flag("--half") || flag("--half-check") || flag("--half-flush") || flag("--splits") ||
-  flag("--splits-long") || flag("--lane-sum") || flag("--small-rows") || flag("--d64") ||
-  flag("--q4") ||
-  flag("--fit2") || flag("--fit2b") || flag("--fit2-splits") || flag("--qglobal") ||
-  flag("--qglobal2") || flag("--fp8alu") || flag("--d256-bytes") || flag("--late-new") ||
-  flag("--late-new-check") ||
-  flag("--byte-words") || flag("--byte-chunk") || flag("--int8-alu") || flag("--precise") ||
-  flag("--precise-keys");
+/** The modes of the f16-tile era (v4 on): each verifies every config and measures the ceilings. */
+const HALF_MODES = [
+  "--half",
+  "--half-check",
+  "--half-flush",
+  "--splits",
+  "--splits-long",
+  "--lane-sum",
+  "--small-rows",
+  "--d64",
+  "--q4",
+  "--fit2",
+  "--fit2b",
+  "--fit2-splits",
+  "--qglobal",
+  "--qglobal2",
+  "--fp8alu",
+  "--d256-bytes",
+  "--late-new",
+  "--late-new-check",
+  "--byte-words",
+  "--byte-chunk",
+  "--int8-alu",
+  "--precise",
+  "--precise-keys",
+];
+const half = HALF_MODES.some(flag);
 const jobs: Job[] = local
   ? [{
     c: adHocCase({ batch: 2, heads: 8, headsKv: 2, headDim: 32, qLen: 40, cacheLen: 100 }),

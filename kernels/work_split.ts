@@ -24,9 +24,10 @@ export function rowTilesOf(problem: Problem, rows: number): RowTile[] {
     const qlen = problem.qLens[b]!;
     const old = problem.cacheLens[b]!;
     const nrows = qlen * G;
+    // Keys flat row `row` (query row / G) sees.
+    const keysOf = (row: number) => problem.isCausal ? old + Math.floor(row / G) + 1 : old + qlen;
     for (let f0 = 0; f0 < nrows; f0 += rows) {
       const last = Math.min(f0 + rows, nrows) - 1;
-      const keysOf = (row: number) => problem.isCausal ? old + Math.floor(row / G) + 1 : old + qlen;
       tiles.push({ b, f0, kbegin: keysOf(f0), kend: keysOf(last) });
     }
   }

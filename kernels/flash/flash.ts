@@ -63,7 +63,7 @@ export interface FlashOptions extends WorkListOptions {
   pools?: "f32";
   /**
    * With an `f16Math` v2 tile: the work items of row tiles whose first row sees at most this
-   * many keys run precise (`FlashSpec.preciseItems`); 0 runs every item at the tile's flushes.
+   * many keys multiply in f32 (`FlashSpec.preciseItems`); 0 gives every item f16 products.
    * @default F16_PRECISE_KEYS without `tile`, 0 with it (an explicit tile runs as given)
    */
   preciseKeys?: number;

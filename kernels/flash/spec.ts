@@ -159,11 +159,12 @@ export const F16_QK_LANE_SUM_DEFAULT = false;
 export const F16_MAX_LOGIT_SCALE = 1.25;
 
 /**
- * Below this many attention FLOPs the default tile multiplies in f32. f16 products pay on
- * compute-bound rows; a problem this small is bound by its launch and its longest item, and the
- * f16 error's tail (an element at 1.01-1.11x SPEC §4's tolerance in about one clean-clone test run
- * in ten: rows whose softmax rests on a few keys, PERF_LOG v12) buys nothing there. Between the
- * 0.19 GFLOP largest random test problem and the 1.2 GFLOP D96 manifest row.
+ * Below this many attention FLOPs the default tile multiplies in f32. The f16 error has a tail:
+ * an element at 1.01-1.11x SPEC §4's tolerance in about one full test run in ten, from rows whose
+ * softmax rests on a few keys (PERF_LOG v12, 4). Problems this small run at 1-9% of the H200's
+ * f32 rate, bound by their launch and longest item; f32 products cost them 10-51% there and keep
+ * the tolerance's margin. Between the 0.19 GFLOP largest random test problem and the 1.2 GFLOP
+ * D96 manifest row.
  */
 export const F16_MIN_FLOPS = 5e8;
 

@@ -34,7 +34,8 @@
  * rows (PERF_LOG v10). `--int8-alu` times int8 codes decoded by bit placement
  * (`FlashSpec.int8Alu`) against the default on the int8 rows; `--precise` the default plan (items of rows
  * that see few keys precise) against every item at the tile's flushes
- * (`--precise-keys`: at thresholds 0, 16, 64 and 128), on the rows with
+ * (`--precise-keys`: at thresholds 0, 16, 64 and 128); `--small-twins` the small quantized default
+ * rows against the same shapes with a 16-bit cache, on the rows with
  * requests that start without a long prefix (PERF_LOG v12).
  *
  * Usage: deno run -A kernels/flash/tune.ts [--compare] [--half | --half-check | --half-flush |
@@ -188,6 +189,7 @@ const HALF_MODES = [
   "--int8-alu",
   "--precise",
   "--precise-keys",
+  "--small-twins",
 ];
 const half = HALF_MODES.some(flag);
 const jobs: Job[] = local
@@ -514,6 +516,19 @@ const jobs: Job[] = local
       configs: [dflt],
     }],
   )
+  : flag("--small-twins")
+  ? [
+    // The small quantized default rows and their f16-cache twins (the manifest has none), on the
+    // f32 tiles problems under F16_MIN_FLOPS take: their quantized-cache ratios (PERF_LOG v12).
+    "default-gqa-b2-d64-p16-int8/f16",
+    "default-gqa-b2-d64-p16-int8/bf16",
+    "default-gqa-b2-d128-p16-fp8/f16",
+    "default-gqa-b2-d128-p16-fp8/bf16",
+  ].flatMap((id) => {
+    const c = byId(id);
+    const twin = { ...c, id: `${c.label}-as-16bit/${c.qDtype}`, cacheDtype: c.qDtype };
+    return [{ c, configs: [dflt] }, { c: twin, configs: [dflt] }];
+  })
   : flag("--d256-bytes")
   ? [
     // D256 with byte caches on the Q-in-scratch tiles: fewer staged chunks per thread (32-key

@@ -32,11 +32,11 @@
  * global scratch buffer (`FlashSpec.qGlobal`: 12-23 KB of workgroup memory, two or three per SM)
  * against the defaults on the seed, MHA, MQA fp8, varlen, decode-mixed, softcap-D64, D256 and D96
  * rows (PERF_LOG v10). `--int8-alu` times int8 codes decoded by bit placement
- * (`FlashSpec.int8Alu`) against the default on the int8 rows; `--precise` the default plan (items of rows
- * that see few keys precise) against every item at the tile's flushes
- * (`--precise-keys`: at thresholds 0, 16, 64 and 128); `--small-twins` the small quantized default
- * rows against the same shapes with a 16-bit cache, on the rows with
- * requests that start without a long prefix (PERF_LOG v12).
+ * (`FlashSpec.int8Alu`) against the default on the int8 rows; `--precise` the default plan (the
+ * items of rows that see few keys with f32 products) against every item with f16 products, on the
+ * rows with requests that start without a long prefix (`--precise-keys`: at thresholds 0, 16, 64
+ * and 128); `--small-twins` the small quantized default rows against the same shapes with a
+ * 16-bit cache (PERF_LOG v12).
  *
  * Usage: deno run -A kernels/flash/tune.ts [--compare] [--half | --half-check | --half-flush |
  *   --splits | --splits-long | --lane-sum | --small-rows | --d64 | --q4 | --qglobal] [--out FILE]
@@ -144,6 +144,13 @@ const byteStaging = ([
 ] as const).filter(([flagName]) => flag(flagName)).map(([, name, staging]) =>
   [name, staging] as const
 );
+/** `a` and `b` twice in alternation, the repeats named "... again". */
+const inAlternation = (a: Config, b: Config): Config[] => [
+  a,
+  b,
+  { ...a, name: `${a.name} again` },
+  { ...b, name: `${b.name} again` },
+];
 const v2: Config = { name: "v2 default (f32)", options: { pipelined: false, f16Math: false } };
 const v3: Config = { name: "v3 pipe (default tile)", options: { pipelined: true } };
 /** A v2 tile with f16 arithmetic (FlashSpec.f16Math). */
@@ -387,7 +394,7 @@ const jobs: Job[] = local
     ["varlen-mixed-b6-with-empty-p32-fp8/f16", th(32, 32, 128, 2, 4)],
   ] as const).map(([id, tile]) => {
     const off = { name: "same tile, no lateNew", options: { tile: { ...tile, fp8Alu: true } } };
-    return { c: byId(id), configs: [dflt, off, { ...dflt, name: "default again" }, off] };
+    return { c: byId(id), configs: inAlternation(dflt, off) };
   })
   : flag("--int8-alu")
   ? [
@@ -408,13 +415,13 @@ const jobs: Job[] = local
     };
     return {
       c: id.startsWith("adhoc") ? d256Of("int8") : byId(id),
-      configs: [dflt, on, { ...dflt, name: "default again" }, { ...on, name: "int8Alu again" }],
+      configs: inAlternation(dflt, on),
     };
   })
   : flag("--precise")
   ? [
-    // The rows with requests that start with few keys: the default plan (those rows' items
-    // precise) against every item at the default tile's flushes (PERF_LOG v12).
+    // The rows with requests that start with few keys: the default plan (those rows' items with
+    // f32 products) against every item with f16 products (PERF_LOG v12).
     "varlen-mixed-b6-with-empty-p32/f16",
     "varlen-mixed-b6-with-empty-p32/bf16",
     "varlen-mixed-b6-with-empty-p32-fp8/bf16",
@@ -429,7 +436,7 @@ const jobs: Job[] = local
     };
     return {
       c: byId(id),
-      configs: [dflt, plain, { ...dflt, name: "default again" }, { ...plain, name: "plain again" }],
+      configs: inAlternation(dflt, plain),
     };
   })
   : flag("--precise-keys")

@@ -78,3 +78,41 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   for (const buf of [aBuf, bBuf, outBuf, readBuf]) buf.destroy();
   return out;
 }
+
+/**
+ * 256 words in which every byte value sits once in each of the four byte positions (bytes 0 and 2
+ * ascending from different offsets, bytes 1 and 3 descending), for the byte-unpack tests.
+ */
+export function everyByteInEveryPosition(): Uint32Array<ArrayBuffer> {
+  const byteOf = (i: number, j: number) => (j % 2 === 0 ? i + 85 * j : 255 - i + 85 * j) & 255;
+  return Uint32Array.from(
+    { length: 256 },
+    (_, i) =>
+      (byteOf(i, 0) | (byteOf(i, 1) << 8) | (byteOf(i, 2) << 16) | (byteOf(i, 3) << 24)) >>> 0,
+  );
+}
+
+/**
+ * Runs the WGSL function `fn` (u32 -> vec4<f32>, defined in `prelude`) on every word and returns
+ * its four f32 results per word, in order.
+ */
+export async function runWordToVec4(
+  gpu: GpuContext,
+  prelude: string,
+  fn: string,
+  words: Uint32Array<ArrayBuffer>,
+): Promise<Float32Array> {
+  const out = await runElementwise(
+    gpu,
+    prelude,
+    `let v = ${fn}(a[i]);
+  out[4u * i] = bitcast<u32>(v.x);
+  out[4u * i + 1u] = bitcast<u32>(v.y);
+  out[4u * i + 2u] = bitcast<u32>(v.z);
+  out[4u * i + 3u] = bitcast<u32>(v.w);`,
+    words,
+    new Uint32Array(0),
+    4,
+  );
+  return new Float32Array(out.buffer);
+}

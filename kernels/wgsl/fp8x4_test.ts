@@ -5,26 +5,11 @@
 import assert from "node:assert/strict";
 import { acquireGpu } from "../gpu.ts";
 import { FP8X4_WGSL } from "./fp8x4.ts";
-import { runElementwise } from "./_elementwise.ts";
+import { everyByteInEveryPosition, runWordToVec4 } from "./_elementwise.ts";
 import { e4m3ToNumber } from "../../reference/codecs.ts";
 
-/** Byte j of word i: every code appears once in each byte position over the 256 words. */
-const codeOf = (i: number, j: number) => (j % 2 === 0 ? i + 85 * j : 255 - i + 85 * j) & 255;
-
 async function decodeWords(words: Uint32Array<ArrayBuffer>): Promise<Float32Array> {
-  const out = await runElementwise(
-    await acquireGpu(),
-    FP8X4_WGSL,
-    `let v = fp8x4(a[i]);
-  out[4u * i] = bitcast<u32>(v.x);
-  out[4u * i + 1u] = bitcast<u32>(v.y);
-  out[4u * i + 2u] = bitcast<u32>(v.z);
-  out[4u * i + 3u] = bitcast<u32>(v.w);`,
-    words,
-    new Uint32Array(0),
-    4,
-  );
-  return new Float32Array(out.buffer);
+  return runWordToVec4(await acquireGpu(), FP8X4_WGSL, "fp8x4", words);
 }
 
 function assertDecodes(words: Uint32Array, values: Float32Array): void {
@@ -44,10 +29,7 @@ function assertDecodes(words: Uint32Array, values: Float32Array): void {
 }
 
 Deno.test("fp8x4 decodes every e4m3 code in every byte of a word exactly, NaN codes to NaN", async () => {
-  const words = Uint32Array.from(
-    { length: 256 },
-    (_, i) => codeOf(i, 0) | (codeOf(i, 1) << 8) | (codeOf(i, 2) << 16) | (codeOf(i, 3) << 24),
-  );
+  const words = everyByteInEveryPosition();
   assertDecodes(words, await decodeWords(words));
 });
 

@@ -21,10 +21,21 @@ export function scaleCount(problem: Problem): number {
 /**
  * Layout of the scales buffer (`scalesHost`), f32 words for `n = scaleCount(problem)`: k scales
  * [0, n), v scales [n, 2n), their f32 inverses [2n, 3n) and [3n, 4n), then the largest k and v
- * scale (`kMax`, `vMax`). Kernels address these words as `4u * params.scale_n + i`.
+ * scale (`kMax`, `vMax`), then what the new-token bound pass writes before flash's int8Fold
+ * kernels (0 on upload): the largest |k_new * k_inv| and |v_new * v_inv| of the call (`kNew`,
+ * `vNew`) and 1.0 where the folded kernel runs, 0.0 where its unfolded fallback does (`fold`).
+ * Kernels address these words as `4u * params.scale_n + i`.
  */
-export function scaleSlots(n: number): { kMax: number; vMax: number; length: number } {
-  return { kMax: 4 * n, vMax: 4 * n + 1, length: 4 * n + 2 };
+export function scaleSlots(n: number): {
+  kMax: number;
+  vMax: number;
+  kNew: number;
+  vNew: number;
+  fold: number;
+  length: number;
+} {
+  const m = 4 * n;
+  return { kMax: m, vMax: m + 1, kNew: m + 2, vNew: m + 3, fold: m + 4, length: m + 5 };
 }
 
 /**

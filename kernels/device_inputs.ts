@@ -188,7 +188,12 @@ export function uploadInputs(
     const vNew = upload("v_new", _bytesOf(inputs.vNew.data), STORAGE);
     const kPages = upload("k_pages", poolBytes(inputs.kPages), pool);
     const vPages = upload("v_pages", poolBytes(inputs.vPages), pool);
-    const scales = upload("scales", _bytesOf(scalesHost(inputs, problem)), STORAGE);
+    // COPY_SRC: tests read back the words the GPU writes (scaleSlots: kNew, vNew).
+    const scales = upload(
+      "scales",
+      _bytesOf(scalesHost(inputs, problem)),
+      STORAGE | GPUBufferUsage.COPY_SRC,
+    );
     const cuSeqlensQ = upload("cu_seqlens_q", _bytesOf(inputs.cuSeqlensQ.data), STORAGE);
     const cacheSeqlens = upload("cache_seqlens", _bytesOf(inputs.cacheSeqlens.data), STORAGE);
     const blockTable = upload("block_table", _bytesOf(layout.blockTable), STORAGE);
@@ -222,9 +227,9 @@ export function uploadInputs(
 
 /**
  * The host copy of the scales buffer (layout: `scaleSlots`): f32 `[kScale(n), vScale(n),
- * kInv(n), vInv(n), kMax, vMax]`, n = 1 for fp8 and for f16/bf16 caches (scale 1), n = H_kv * D
- * for int8; kMax / vMax are the largest k / v scale (flash's f16 arithmetic bounds the decoded
- * values with them).
+ * kInv(n), vInv(n), kMax, vMax, kNew, vNew, fold]`, n = 1 for fp8 and for f16/bf16 caches (scale 1),
+ * n = H_kv * D for int8; kMax / vMax are the largest k / v scale (flash's f16 arithmetic bounds
+ * the decoded values with them); kNew, vNew and fold start at 0 (flash's int8Fold sets them).
  *
  * @example
  * ```ts ignore
@@ -249,6 +254,9 @@ export function scalesHost(inputs: PagedPrefillInputs, problem: Problem): Float3
     }
     out[slots.kMax] = kMax;
     out[slots.vMax] = vMax;
+    out[slots.kNew] = 0;
+    out[slots.vNew] = 0;
+    out[slots.fold] = 0;
   }
   return out;
 }

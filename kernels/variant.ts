@@ -13,9 +13,9 @@ import type { Problem } from "../op/types.ts";
  * - kPages, vPages: the pool bytes as u32 words (4 one-byte elements or 2 16-bit elements each).
  *   When the pool is over the storage binding limit only the referenced pages are uploaded
  *   (`pageIds[i]` = original physical page of uploaded page i) and `blockTable` is remapped.
- * - scales: f32 [kScale(n), vScale(n), kInv(n), vInv(n), kMax, vMax] (`scaleSlots`), n = 1
- *   (fp8, and f16/bf16 with 1.0) or H_kv * D (int8); inv = fround(1 / scale), computed once on
- *   the host.
+ * - scales: f32 [kScale(n), vScale(n), kInv(n), vInv(n), kMax, vMax, kNew, vNew, fold]
+ *   (`scaleSlots`), n = 1 (fp8, and f16/bf16 with 1.0) or H_kv * D (int8); inv = fround(1 /
+ *   scale), computed once on the host; kNew, vNew, fold are written on the GPU (int8Fold).
  * - cuSeqlensQ, cacheSeqlens, blockTable: i32 as given (blockTable possibly remapped).
  */
 export interface DeviceProblem {

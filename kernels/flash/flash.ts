@@ -36,6 +36,7 @@ import {
   flashWgsl,
 } from "./template.ts";
 import { buildWorkList, type WorkListOptions } from "./work_list.ts";
+import { planNewBound } from "./new_bound.ts";
 
 /** Options of `planFlash()`. */
 export interface FlashOptions extends WorkListOptions {
@@ -177,9 +178,13 @@ export async function planFlashAttention(
   if (why) throw new RangeError(`Cannot plan flash attention: ${why}`);
   const key = flashKey(spec);
   const code = flashWgsl(spec);
+  const unfoldedSpec = spec.int8Fold ? { ...spec, int8Fold: false, int8FoldFallback: true } : null;
   const passes = await planSplitAttention(gpu, dev, {
     key,
     code,
+    ...(unfoldedSpec
+      ? { unfolded: { key: flashKey(unfoldedSpec), code: flashWgsl(unfoldedSpec) } }
+      : {}),
     bindings: spec.qGlobal ? [...FLASH_BINDINGS, "read_write"] : FLASH_BINDINGS,
     // qGlobal: each work item's scaled f16 Q tile (rows x D halves).
     scratchBytes: spec.qGlobal ? list.count * spec.rows * p.headDim * 2 : 0,
@@ -221,6 +226,11 @@ export interface SplitAttentionArgs {
   /** Query rows per work item. */
   rows: number;
   list: SplitWorkList;
+  /**
+   * flash's int8Fold: the unfolded fallback kernel (same bindings). The new-token bound passes
+   * run first and set the word that picks which of the two does the work (`planNewBound`).
+   */
+  unfolded?: { key: string; code: string };
 }
 
 /**
@@ -240,6 +250,9 @@ export async function planSplitAttention(
   const p = dev.problem;
   const device = gpu.device;
   const { pipeline, layout } = await cachedPipeline(gpu, key, code, args.bindings);
+  const unfolded = args.unfolded
+    ? await cachedPipeline(gpu, args.unfolded.key, args.unfolded.code, args.bindings)
+    : null;
   const buffers: GPUBuffer[] = [];
   const items = device.createBuffer({
     label: `${key}.items`,
@@ -283,7 +296,8 @@ export async function planSplitAttention(
     ["f32", cap > 0 ? cap * Math.LOG2E : 0],
   ]);
   buffers.push(uniform);
-  const bindGroup = bindAll(device, key, layout, [
+  const bound = unfolded ? await planNewBound(gpu, dev, buffers) : null;
+  const groupBuffers = [
     uniform,
     dev.q,
     dev.kNew,
@@ -298,14 +312,25 @@ export async function planSplitAttention(
     part ?? dev.o,
     ...(args.extra ?? []),
     ...(scratch ? [scratch] : []),
-  ]);
+  ];
+  const bindGroup = bindAll(device, key, layout, groupBuffers);
+  const unfoldedGroup = unfolded
+    ? bindAll(device, args.unfolded!.key, unfolded.layout, groupBuffers)
+    : null;
   const passes: PassPlan[] = [{
     key,
     code,
     encodeInto(pass) {
+      bound?.encodeInto(pass);
       pass.setPipeline(pipeline);
       pass.setBindGroup(0, bindGroup);
       pass.dispatchWorkgroups(gx, gy);
+      if (unfolded && unfoldedGroup) {
+        // The bound pass's fold word lets one of the two kernels do the work (new_bound.ts).
+        pass.setPipeline(unfolded.pipeline);
+        pass.setBindGroup(0, unfoldedGroup);
+        pass.dispatchWorkgroups(gx, gy);
+      }
     },
     destroy() {},
   }];

@@ -107,6 +107,19 @@ export interface FlashSpec {
    */
   int8Alu?: boolean;
   /**
+   * With an int8 cache and f16 tiles: the per-channel scales leave the tile. K's scales multiply
+   * Q once per work item, V's multiply O at the end, and the tile holds the codes times a power
+   * of two (new tokens divided by their channel's scale). A pass before attention bounds the
+   * new tokens' |x / scale|; when a bound is out of range the kernel's workgroups return at once
+   * and the `int8FoldFallback` kernel dispatched after it does the work (PERF_LOG v13).
+   */
+  int8Fold?: boolean;
+  /**
+   * The unfolded kernel dispatched after an `int8Fold` one: its workgroups return at once
+   * unless the new-token bound pass ruled the fold out.
+   */
+  int8FoldFallback?: boolean;
+  /**
    * With a 1-byte cache and the v2 loop: a staged chunk holds only the pool's word (16 codes).
    * The new tokens' 16-bit words (two per chunk) are loaded when the chunk is stored into the
    * tile, not held in registers across the products with a flag (PERF_LOG v11): 5 fewer
@@ -255,6 +268,12 @@ export function flashSpecProblem(spec: FlashSpec): string | null {
   if (spec.kv16 && !spec.pipelined) return "kv16 needs the pipelined loop";
   if (spec.fp8Alu && spec.cacheDtype !== "fp8_e4m3") return "fp8Alu needs an fp8_e4m3 cache";
   if (spec.int8Alu && spec.cacheDtype !== "int8") return "int8Alu needs an int8 cache";
+  if (spec.int8Fold && (spec.cacheDtype !== "int8" || !spec.f16Math || spec.pipelined)) {
+    return "int8Fold needs an int8 cache, f16Math and the v2 loop";
+  }
+  if (spec.int8FoldFallback && (spec.int8Fold || spec.cacheDtype !== "int8" || !spec.f16Math)) {
+    return "int8FoldFallback needs an int8 cache, f16Math and no int8Fold";
+  }
   if (spec.preciseItems && (!spec.f16Math || spec.pipelined)) {
     return "preciseItems needs f16Math and the v2 loop";
   }
@@ -380,6 +399,8 @@ export function flashKey(spec: FlashSpec): string {
     ...(spec.qGlobal ? ["qg"] : []),
     ...(spec.fp8Alu ? ["fa"] : []),
     ...(spec.int8Alu ? ["ia"] : []),
+    ...(spec.int8Fold ? ["if"] : []),
+    ...(spec.int8FoldFallback ? ["ifb"] : []),
     ...(spec.preciseItems ? ["px"] : []),
     ...(spec.lateNew ? ["ln"] : []),
     ...(spec.byteChunk ? [`bc${spec.byteChunk}`] : []),
@@ -413,6 +434,8 @@ export interface FlashTile {
   fp8Alu?: boolean;
   /** See `FlashSpec.int8Alu`. */
   int8Alu?: boolean;
+  /** See `FlashSpec.int8Fold`. */
+  int8Fold?: boolean;
   /** See `FlashSpec.lateNew`. */
   lateNew?: boolean;
   /** See `FlashSpec.byteChunk`. */
@@ -514,6 +537,9 @@ export function flashHalfCandidates(
     // v12: 0.5-1% faster on the D256, seed, softcap-D64 and default int8 rows; the 32-row varlen
     // tile with bf16 q 1% slower (docs/perf/flash_tune_int8_alu_2026-11-22.log).
     int8Alu: true,
+    // v13: 2-8% faster on the D256, B8, softcap-D64 and every bf16-q int8 row; dropped for f16 q
+    // on tiles under 64 rows (`chooseFlashTile`).
+    int8Fold: true,
     lateNew: true,
   } as const;
   const h = (
@@ -626,7 +652,7 @@ export interface FlashLimits {
 
 /** The spec for `problem` with `tile` (split and page alignment from the arguments). */
 export function flashSpecFor(problem: Problem, tile: FlashTile, split: boolean): FlashSpec {
-  const { fp8Alu, int8Alu, lateNew, byteChunk, ...shape } = tile;
+  const { fp8Alu, int8Alu, int8Fold, lateNew, byteChunk, ...shape } = tile;
   const byteCache = problem.cacheDtype === "fp8_e4m3" || problem.cacheDtype === "int8";
   return {
     qDtype: problem.qDtype,
@@ -636,6 +662,7 @@ export function flashSpecFor(problem: Problem, tile: FlashTile, split: boolean):
     // fp8Alu is how fp8 codes decode; other caches have none to decode.
     ...(fp8Alu && problem.cacheDtype === "fp8_e4m3" ? { fp8Alu } : {}),
     ...(int8Alu && problem.cacheDtype === "int8" ? { int8Alu } : {}),
+    ...(int8Fold && problem.cacheDtype === "int8" && tile.f16Math ? { int8Fold } : {}),
     // lateNew and byteChunk change how byte codes are staged; 16-bit caches stage one word.
     ...(lateNew && byteCache ? { lateNew } : {}),
     ...(byteChunk && byteCache ? { byteChunk } : {}),
@@ -663,9 +690,21 @@ export function chooseFlashTile(
     ? flashHalfCandidates(problem.headDim, maxRows, isSmallGrid(problem))
     : [];
   for (const tile of [...half, ...flashTileCandidates(problem.headDim, maxRows)]) {
-    if (tileFits(problem, tile, limits)) return tile;
+    if (tileFits(problem, tile, limits)) return withoutSlowFold(problem, tile);
   }
   return null;
+}
+
+/**
+ * `tile` without `int8Fold` where it measured slower: f16 q on tiles under 64 rows. There the
+ * fold saves no per-tile guard (only bf16 q has one) and its passes before attention and the
+ * fallback's empty dispatch cost ~10 us of a short kernel (PERF_LOG v13: the varlen int8 row
+ * 0.233 -> 0.255 ms with f16 q, 0.270 -> 0.254 with bf16 q).
+ */
+function withoutSlowFold(problem: Problem, tile: FlashTile): FlashTile {
+  if (!tile.int8Fold || problem.qDtype !== "f16" || tile.rows >= 64) return tile;
+  const { int8Fold: _, ...rest } = tile;
+  return rest;
 }
 
 /** Why `tile` does not make a valid spec for `problem` within `limits`, or null. */

@@ -166,7 +166,11 @@ export function flashWgsl(spec: FlashSpec): string {
   const qOff = bf16q ? 126 : 14;
   // bf16 q: K and V factors per K/V tile, from the tile's largest bf16 |k| and |v| (the
   // staged words' bf16 bits, one workgroup atomic per tile before a barrier the loop has).
-  const tileGuard = half && bf16q;
+  // int8Fold: the tile holds int8 codes (new tokens divided by their scale) times fk or fv; K's
+  // per-channel scales multiply Q, V's multiply O at the end (FlashSpec.int8Fold). The factors
+  // come from the new tokens' bounds, so bf16 q needs no per-tile guard.
+  const fold = int8 && half && spec.int8Fold === true;
+  const tileGuard = half && bf16q && !fold;
   const factor = (which: "k" | "v") =>
     !half ? "" : which === "v" ? " * fv" : byteCache || bf16q ? " * fk" : "";
 
@@ -283,6 +287,12 @@ ${load}
               half ? `${which}sc` : `scales[${sIdx}u]`
             }`;
           }
+          if (fold) {
+            const codes = int8Alu
+              ? `int8x4(${w})`
+              : `vec4<f32>(decode_int8(${w} & 0xffu), decode_int8((${w} >> 8u) & 0xffu), decode_int8((${w} >> 16u) & 0xffu), decode_int8(${w} >> 24u))`;
+            return `${codes} * f${which}`;
+          }
           if (half && int8Alu) return `int8x4(${w}) * ${which}ch${e}`;
           if (half) {
             // This thread's per-channel scales times fk or fv, held in registers (int8Scales).
@@ -299,6 +309,14 @@ ${load}
           const first = E === 4 ? "cc" : `cc * ${E / 4}u`;
           return e === 0 ? first : `${first} + ${e}u`;
         };
+        // int8Fold: a new token's values divided by their channels' scales (times the inverses
+        // the append encodes with), then times the tile factor.
+        const foldNew = (e: number) => {
+          const b = `${which === "k" ? 2 : 3}u * params.scale_n + kvh * ${D}u + (${
+            column(e)
+          }) * 4u`;
+          return ` * (vec4<f32>(scales[${b}], scales[${b} + 1u], scales[${b} + 2u], scales[${b} + 3u]) * f${which})`;
+        };
         // New tokens' 16-bit values: column e is half of vec4<u32> vals[e / 2] (x, y or z, w).
         const putNew = (vals: string[]) =>
           _lines(E / 4, (e) => {
@@ -307,7 +325,9 @@ ${load}
             return `      ${
               put(
                 column(e),
-                `vec4<f32>(unpack_q2(${w}.${a}), unpack_q2(${w}.${b}))${factor(which)}`,
+                `vec4<f32>(unpack_q2(${w}.${a}), unpack_q2(${w}.${b}))${
+                  fold ? foldNew(e) : factor(which)
+                }`,
               )
             }`;
           });
@@ -526,7 +546,20 @@ ${rescale(which, `f${which}_tile`)}    f${which} = f${which}_tile;
   const rowS = (i: number) => `(rg + ${RGS * i}u)`;
   const rowO = (i: number) => `(rgo + ${RGO * i}u)`;
 
-  const output = spec.split
+  // int8Fold: V's per-channel scales multiply O's columns (vec4 column mm * DU + dg), before
+  // the row sums divide them or the split partials take them.
+  const foldO = fold
+    ? `    // int8Fold: O's columns times V's per-channel scales.
+${
+      _lines(DC, (mm) => {
+        const b = `params.scale_n + kvh * ${D}u + (${mm * DU}u + dg) * 4u`;
+        return `    let vsc${mm} = vec4<f32>(scales[${b}], scales[${b} + 1u], scales[${b} + 2u], scales[${b} + 3u]);`;
+      })
+    }
+${_lines(TRO, (i) => _lines(DC, (mm) => `    o${i}_${mm} = o${i}_${mm} * vsc${mm};`))}
+`
+    : "";
+  const output = foldO + (spec.split
     ? _lines(TRO, (i) =>
       `    {
       let r = ${rowO(i)};
@@ -558,7 +591,7 @@ ${
           }u + dg] = vec2<u32>(pack_q2(v.xy), pack_q2(v.zw)); }`)
       }
       }
-    }`);
+    }`));
 
   const v2BodyOf = (qk: string, pv: string) =>
     `  // Row state of the S layout: running max (log2 domain) and this thread's partial row sums.
@@ -826,11 +859,11 @@ ${pipeOutput}
       }`;
   const qRowRef = (qrow: string) =>
     qGlobal ? `qg[item * ${BR}u + ${qrow}]` : `qs[${qrow} / ${RGS}u][${qrow} % ${RGS}u]`;
-  const qStore = (v: string, idx: string, conv: (half: string) => string) =>
+  const qStore = (v: string, idx: string, conv: (half: string, col: string) => string) =>
     `      let qrow = ${idx} / ${D / 8}u;
       let a = 2u * (${idx} % ${D / 8}u);
-      ${qRowRef("qrow")}.c[a / ${DU}u][a % ${DU}u] = ${conv(`${v}.xy`)};
-      ${qRowRef("qrow")}.c[(a + 1u) / ${DU}u][(a + 1u) % ${DU}u] = ${conv(`${v}.zw`)};`;
+      ${qRowRef("qrow")}.c[a / ${DU}u][a % ${DU}u] = ${conv(`${v}.xy`, "a")};
+      ${qRowRef("qrow")}.c[(a + 1u) / ${DU}u][(a + 1u) % ${DU}u] = ${conv(`${v}.zw`, "(a + 1u)")};`;
   const qStaging = `  // Q tile: rows f0 .. f0 + ${BR} of the flattened (query, head-in-group) rows.
   for (var e = 0u; e < ${qPerThread}u; e = e + 1u) {
     let idx = lid + e * ${T}u;
@@ -872,13 +905,19 @@ ${
   let fq = bitcast<f32>((${127 + guard.qExp + qOff}u - qe) << 23u);
   ${tileGuard ? "let sq" : "let sa"} = params.scale_a * bitcast<f32>((qe + ${
       127 - guard.qExp - qOff
-    }u) << 23u)${tileGuard ? "" : " * pow2_inv(fk)"};
+    }u) << 23u)${tileGuard ? "" : fold ? " * pow2_inv(fk) * pow2_inv(kfold)" : " * pow2_inv(fk)"};
 ${
       _lines(qPerThread, (e) =>
         `  {
     let idx = lid + ${e * T}u;
     if (idx < ${qTiles}u) {
-${qStore(`qr${e}`, "idx", (w) => `vec4<f16>(unpack_q4(${w}) * fq)`)}
+${
+          qStore(`qr${e}`, "idx", (w, col) =>
+            fold
+              // int8Fold: K's per-channel scales (times kfold) multiply Q's columns.
+              ? `vec4<f16>(unpack_q4(${w}) * fq * (vec4<f32>(scales[kvh * ${D}u + ${col} * 4u], scales[kvh * ${D}u + ${col} * 4u + 1u], scales[kvh * ${D}u + ${col} * 4u + 2u], scales[kvh * ${D}u + ${col} * 4u + 3u]) * kfold))`
+              : `vec4<f16>(unpack_q4(${w}) * fq)`)
+        }
     }
   }`)
     }${
@@ -890,7 +929,7 @@ ${_lines(TRS, (i) => `  let qb${i} = item * ${BR}u + ${i * RGS}u + rg;`)}`
         : ""
     }`;
   const codeMax = fp8 ? 448 : 127;
-  // Words of the scales buffer past the 4n scales (`scaleSlots`): kMax, vMax.
+  // Words of the scales buffer past the 4n scales (`scaleSlots`): kMax, vMax, kNew, vNew, fold.
   const slots = scaleSlots(0);
   const slot = (i: number) => `scales[4u * params.scale_n${i === 0 ? "" : ` + ${i}u`}]`;
   // Bounds on |K| and |V| a factor must respect: the largest code times the largest scale (byte
@@ -935,7 +974,33 @@ fn bf16_mag(w: vec4<u32>) -> vec4<u32> {
 ${_lines(E / 4, (e) => load("k", e))}
 ${_lines(E / 4, (e) => load("v", e))}`;
   };
-  const guardFactors = tileGuard
+  // int8Fold: the largest power of two under the codes' bound (127) and the new tokens' (the
+  // kNew / vNew words the bound pass wrote); kfold keeps |q * scale * kfold| <= |q|.
+  const foldFactors =
+    `  // f16 range guard (f16RangeGuard), int8Fold: codes and new tokens' x / scale times fk, fv.
+  let fk = pow2_floor(min(${_f32(F16_GUARD_MAX / codeMax)}, ${_f32(F16_GUARD_MAX)} / max(${
+      slot(slots.kNew)
+    }, 1.0)));
+  let fv = pow2_floor(min(${_f32(guard.vLimit / codeMax)}, ${_f32(guard.vLimit)} / max(${
+      slot(slots.vNew)
+    }, 1.0)));
+  let ivf = pow2_inv(fv);
+  let kfold = pow2_floor(1.0 / ${slot(slots.kMax)});`;
+  // int8Fold and its fallback are both dispatched; the bound pass's fold word picks one.
+  const foldGate = fold
+    ? `\n  // int8Fold: the bound pass ruled the fold out; the fallback kernel does this item.
+  if (${slot(slots.fold)} == 0.0) {
+    return;
+  }`
+    : spec.int8FoldFallback
+    ? `\n  // int8FoldFallback: the folded kernel did this item.
+  if (${slot(slots.fold)} != 0.0) {
+    return;
+  }`
+    : "";
+  const guardFactors = fold
+    ? foldFactors
+    : tileGuard
     ? `  // f16 range guard (f16RangeGuard), bf16 q: fk, fv, the score scale sa (and the fp8 scales
   // times the factors) are set per K/V tile from each tile's maxima.
   var fk = 1.0;
@@ -1068,7 +1133,7 @@ fn main(
   let item = wid.y * params.grid_x + wid.x;
   if (item >= params.n_items) {
     return;
-  }
+  }${foldGate}
   let it0 = items[2u * item];
   let it1 = items[2u * item + 1u];
   let b = it0.x;

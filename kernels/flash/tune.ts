@@ -36,7 +36,8 @@
  * items of rows that see few keys with f32 products) against every item with f16 products, on the
  * rows with requests that start without a long prefix (`--precise-keys`: at thresholds 0, 16, 64
  * and 128); `--small-twins` the small quantized default rows against the same shapes with a
- * 16-bit cache (PERF_LOG v12).
+ * 16-bit cache (PERF_LOG v12). `--int8-fold` times the int8 scales folded out of the tile
+ * (`FlashSpec.int8Fold`) against the default on the f16-tile int8 rows (PERF_LOG v13).
  *
  * Usage: deno run -A kernels/flash/tune.ts [--compare] [--half | --half-check | --half-flush |
  *   --splits | --splits-long | --lane-sum | --small-rows | --d64 | --q4 | --qglobal] [--out FILE]
@@ -197,6 +198,7 @@ const HALF_MODES = [
   "--precise",
   "--precise-keys",
   "--small-twins",
+  "--int8-fold",
 ];
 const half = HALF_MODES.some(flag);
 const jobs: Job[] = local
@@ -418,6 +420,30 @@ const jobs: Job[] = local
       configs: inAlternation(dflt, on),
     };
   })
+  : flag("--int8-fold")
+  ? [
+    // int8 scales folded out of the tile (FlashSpec.int8Fold: K's into Q, V's into O) against
+    // the default on each f16-tile int8 row, twice in alternation; the D256 row's 16-bit twin as
+    // the ratio's reference (PERF_LOG v13).
+    "adhoc-d256-q1k-old8k-int8",
+    "llama-3.1-8b-prefill-paged-pg64-4k-old-512-new-int8/f16",
+    "llama-3.1-8b-prefill-paged-pg64-4k-old-512-new-int8/bf16",
+    "llama-8b-prefill-paged-b8-prefix4k-chunk512-p64-int8/f16",
+    "gqa-prefill-paged-softcap50-b4-prefix4k-chunk512-p64-int8/f16",
+    "gqa-prefill-paged-softcap50-b4-prefix4k-chunk512-p64-int8/bf16",
+    "varlen-mixed-b6-with-empty-p32-int8/bf16",
+    "varlen-mixed-b6-with-empty-p32-int8/f16",
+  ].map((id) => {
+    const on: Config = {
+      name: "default tile, int8Fold",
+      options: {},
+      editTile: (tile) => ({ ...tile, int8Fold: true }),
+    };
+    return {
+      c: id.startsWith("adhoc") ? d256Of("int8") : byId(id),
+      configs: inAlternation(dflt, on),
+    };
+  }).concat([{ c: d256Case, configs: [dflt] }])
   : flag("--precise")
   ? [
     // The rows with requests that start with few keys: the default plan (those rows' items with

@@ -1,0 +1,177 @@
+import { acquireGpu, type GpuContext } from "../gpu.ts";
+import type { DeviceProblem } from "../variant.ts";
+import { makeTestCase, type TestCaseOptions, verifyOutputs } from "../_testing.ts";
+import { runKernelPlan } from "../op.ts";
+import { validateProblem } from "../../op/validate.ts";
+import { readBuffers, uploadInputs } from "../device_inputs.ts";
+import { scaleCount, scaleSlots } from "../_shared.ts";
+import { bf16BitsToNumber, f16BitsToNumber, inverseScale } from "../../reference/codecs.ts";
+import type { PagedPrefillInputs, PagedPrefillParams } from "../../op/types.ts";
+import { type FlashOptions, planFlash } from "./flash.ts";
+import { INT8_FOLD_MAX_BOUND, type NewBoundPlan, planNewBound } from "./new_bound.ts";
+import type { FlashTile } from "./spec.ts";
+import assert from "node:assert/strict";
+
+let _gpu: Promise<GpuContext> | null = null;
+function gpu(): Promise<GpuContext> {
+  // No adapter: acquireGpu() throws and the test fails, saying how to get Mesa's driver.
+  return _gpu ??= acquireGpu();
+}
+
+const fold: FlashTile = {
+  rows: 16,
+  keys: 16,
+  threads: 32,
+  sRows: 2,
+  oRows: 2,
+  unrollD: false,
+  f16Math: true,
+  int8Fold: true,
+};
+
+const base: TestCaseOptions = {
+  qDtype: "f16",
+  cacheDtype: "int8",
+  qLens: [9, 30, 4],
+  cacheLens: [140, 0, 17],
+  heads: 4,
+  kvHeads: 2,
+  headDim: 32,
+  pageSize: 16,
+  seed: 1,
+};
+
+/** Runs planFlash on inputs and checks o and the pools against the reference; the plan's key. */
+async function checkInputs(
+  inputs: PagedPrefillInputs,
+  params: PagedPrefillParams,
+  options: FlashOptions,
+): Promise<string> {
+  const g = await gpu();
+  const problem = validateProblem(inputs, params);
+  const dev = uploadInputs(g, inputs, problem);
+  const plan = await planFlash(g, dev, options);
+  try {
+    const out = await runKernelPlan(g, plan, dev, inputs);
+    verifyOutputs(out, inputs, problem, plan.key);
+    return plan.key;
+  } finally {
+    plan.destroy();
+    dev.destroy();
+  }
+}
+
+/** The host's largest |x * inv| of the new tokens (x the 16-bit value, inv its channel's). */
+function hostBound(inputs: PagedPrefillInputs, which: "k" | "v", bf16: boolean): number {
+  const x = (which === "k" ? inputs.kNew : inputs.vNew).data as Uint16Array;
+  const scale = (which === "k" ? inputs.kScale : inputs.vScale)!.data as Float32Array;
+  let m = 0;
+  for (let i = 0; i < x.length; i++) {
+    const value = bf16 ? bf16BitsToNumber(x[i]!) : f16BitsToNumber(x[i]!);
+    m = Math.max(m, Math.abs(Math.fround(value * inverseScale(scale[i % scale.length]!))));
+  }
+  return m;
+}
+
+Deno.test("int8Fold planFlash() matches the reference for f16 and bf16 q, split-KV, precise items, lateNew, qGlobal and int8Alu", async () => {
+  for (
+    const [qDtype, tile, options, seed] of [
+      ["f16", fold, { targetItems: 0 }, 201],
+      ["bf16", fold, { targetItems: 0 }, 202],
+      [
+        "f16",
+        { ...fold, int8Alu: true, lateNew: true },
+        { targetItems: 48, minSplitTiles: 2 },
+        203,
+      ],
+      ["bf16", { ...fold, int8Alu: true, lateNew: true }, { preciseKeys: 64 }, 204],
+      [
+        "f16",
+        { ...fold, qGlobal: true, lateNew: true },
+        { targetItems: 48, minSplitTiles: 2 },
+        205,
+      ],
+    ] as const
+  ) {
+    const { inputs, params } = makeTestCase({ ...base, qDtype, seed });
+    const key = await checkInputs(inputs, params, { tile, ...options });
+    assert.match(key, /_if(_|$)/, key);
+  }
+});
+
+Deno.test("int8Fold planFlash() matches the reference at D128 with bf16 q and split-KV over 2 KV heads", async () => {
+  const { inputs, params } = makeTestCase({
+    ...base,
+    qDtype: "bf16",
+    qLens: [5, 40],
+    cacheLens: [300, 90],
+    heads: 8,
+    kvHeads: 2,
+    headDim: 128,
+    pageSize: 32,
+    seed: 206,
+  });
+  await checkInputs(inputs, params, {
+    tile: { ...fold, int8Alu: true, lateNew: true },
+    targetItems: 48,
+    minSplitTiles: 2,
+  });
+});
+
+/** Runs the bound passes once; the scales buffer's kNew, vNew and fold words after them. */
+async function runBound(g: GpuContext, dev: DeviceProblem, bound: NewBoundPlan): Promise<number[]> {
+  const encoder = g.device.createCommandEncoder();
+  const pass = encoder.beginComputePass();
+  bound.encodeInto(pass);
+  pass.end();
+  g.device.queue.submit([encoder.finish()]);
+  const slots = scaleSlots(scaleCount(dev.problem));
+  const [scales] = await readBuffers(g, [[dev.scales, slots.length * 4]]);
+  const words = new Float32Array(scales!.buffer, scales!.byteOffset, slots.length);
+  return [words[slots.kNew]!, words[slots.vNew]!, words[slots.fold]!];
+}
+
+Deno.test("the new-token bound pass writes the largest |x / scale| of K and V and picks the fold, call after call", async () => {
+  for (const [qDtype, seed] of [["f16", 211], ["bf16", 212]] as const) {
+    const g = await gpu();
+    const { inputs, params } = makeTestCase({ ...base, qDtype, seed });
+    const problem = validateProblem(inputs, params);
+    const dev = uploadInputs(g, inputs, problem);
+    const buffers: GPUBuffer[] = [];
+    try {
+      const bound = await planNewBound(g, dev, buffers);
+      const bf16 = qDtype === "bf16";
+      const expected = [hostBound(inputs, "k", bf16), hostBound(inputs, "v", bf16), 1];
+      // The second call sees the maxima the first one reset.
+      for (let call = 0; call < 2; call++) {
+        assert.deepEqual(await runBound(g, dev, bound), expected, `call ${call}`);
+      }
+    } finally {
+      buffers.forEach((b) => b.destroy());
+      dev.destroy();
+    }
+  }
+});
+
+Deno.test("int8Fold leaves the work to the unfolded kernel when a new token's |x / scale| exceeds INT8_FOLD_MAX_BOUND", async () => {
+  const { inputs, params } = makeTestCase({ ...base, seed: 221 });
+  // Channel 3 of KV head 1: a scale of 1e-30 and a new token of 1.0 there, |x / scale| = 1e30.
+  // Folded, every code of the K tile would sit at fk = 2^-86 times itself: zero in f16.
+  const channel = 1 * base.headDim + 3;
+  (inputs.kScale!.data as Float32Array)[channel] = 1e-30;
+  (inputs.kNew.data as Uint16Array)[2 * base.kvHeads * base.headDim + channel] = 0x3c00;
+  const g = await gpu();
+  const problem = validateProblem(inputs, params);
+  const dev = uploadInputs(g, inputs, problem);
+  const buffers: GPUBuffer[] = [];
+  try {
+    const bound = await planNewBound(g, dev, buffers);
+    const k = hostBound(inputs, "k", false);
+    assert.ok(k > INT8_FOLD_MAX_BOUND);
+    assert.deepEqual(await runBound(g, dev, bound), [k, hostBound(inputs, "v", false), 0]);
+  } finally {
+    buffers.forEach((b) => b.destroy());
+    dev.destroy();
+  }
+  await checkInputs(inputs, params, { tile: fold, targetItems: 0 });
+});

@@ -178,7 +178,10 @@ export async function planFlashAttention(
   if (why) throw new RangeError(`Cannot plan flash attention: ${why}`);
   const key = flashKey(spec);
   const code = flashWgsl(spec);
-  const unfoldedSpec = spec.int8Fold ? { ...spec, int8Fold: false, int8FoldFallback: true } : null;
+  // int8Fold, fp8NewBound: the kernel without them runs where the bound pass rules them out.
+  const unfoldedSpec = spec.int8Fold || spec.fp8NewBound
+    ? { ...spec, int8Fold: false, fp8NewBound: false, boundFallback: true }
+    : null;
   const passes = await planSplitAttention(gpu, dev, {
     key,
     code,

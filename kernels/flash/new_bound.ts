@@ -1,10 +1,10 @@
 /**
- * The passes that run before flash's int8Fold kernels (`FlashSpec.int8Fold`): a scan of the new
+ * The passes that run before flash's int8Fold and fp8NewBound kernels: a scan of the new
  * tokens for their largest |k_new * k_inv| and |v_new * v_inv| (the values the folded tile holds
  * before its power-of-two factor), and a one-invocation pass that publishes the two bounds in the
  * scales buffer (`scaleSlots`: kNew, vNew) with the word that picks the kernel (`fold`): the
  * folded one, or, when a bound is out of the fold's range, the unfolded fallback dispatched
- * after it (`FlashSpec.int8FoldFallback`).
+ * after it (`FlashSpec.boundFallback`).
  * @module
  */
 import type { GpuContext } from "../gpu.ts";
@@ -84,12 +84,15 @@ fn main(
   var mv = 0u;
   let stride = nwg.x * nwg.y * ${SCAN_THREADS}u;
   for (var w = (wid.y * params.grid_x + wid.x) * ${SCAN_THREADS}u + lid; w < params.words; w = w + stride) {
-    // Word w holds channels c, c + 1 of one (token, KV head): channel = KV head * D + d.
+    // Word w holds channels c, c + 1 of one (token, KV head): channel = KV head * D + d, whose
+    // inverse scale is word c of the inverses (int8, scale_n = H_kv * D) or word 0 (fp8).
     let c = (w % params.row_words) * 2u;
-    let ki = 2u * params.scale_n + c;
-    let vi = 3u * params.scale_n + c;
-    let k = abs(unpack_q2(k_new[w]) * vec2<f32>(scales[ki], scales[ki + 1u]));
-    let v = abs(unpack_q2(v_new[w]) * vec2<f32>(scales[vi], scales[vi + 1u]));
+    let c0 = c % params.scale_n;
+    let c1 = (c + 1u) % params.scale_n;
+    let k_inv = vec2<f32>(scales[2u * params.scale_n + c0], scales[2u * params.scale_n + c1]);
+    let v_inv = vec2<f32>(scales[3u * params.scale_n + c0], scales[3u * params.scale_n + c1]);
+    let k = abs(unpack_q2(k_new[w]) * k_inv);
+    let v = abs(unpack_q2(v_new[w]) * v_inv);
     mk = max(mk, max(bitcast<u32>(k.x), bitcast<u32>(k.y)));
     mv = max(mv, max(bitcast<u32>(v.x), bitcast<u32>(v.y)));
   }
@@ -133,11 +136,14 @@ fn main() {
   maxima[1] = 0u;
   scales[params.slot + 2u] = mk;
   scales[params.slot + 3u] = mv;
-  // Compared as bits: a NaN bound (bits above +inf) does not fold. The k scale bound keeps
-  // 1 / kMax, the factor Q takes, a normal f32 with room for the score scale.
+  // Compared as bits: a NaN bound (bits above +inf) does not fold. The scale bounds keep the
+  // factors (int8: 1 / kMax, which Q takes; fp8: 65472 / (bound * scale)) normal f32s with room
+  // for the score scale.
   let k_max = scales[params.slot];
+  let v_max = scales[params.slot + 1u];
   let fold = mk <= ${bits(INT8_FOLD_MAX_BOUND)} && mv <= ${bits(INT8_FOLD_MAX_BOUND)} &&
-    k_max >= ${bits(2 ** -40)} && k_max <= ${bits(2 ** 40)};
+    k_max >= ${bits(2 ** -40)} && k_max <= ${bits(2 ** 40)} &&
+    v_max >= ${bits(2 ** -40)} && v_max <= ${bits(2 ** 40)};
   scales[params.slot + 4u] = select(0u, ${bits(1)}, fold);
 }
 `;

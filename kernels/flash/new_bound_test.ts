@@ -131,10 +131,41 @@ async function runBound(g: GpuContext, dev: DeviceProblem, bound: NewBoundPlan):
   return [words[slots.kNew]!, words[slots.vNew]!, words[slots.fold]!];
 }
 
-Deno.test("the new-token bound pass writes the largest |x / scale| of K and V and picks the fold, call after call", async () => {
-  for (const [qDtype, seed] of [["f16", 211], ["bf16", 212]] as const) {
+Deno.test("fp8NewBound planFlash() matches the reference for bf16 q, split-KV, precise items and qGlobal; f16 q keeps its kernel", async () => {
+  const fp8Tile: FlashTile = { ...fold, int8Fold: undefined, fp8NewBound: true, fp8Alu: true };
+  for (
+    const [tile, options, seed] of [
+      [fp8Tile, { targetItems: 0 }, 231],
+      [{ ...fp8Tile, lateNew: true }, { targetItems: 48, minSplitTiles: 2 }, 232],
+      [{ ...fp8Tile, lateNew: true }, { preciseKeys: 64 }, 233],
+      [{ ...fp8Tile, qGlobal: true }, { targetItems: 0 }, 234],
+    ] as const
+  ) {
+    const { inputs, params } = makeTestCase({
+      ...base,
+      qDtype: "bf16",
+      cacheDtype: "fp8_e4m3",
+      seed,
+    });
+    const key = await checkInputs(inputs, params, { tile, ...options });
+    assert.match(key, /_nb(_|$)/, key);
+  }
+  // f16 q has no per-tile guard to replace: flashSpecFor drops the option.
+  const { inputs, params } = makeTestCase({ ...base, cacheDtype: "fp8_e4m3", seed: 235 });
+  const key = await checkInputs(inputs, params, { tile: fp8Tile, targetItems: 0 });
+  assert.doesNotMatch(key, /_nb(_|$)/, key);
+});
+
+Deno.test("the new-token bound pass writes the largest |x / scale| of K and V and picks the fold, call after call, for int8 and fp8", async () => {
+  for (
+    const [qDtype, cacheDtype, seed] of [
+      ["f16", "int8", 211],
+      ["bf16", "int8", 212],
+      ["bf16", "fp8_e4m3", 213],
+    ] as const
+  ) {
     const g = await gpu();
-    const { inputs, params } = makeTestCase({ ...base, qDtype, seed });
+    const { inputs, params } = makeTestCase({ ...base, qDtype, cacheDtype, seed });
     const problem = validateProblem(inputs, params);
     const dev = uploadInputs(g, inputs, problem);
     const buffers: GPUBuffer[] = [];

@@ -111,14 +111,20 @@ export interface FlashSpec {
    * Q once per work item, V's multiply O at the end, and the tile holds the codes times a power
    * of two (new tokens divided by their channel's scale). A pass before attention bounds the
    * new tokens' |x / scale|; when a bound is out of range the kernel's workgroups return at once
-   * and the `int8FoldFallback` kernel dispatched after it does the work (PERF_LOG v13).
+   * and the `boundFallback` kernel dispatched after it does the work (PERF_LOG v13).
    */
   int8Fold?: boolean;
   /**
-   * The unfolded kernel dispatched after an `int8Fold` one: its workgroups return at once
-   * unless the new-token bound pass ruled the fold out.
+   * With an fp8 cache, bf16 q and f16 tiles: K and V factors from the new tokens' bound (the
+   * pass `int8Fold` uses) instead of each tile's maxima (no workgroup atomic per tile). The codes
+   * are bounded by 448 times the scale, new tokens by the bound times it (PERF_LOG v13).
    */
-  int8FoldFallback?: boolean;
+  fp8NewBound?: boolean;
+  /**
+   * The kernel dispatched after an `int8Fold` or `fp8NewBound` one, without it: its workgroups
+   * return at once unless the new-token bound pass ruled the bound out.
+   */
+  boundFallback?: boolean;
   /**
    * With a 1-byte cache and the v2 loop: a staged chunk holds only the pool's word (16 codes).
    * The new tokens' 16-bit words (two per chunk) are loaded when the chunk is stored into the
@@ -271,8 +277,15 @@ export function flashSpecProblem(spec: FlashSpec): string | null {
   if (spec.int8Fold && (spec.cacheDtype !== "int8" || !spec.f16Math || spec.pipelined)) {
     return "int8Fold needs an int8 cache, f16Math and the v2 loop";
   }
-  if (spec.int8FoldFallback && (spec.int8Fold || spec.cacheDtype !== "int8" || !spec.f16Math)) {
-    return "int8FoldFallback needs an int8 cache, f16Math and no int8Fold";
+  if (spec.fp8NewBound && (spec.cacheDtype !== "fp8_e4m3" || !spec.f16Math || spec.pipelined)) {
+    return "fp8NewBound needs an fp8_e4m3 cache, f16Math and the v2 loop";
+  }
+  if (
+    spec.boundFallback &&
+    (spec.int8Fold || spec.fp8NewBound || !spec.f16Math ||
+      (spec.cacheDtype !== "int8" && spec.cacheDtype !== "fp8_e4m3"))
+  ) {
+    return "boundFallback needs a 1-byte cache, f16Math and neither int8Fold nor fp8NewBound";
   }
   if (spec.preciseItems && (!spec.f16Math || spec.pipelined)) {
     return "preciseItems needs f16Math and the v2 loop";
@@ -400,7 +413,8 @@ export function flashKey(spec: FlashSpec): string {
     ...(spec.fp8Alu ? ["fa"] : []),
     ...(spec.int8Alu ? ["ia"] : []),
     ...(spec.int8Fold ? ["if"] : []),
-    ...(spec.int8FoldFallback ? ["ifb"] : []),
+    ...(spec.fp8NewBound ? ["nb"] : []),
+    ...(spec.boundFallback ? ["bfb"] : []),
     ...(spec.preciseItems ? ["px"] : []),
     ...(spec.lateNew ? ["ln"] : []),
     ...(spec.byteChunk ? [`bc${spec.byteChunk}`] : []),
@@ -436,6 +450,8 @@ export interface FlashTile {
   int8Alu?: boolean;
   /** See `FlashSpec.int8Fold`. */
   int8Fold?: boolean;
+  /** See `FlashSpec.fp8NewBound` (kept by `flashSpecFor` for bf16 q only). */
+  fp8NewBound?: boolean;
   /** See `FlashSpec.lateNew`. */
   lateNew?: boolean;
   /** See `FlashSpec.byteChunk`. */
@@ -540,6 +556,8 @@ export function flashHalfCandidates(
     // v13: 2-8% faster on the D256, B8, softcap-D64 and every bf16-q int8 row; dropped for f16 q
     // on tiles under 64 rows (`chooseFlashTile`).
     int8Fold: true,
+    // v13: bf16 q with an fp8 cache, the same bound pass instead of per-tile maxima.
+    fp8NewBound: true,
     lateNew: true,
   } as const;
   const h = (
@@ -652,7 +670,7 @@ export interface FlashLimits {
 
 /** The spec for `problem` with `tile` (split and page alignment from the arguments). */
 export function flashSpecFor(problem: Problem, tile: FlashTile, split: boolean): FlashSpec {
-  const { fp8Alu, int8Alu, int8Fold, lateNew, byteChunk, ...shape } = tile;
+  const { fp8Alu, int8Alu, int8Fold, fp8NewBound, lateNew, byteChunk, ...shape } = tile;
   const byteCache = problem.cacheDtype === "fp8_e4m3" || problem.cacheDtype === "int8";
   return {
     qDtype: problem.qDtype,
@@ -663,6 +681,11 @@ export function flashSpecFor(problem: Problem, tile: FlashTile, split: boolean):
     ...(fp8Alu && problem.cacheDtype === "fp8_e4m3" ? { fp8Alu } : {}),
     ...(int8Alu && problem.cacheDtype === "int8" ? { int8Alu } : {}),
     ...(int8Fold && problem.cacheDtype === "int8" && tile.f16Math ? { int8Fold } : {}),
+    // f16 q has no per-tile guard for fp8NewBound to replace.
+    ...(fp8NewBound && problem.cacheDtype === "fp8_e4m3" && problem.qDtype === "bf16" &&
+        tile.f16Math
+      ? { fp8NewBound }
+      : {}),
     // lateNew and byteChunk change how byte codes are staged; 16-bit caches stage one word.
     ...(lateNew && byteCache ? { lateNew } : {}),
     ...(byteChunk && byteCache ? { byteChunk } : {}),

@@ -170,7 +170,10 @@ export function flashWgsl(spec: FlashSpec): string {
   // per-channel scales multiply Q, V's multiply O at the end (FlashSpec.int8Fold). The factors
   // come from the new tokens' bounds, so bf16 q needs no per-tile guard.
   const fold = int8 && half && spec.int8Fold === true;
-  const tileGuard = half && bf16q && !fold;
+  // fp8NewBound: the fp8 tile's factors from the same bound instead of per-tile maxima.
+  const fp8Bound = fp8 && half && spec.fp8NewBound === true;
+  const bounded = fold || fp8Bound;
+  const tileGuard = half && bf16q && !bounded;
   const factor = (which: "k" | "v") =>
     !half ? "" : which === "v" ? " * fv" : byteCache || bf16q ? " * fk" : "";
 
@@ -987,19 +990,33 @@ ${_lines(E / 4, (e) => load("v", e))}`;
   let ivf = pow2_inv(fv);
   let kfold = pow2_floor(1.0 / ${slot(slots.kMax)});`;
   // int8Fold and its fallback are both dispatched; the bound pass's fold word picks one.
-  const foldGate = fold
-    ? `\n  // int8Fold: the bound pass ruled the fold out; the fallback kernel does this item.
+  const foldGate = bounded
+    ? `\n  // int8Fold, fp8NewBound: the bound pass ruled it out; the fallback kernel does this item.
   if (${slot(slots.fold)} == 0.0) {
     return;
   }`
-    : spec.int8FoldFallback
-    ? `\n  // int8FoldFallback: the folded kernel did this item.
+    : spec.boundFallback
+    ? `\n  // boundFallback: the folded kernel did this item.
   if (${slot(slots.fold)} != 0.0) {
     return;
   }`
     : "";
+  // fp8NewBound: codes are at most 448 times the scale, new tokens the bound times it.
+  const fp8BoundFactors =
+    `  // f16 range guard (f16RangeGuard), fp8NewBound: fk, fv from the codes' and new tokens' bounds.
+  let fk = pow2_floor(${_f32(F16_GUARD_MAX)} / (max(${slot(slots.kNew)}, ${
+      _f32(codeMax)
+    }) * scales[0u]));
+  let fv = pow2_floor(${_f32(guard.vLimit)} / (max(${slot(slots.vNew)}, ${
+      _f32(codeMax)
+    }) * scales[1u]));
+  let ivf = pow2_inv(fv);
+  let ksc = scales[0u] * fk;
+  let vsc = scales[1u] * fv;`;
   const guardFactors = fold
     ? foldFactors
+    : fp8Bound
+    ? fp8BoundFactors
     : tileGuard
     ? `  // f16 range guard (f16RangeGuard), bf16 q: fk, fv, the score scale sa (and the fp8 scales
   // times the factors) are set per K/V tile from each tile's maxima.

@@ -91,6 +91,11 @@ function _f32(x: number): string {
   return /[.e]/.test(t) ? t : `${t}.0`;
 }
 
+/** WGSL: the four f32 words of the scales buffer from word `base` on, as a vec4. */
+function _scales4(base: string): string {
+  return `vec4<f32>(scales[${base}], scales[${base} + 1u], scales[${base} + 2u], scales[${base} + 3u])`;
+}
+
 function _lines(n: number, f: (i: number) => string): string {
   return Array.from({ length: n }, (_, i) => f(i)).join("\n");
 }
@@ -303,7 +308,7 @@ ${load}
           }
           const base = `${sIdx}u * params.scale_n + kvh * ${D}u + cc * ${E}u + ${4 * e}u`;
           if (int8Alu) {
-            return `int8x4(${w}) * vec4<f32>(scales[${base}], scales[${base} + 1u], scales[${base} + 2u], scales[${base} + 3u])`;
+            return `int8x4(${w}) * ${_scales4(base)}`;
           }
           return `vec4<f32>(decode_int8(${w} & 0xffu) * scales[${base}], decode_int8((${w} >> 8u) & 0xffu) * scales[${base} + 1u], decode_int8((${w} >> 16u) & 0xffu) * scales[${base} + 2u], decode_int8(${w} >> 24u) * scales[${base} + 3u])`;
         };
@@ -318,7 +323,7 @@ ${load}
           const b = `${which === "k" ? 2 : 3}u * params.scale_n + kvh * ${D}u + (${
             column(e)
           }) * 4u`;
-          return ` * (vec4<f32>(scales[${b}], scales[${b} + 1u], scales[${b} + 2u], scales[${b} + 3u]) * f${which})`;
+          return ` * (${_scales4(b)} * f${which})`;
         };
         // New tokens' 16-bit values: column e is half of vec4<u32> vals[e / 2] (x, y or z, w).
         const putNew = (vals: string[]) =>
@@ -556,7 +561,7 @@ ${rescale(which, `f${which}_tile`)}    f${which} = f${which}_tile;
 ${
       _lines(DC, (mm) => {
         const b = `params.scale_n + kvh * ${D}u + (${mm * DU}u + dg) * 4u`;
-        return `    let vsc${mm} = vec4<f32>(scales[${b}], scales[${b} + 1u], scales[${b} + 2u], scales[${b} + 3u]);`;
+        return `    let vsc${mm} = ${_scales4(b)};`;
       })
     }
 ${_lines(TRO, (i) => _lines(DC, (mm) => `    o${i}_${mm} = o${i}_${mm} * vsc${mm};`))}
@@ -918,7 +923,9 @@ ${
           qStore(`qr${e}`, "idx", (w, col) =>
             fold
               // int8Fold: K's per-channel scales (times kfold) multiply Q's columns.
-              ? `vec4<f16>(unpack_q4(${w}) * fq * (vec4<f32>(scales[kvh * ${D}u + ${col} * 4u], scales[kvh * ${D}u + ${col} * 4u + 1u], scales[kvh * ${D}u + ${col} * 4u + 2u], scales[kvh * ${D}u + ${col} * 4u + 3u]) * kfold))`
+              ? `vec4<f16>(unpack_q4(${w}) * fq * (${
+                _scales4(`kvh * ${D}u + ${col} * 4u`)
+              } * kfold))`
               : `vec4<f16>(unpack_q4(${w}) * fq)`)
         }
     }
@@ -967,7 +974,7 @@ fn bf16_mag(w: vec4<u32>) -> vec4<u32> {
   const int8Scales = (kind: "let" | "var") => {
     const load = (which: "k" | "v", e: number) => {
       const b = `${which === "v" ? "params.scale_n + " : ""}sc_base + ${4 * e}u`;
-      return `  ${kind} ${which}ch${e} = vec4<f32>(scales[${b}], scales[${b} + 1u], scales[${b} + 2u], scales[${b} + 3u]) * f${which};`;
+      return `  ${kind} ${which}ch${e} = ${_scales4(b)} * f${which};`;
     };
     return `
   // This thread's k and v scales (channels (lid % ${CPR}) * ${E} .. + ${

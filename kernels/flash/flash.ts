@@ -178,9 +178,10 @@ export async function planFlashAttention(
   if (why) throw new RangeError(`Cannot plan flash attention: ${why}`);
   const key = flashKey(spec);
   const code = flashWgsl(spec);
-  // int8Fold, fp8NewBound: the kernel without them runs where the bound pass rules them out.
-  const unfoldedSpec = spec.int8Fold || spec.fp8NewBound
-    ? { ...spec, int8Fold: false, fp8NewBound: false, boundFallback: true }
+  // int8Fold, fp8NewBound, poolBound: the kernel without them runs where the bound pass rules
+  // them out.
+  const unfoldedSpec = spec.int8Fold || spec.fp8NewBound || spec.poolBound
+    ? { ...spec, int8Fold: false, fp8NewBound: false, poolBound: false, boundFallback: true }
     : null;
   const passes = await planSplitAttention(gpu, dev, {
     key,

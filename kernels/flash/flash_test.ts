@@ -32,6 +32,9 @@ import {
   flashSpecProblem,
   type FlashTile,
   isSmallGrid,
+  POOL_BOUND_MIN_FLOPS,
+  POOL_BOUND_MIN_FLOPS_PER_BYTE,
+  poolBoundPays,
   SMALL_GRID_FLOPS,
   tileProblem,
 } from "./spec.ts";
@@ -1511,4 +1514,89 @@ Deno.test("flash-f32 plans flash without f16 arithmetic, and claims only problem
     plan.destroy();
     dev.destroy();
   }
+});
+
+Deno.test("chooseFlashTile() bounds bf16 caches by the pools' scan on long prefill rows up to D128, not on short, decode-like or D256 rows", () => {
+  const h200 = { workgroupBytes: 49152, invocations: 1024, f16: true, storageBuffers: 12 };
+  const problem = (
+    headDim: number,
+    qLen: number,
+    old = 32768,
+    qDtype: "f16" | "bf16" = "bf16",
+  ): Problem => ({
+    qDtype,
+    cacheDtype: qDtype,
+    batch: 1,
+    totalQ: qLen,
+    numHeads: 32,
+    numKvHeads: 8,
+    headDim,
+    pageSize: 64,
+    numPages: 520,
+    poolTokens: 33280,
+    maxPagesPerReq: 520,
+    isCausal: true,
+    smScale: 1 / Math.sqrt(headDim),
+    softcap: 0,
+    qLens: [qLen],
+    qStarts: [0],
+    cacheLens: [old],
+  });
+  const bounded = (p: Problem) => {
+    const tile = chooseFlashTile(p, h200)!;
+    return flashSpecFor(p, tile, false).poolBound === true;
+  };
+  // 32k old keys: q 1024 gives ~4k attention FLOPs per byte of the pools' scan, q 16 (the
+  // decode-like rows) 64.
+  assert.equal(bounded(problem(128, 1024)), true);
+  assert.equal(bounded(problem(64, 1024)), true);
+  assert.equal(bounded(problem(128, 16)), false);
+  assert.equal(bounded(problem(256, 1024)), false);
+  assert.equal(bounded(problem(128, 1024, 32768, "f16")), false);
+  // Each threshold at its edge: the first q length that reaches it, and the one before.
+  const first = (ok: (q: number) => boolean) =>
+    Array.from({ length: 4096 }, (_, i) => i + 1).find(ok)!;
+  const scanBytes = 32768 * 8 * 128 * 4;
+  const perByte = first((q) =>
+    attentionFlops(problem(128, q)) >= POOL_BOUND_MIN_FLOPS_PER_BYTE * scanBytes
+  );
+  assert.ok(attentionFlops(problem(128, perByte)) >= POOL_BOUND_MIN_FLOPS);
+  assert.equal(poolBoundPays(problem(128, perByte)), true);
+  assert.equal(poolBoundPays(problem(128, perByte - 1)), false);
+  // A short prefix: FLOPs per byte plenty, the FLOP threshold decides.
+  const total = first((q) => attentionFlops(problem(128, q, 512)) >= POOL_BOUND_MIN_FLOPS);
+  assert.equal(poolBoundPays(problem(128, total, 512)), true);
+  assert.equal(poolBoundPays(problem(128, total - 1, 512)), false);
+});
+
+Deno.test("poolBound is refused without a bf16 cache and q, f16Math or the v2 loop, and spelled in the key", () => {
+  const spec: FlashSpec = {
+    qDtype: "bf16",
+    cacheDtype: "bf16",
+    headDim: 32,
+    ...small,
+    unrollD: false,
+    f16Math: true,
+    causal: true,
+    softcap: false,
+    pageAligned: false,
+    split: false,
+    poolBound: true,
+  };
+  assert.equal(flashSpecProblem(spec), null);
+  assert.match(flashKey(spec), /_pb$/);
+  const refused = "poolBound needs a bf16 cache and q, f16Math and the v2 loop";
+  assert.equal(flashSpecProblem({ ...spec, cacheDtype: "f16" }), refused);
+  assert.equal(flashSpecProblem({ ...spec, qDtype: "f16", cacheDtype: "f16" }), refused);
+  assert.equal(flashSpecProblem({ ...spec, f16Math: false }), refused);
+  assert.equal(flashSpecProblem({ ...spec, pipelined: true }), refused);
+  // Its fallback: the per-tile kernel, which returns where the bound pass let poolBound work.
+  const fallback = { ...spec, poolBound: false, boundFallback: true };
+  assert.equal(flashSpecProblem(fallback), null);
+  assert.ok(flashWgsl(fallback).includes("atomicMax(&kv_amax"));
+  assert.ok(!flashWgsl(spec).includes("atomicMax(&kv_amax"));
+  assert.equal(
+    flashSpecProblem({ ...fallback, cacheDtype: "f16", qDtype: "f16" }),
+    "boundFallback needs an int8, fp8 or bf16 cache, f16Math and no bounded option",
+  );
 });

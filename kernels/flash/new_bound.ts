@@ -1,10 +1,11 @@
 /**
- * The passes that run before flash's int8Fold and fp8NewBound kernels: a scan of the new
- * tokens for their largest |k_new * k_inv| and |v_new * v_inv| (the values the folded tile holds
- * before its power-of-two factor), and a one-invocation pass that publishes the two bounds in the
+ * The passes that run before flash's int8Fold, fp8NewBound and poolBound kernels: a scan of the
+ * new tokens for their largest |k_new * k_inv| and |v_new * v_inv| (the values the folded tile
+ * holds before its power-of-two factor; for a bf16 cache also of every pool value the call reads,
+ * its inverse scale being 1), and a one-invocation pass that publishes the two bounds in the
  * scales buffer (`scaleSlots`: kNew, vNew) with the word that picks the kernel (`fold`): the
- * folded one, or, when a bound is out of the fold's range, the unfolded fallback dispatched
- * after it (`FlashSpec.boundFallback`).
+ * bounded one, or, when a bound is out of range, the fallback dispatched after it
+ * (`FlashSpec.boundFallback`).
  * @module
  */
 import type { GpuContext } from "../gpu.ts";
@@ -40,12 +41,56 @@ export const NEW_BOUND_SCAN_BINDINGS: readonly BindingKind[] = [
   "read",
   "read_write",
 ];
+/** Bindings of the scan with the pools (bf16 caches): those, then the pools and the tables. */
+export const POOL_BOUND_SCAN_BINDINGS: readonly BindingKind[] = [
+  ...NEW_BOUND_SCAN_BINDINGS,
+  "read",
+  "read",
+  "read",
+  "read",
+];
 /** Bindings of the publishing pass: params, running maxima, scales. */
 export const NEW_BOUND_PUBLISH_BINDINGS: readonly BindingKind[] = [
   "uniform",
   "read_write",
   "read_write",
 ];
+
+/** Pipeline key of the scan for `qDtype`, with or without the pools. */
+function scanKey(qDtype: QDtype, pools: boolean): string {
+  return `${pools ? "pool" : "new"}_bound_scan_${qDtype}`;
+}
+
+/**
+ * WGSL of the pool part of the scan: workgroup row `wid.y` < batch takes request wid.y's pool
+ * values of its tokens [0, cache_seqlens) through the block table, 8 bf16 per vec4 (a token's
+ * H_kv * D values are contiguous in its page). A bf16's magnitude bits are the high half of its
+ * f32's, so they merge with the new tokens' f32 bits.
+ */
+function poolLoop(): string {
+  return `  if (wid.y < params.batch) {
+    let b = wid.y;
+    let row = params.row_words >> 2u;
+    let mask = (1u << params.page_shift) - 1u;
+    let n = u32(cache_seqlens[b]) * row;
+    for (var i = wid.x * ${SCAN_THREADS}u + lid; i < n; i = i + nwg.x * ${SCAN_THREADS}u) {
+      let t = i / row;
+      let page = u32(block_table[b * params.max_pages + (t >> params.page_shift)]);
+      let at = ((page << params.page_shift) | (t & mask)) * row + (i - t * row);
+      mk = max(mk, bf16_max(k_pages[at]));
+      mv = max(mv, bf16_max(v_pages[at]));
+    }
+  }
+`;
+}
+
+/** WGSL: the largest bf16 magnitude of a vec4's eight halves, as f32 bits. */
+const BF16_MAX_FN = `fn bf16_max(w: vec4<u32>) -> u32 {
+  let t = w & vec4<u32>(0x7fff7fffu);
+  let m = max(t & vec4<u32>(0xffff0000u), t << vec4<u32>(16u));
+  return max(max(m.x, m.y), max(m.z, m.w));
+}
+`;
 
 /**
  * WGSL of the scan: every new token's 16-bit K and V values times their channel's f32 inverse
@@ -58,23 +103,39 @@ export const NEW_BOUND_PUBLISH_BINDINGS: readonly BindingKind[] = [
  * newBoundScanWgsl("bf16").includes("fn main"); // true
  * ```
  */
-export function newBoundScanWgsl(qDtype: QDtype): string {
-  return `// new_bound_scan_${qDtype}: max |k_new * k_inv| and |v_new * v_inv| over the call's new tokens.
+export function newBoundScanWgsl(qDtype: QDtype, pools = false): string {
+  return `// ${
+    scanKey(qDtype, pools)
+  }: max |k_new * k_inv| and |v_new * v_inv| over the call's new tokens${
+    pools
+      ? ",\n// and max |k|, |v| over the bf16 pool values each request reads (tokens < cache_seqlens)"
+      : ""
+  }.
 struct Params {
   words: u32,
   row_words: u32,
   scale_n: u32,
-  grid_x: u32,
+  batch: u32,
+  max_pages: u32,
+  page_shift: u32,
 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> k_new: array<u32>;
 @group(0) @binding(2) var<storage, read> v_new: array<u32>;
 @group(0) @binding(3) var<storage, read> scales: array<f32>;
 @group(0) @binding(4) var<storage, read_write> maxima: array<atomic<u32>, 2>;
-var<workgroup> wmax: array<atomic<u32>, 2>;
+${
+    pools
+      ? `@group(0) @binding(5) var<storage, read> k_pages: array<vec4<u32>>;
+@group(0) @binding(6) var<storage, read> v_pages: array<vec4<u32>>;
+@group(0) @binding(7) var<storage, read> cache_seqlens: array<i32>;
+@group(0) @binding(8) var<storage, read> block_table: array<i32>;
+`
+      : ""
+  }var<workgroup> wmax: array<atomic<u32>, 2>;
 
 ${wgslQUnpack(qDtype)}
-@compute @workgroup_size(${SCAN_THREADS})
+${pools ? BF16_MAX_FN : ""}@compute @workgroup_size(${SCAN_THREADS})
 fn main(
   @builtin(workgroup_id) wid: vec3<u32>,
   @builtin(num_workgroups) nwg: vec3<u32>,
@@ -82,8 +143,10 @@ fn main(
 ) {
   var mk = 0u;
   var mv = 0u;
-  let stride = nwg.x * nwg.y * ${SCAN_THREADS}u;
-  for (var w = (wid.y * params.grid_x + wid.x) * ${SCAN_THREADS}u + lid; w < params.words; w = w + stride) {
+${pools ? poolLoop() : ""}  let stride = nwg.x * ${SCAN_THREADS}u;
+  for (var w = wid.x * ${SCAN_THREADS}u + lid; w < ${
+    pools ? "select(0u, params.words, wid.y == params.batch)" : "params.words"
+  }; w = w + stride) {
     // Word w holds channels c, c + 1 of one (token, KV head): channel = KV head * D + d, whose
     // inverse scale is word c of the inverses (int8, scale_n = H_kv * D) or word 0 (fp8).
     let c = (w % params.row_words) * 2u;
@@ -149,15 +212,16 @@ fn main() {
 `;
 }
 
-/** The two passes before an int8Fold dispatch. */
+/** The passes before a bounded (int8Fold, fp8NewBound, poolBound) dispatch. */
 export interface NewBoundPlan {
   /** Records the scan and the publishing pass into `pass`. */
   encodeInto(pass: GPUComputePassEncoder): void;
 }
 
 /**
- * Plans the new-token scan and the publishing pass for `dev`; the buffers it makes are pushed
- * onto `buffers` for the caller to destroy.
+ * Plans the scan and the publishing pass for `dev`; the buffers it makes are pushed onto
+ * `buffers` for the caller to destroy. A bf16 cache's scan also reads the pools (poolBound: the
+ * tile's factors must bound every value, and bf16 values have no scale to bound them).
  */
 export async function planNewBound(
   gpu: GpuContext,
@@ -166,12 +230,13 @@ export async function planNewBound(
 ): Promise<NewBoundPlan> {
   const p = dev.problem;
   const device = gpu.device;
-  const scanKey = `new_bound_scan_${p.qDtype}`;
+  const pools = p.cacheDtype === "bf16";
+  const key = scanKey(p.qDtype, pools);
   const scan = await cachedPipeline(
     gpu,
-    scanKey,
-    newBoundScanWgsl(p.qDtype),
-    NEW_BOUND_SCAN_BINDINGS,
+    key,
+    newBoundScanWgsl(p.qDtype, pools),
+    pools ? POOL_BOUND_SCAN_BINDINGS : NEW_BOUND_SCAN_BINDINGS,
   );
   const publish = await cachedPipeline(
     gpu,
@@ -179,41 +244,53 @@ export async function planNewBound(
     newBoundPublishWgsl(),
     NEW_BOUND_PUBLISH_BINDINGS,
   );
-  const words = (p.totalQ * p.numKvHeads * p.headDim) / 2;
-  const groups = Math.max(1, Math.min(SCAN_MAX_GROUPS, Math.ceil(words / SCAN_THREADS)));
+  const rowWords = (p.numKvHeads * p.headDim) / 2;
+  const words = p.totalQ * rowWords;
+  // The pools' longest request, in vec4s: its row of workgroups covers it in one or a few steps.
+  const poolVec4s = pools ? Math.max(0, ...p.cacheLens) * (rowWords / 4) : 0;
+  const groups = Math.max(
+    1,
+    Math.min(SCAN_MAX_GROUPS, Math.ceil(Math.max(words, poolVec4s) / SCAN_THREADS)),
+  );
   // New buffers are zero-filled: the maxima start at 0, and the publishing pass resets them.
   const maxima = device.createBuffer({
-    label: `${scanKey}.maxima`,
+    label: `${key}.maxima`,
     size: 8,
     usage: GPUBufferUsage.STORAGE,
   });
-  const scanParams = createUniform(device, `${scanKey}.params`, [
+  const scanParams = createUniform(device, `${key}.params`, [
     ["u32", words],
-    ["u32", (p.numKvHeads * p.headDim) / 2],
+    ["u32", rowWords],
     ["u32", scaleCount(p)],
-    ["u32", groups],
+    ["u32", p.batch],
+    ["u32", p.maxPagesPerReq],
+    ["u32", Math.log2(p.pageSize)],
   ]);
   const publishParams = createUniform(device, "new_bound_publish.params", [
     ["u32", scaleSlots(scaleCount(p)).kMax],
   ]);
   buffers.push(maxima, scanParams, publishParams);
-  const scanGroup = bindAll(device, scanKey, scan.layout, [
+  const scanGroup = bindAll(device, key, scan.layout, [
     scanParams,
     dev.kNew,
     dev.vNew,
     dev.scales,
     maxima,
+    ...(pools ? [dev.kPages, dev.vPages, dev.cacheSeqlens, dev.blockTable] : []),
   ]);
   const publishGroup = bindAll(device, "new_bound_publish", publish.layout, [
     publishParams,
     maxima,
     dev.scales,
   ]);
+  // Rows 0 .. batch - 1 scan the requests' pool values, row batch (the only one without pools)
+  // the new tokens.
+  const rows = pools ? p.batch + 1 : 1;
   return {
     encodeInto(pass) {
       pass.setPipeline(scan.pipeline);
       pass.setBindGroup(0, scanGroup);
-      pass.dispatchWorkgroups(groups, 1);
+      pass.dispatchWorkgroups(groups, rows);
       pass.setPipeline(publish.pipeline);
       pass.setBindGroup(0, publishGroup);
       pass.dispatchWorkgroups(1, 1);

@@ -206,3 +206,99 @@ Deno.test("int8Fold leaves the work to the unfolded kernel when a new token's |x
   }
   await checkInputs(inputs, params, { tile: fold, targetItems: 0 });
 });
+
+/** The host's largest |x| of a bf16 case's K or V: new tokens and the pool values it reads. */
+function hostPoolBound(inputs: PagedPrefillInputs, which: "k" | "v"): number {
+  const fresh = (which === "k" ? inputs.kNew : inputs.vNew).data as Uint16Array;
+  const pool = (which === "k" ? inputs.kPages : inputs.vPages).data as Uint16Array;
+  const [, kvHeads, headDim] = inputs.kPages.shape as [number, number, number];
+  const rowElems = kvHeads * headDim;
+  const table = inputs.blockTable.data as Int32Array;
+  const maxPages = inputs.blockTable.shape[1]!;
+  const old = inputs.cacheSeqlens.data as Int32Array;
+  let m = 0;
+  for (const bits of fresh) m = Math.max(m, Math.abs(bf16BitsToNumber(bits)));
+  for (let b = 0; b < old.length; b++) {
+    for (let pos = 0; pos < old[b]!; pos++) {
+      const slot = table[b * maxPages + Math.floor(pos / base.pageSize)]! * base.pageSize +
+        (pos % base.pageSize);
+      for (let e = 0; e < rowElems; e++) {
+        m = Math.max(m, Math.abs(bf16BitsToNumber(pool[slot * rowElems + e]!)));
+      }
+    }
+  }
+  return m;
+}
+
+const bf16Case: TestCaseOptions = { ...base, qDtype: "bf16", cacheDtype: "bf16" };
+const poolTile: FlashTile = { ...fold, int8Fold: undefined, poolBound: true };
+
+Deno.test("the bound pass of a bf16 cache reads every pool value of tokens under cache_seqlens and none of the canaries past them", async () => {
+  const g = await gpu();
+  // Page size 16 and shared prefix pages: requests that share pages and end mid-page, next to
+  // slots of random canary bits (NaNs and values far over the bound among them).
+  const { inputs, params } = makeTestCase({
+    ...bf16Case,
+    cacheLens: [140, 23, 17],
+    sharedPrefixPages: 1,
+    seed: 241,
+  });
+  const problem = validateProblem(inputs, params);
+  const dev = uploadInputs(g, inputs, problem);
+  const buffers: GPUBuffer[] = [];
+  try {
+    const bound = await planNewBound(g, dev, buffers);
+    const expected = [hostPoolBound(inputs, "k"), hostPoolBound(inputs, "v"), 1];
+    for (let call = 0; call < 2; call++) {
+      assert.deepEqual(await runBound(g, dev, bound), expected, `call ${call}`);
+    }
+    // The bound is above the new tokens' alone: the pools were read.
+    const newOnly = Math.max(
+      ...Array.from(inputs.kNew.data as Uint16Array, (x) => Math.abs(bf16BitsToNumber(x))),
+    );
+    assert.ok(expected[0]! > newOnly, `${expected[0]} <= ${newOnly}`);
+  } finally {
+    buffers.forEach((b) => b.destroy());
+    dev.destroy();
+  }
+});
+
+Deno.test("poolBound planFlash() matches the reference for bf16, split-KV, precise items and qGlobal", async () => {
+  for (
+    const [tile, options, seed] of [
+      [poolTile, { targetItems: 0 }, 251],
+      [poolTile, { targetItems: 48, minSplitTiles: 2 }, 252],
+      [poolTile, { preciseKeys: 64 }, 253],
+      [{ ...poolTile, qGlobal: true }, { targetItems: 0 }, 254],
+    ] as const
+  ) {
+    const { inputs, params } = makeTestCase({ ...bf16Case, seed });
+    const key = await checkInputs(inputs, params, { tile, ...options });
+    assert.match(key, /_pb(_|$)/, key);
+  }
+});
+
+Deno.test("poolBound leaves the work to the per-tile kernel when a pool value the call reads exceeds INT8_FOLD_MAX_BOUND", async () => {
+  const { inputs, params } = makeTestCase({ ...bf16Case, seed: 261 });
+  // The last old token of request 0, channel 5 of V: 2^24 (bf16 0x4b80), over the bound; the
+  // per-tile guard of the fallback scales that tile alone.
+  const pos = base.cacheLens[0]! - 1;
+  const table = inputs.blockTable.data as Int32Array;
+  const slot = table[Math.floor(pos / base.pageSize)]! * base.pageSize + (pos % base.pageSize);
+  (inputs.vPages.data as Uint16Array)[slot * base.kvHeads * base.headDim + 5] = 0x4b80;
+  const g = await gpu();
+  const problem = validateProblem(inputs, params);
+  const dev = uploadInputs(g, inputs, problem);
+  const buffers: GPUBuffer[] = [];
+  try {
+    const bound = await planNewBound(g, dev, buffers);
+    const [, v, foldWord] = await runBound(g, dev, bound);
+    assert.equal(v, 2 ** 24);
+    assert.equal(foldWord, 0);
+  } finally {
+    buffers.forEach((b) => b.destroy());
+    dev.destroy();
+  }
+  const key = await checkInputs(inputs, params, { tile: poolTile, targetItems: 0 });
+  assert.match(key, /_pb(_|$)/, key);
+});

@@ -121,8 +121,15 @@ export interface FlashSpec {
    */
   fp8NewBound?: boolean;
   /**
-   * The kernel dispatched after an `int8Fold` or `fp8NewBound` one, without it: its workgroups
-   * return at once unless the new-token bound pass ruled the bound out.
+   * With a bf16 cache (bf16 q) and f16 tiles: K and V factors from the largest |k| and |v| the
+   * call reads, instead of each tile's maxima (no workgroup atomic and no magnitude of every
+   * staged word per tile). The bound pass of `int8Fold` scans the requests' pool values as well
+   * as the new tokens; past 2^20 the `boundFallback` kernel does the work (PERF_LOG v14).
+   */
+  poolBound?: boolean;
+  /**
+   * The kernel dispatched after an `int8Fold`, `fp8NewBound` or `poolBound` one, without it: its
+   * workgroups return at once unless the bound pass ruled the bound out.
    */
   boundFallback?: boolean;
   /**
@@ -281,11 +288,18 @@ export function flashSpecProblem(spec: FlashSpec): string | null {
     return "fp8NewBound needs an fp8_e4m3 cache, f16Math and the v2 loop";
   }
   if (
-    spec.boundFallback &&
-    (spec.int8Fold || spec.fp8NewBound || !spec.f16Math ||
-      (spec.cacheDtype !== "int8" && spec.cacheDtype !== "fp8_e4m3"))
+    spec.poolBound &&
+    (spec.cacheDtype !== "bf16" || spec.qDtype !== "bf16" || !spec.f16Math || spec.pipelined)
   ) {
-    return "boundFallback needs a 1-byte cache, f16Math and neither int8Fold nor fp8NewBound";
+    return "poolBound needs a bf16 cache and q, f16Math and the v2 loop";
+  }
+  if (
+    spec.boundFallback &&
+    (spec.int8Fold || spec.fp8NewBound || spec.poolBound || !spec.f16Math ||
+      (spec.cacheDtype !== "int8" && spec.cacheDtype !== "fp8_e4m3" &&
+        spec.cacheDtype !== "bf16"))
+  ) {
+    return "boundFallback needs an int8, fp8 or bf16 cache, f16Math and no bounded option";
   }
   if (spec.preciseItems && (!spec.f16Math || spec.pipelined)) {
     return "preciseItems needs f16Math and the v2 loop";
@@ -414,6 +428,7 @@ export function flashKey(spec: FlashSpec): string {
     ...(spec.int8Alu ? ["ia"] : []),
     ...(spec.int8Fold ? ["if"] : []),
     ...(spec.fp8NewBound ? ["nb"] : []),
+    ...(spec.poolBound ? ["pb"] : []),
     ...(spec.boundFallback ? ["bfb"] : []),
     ...(spec.preciseItems ? ["px"] : []),
     ...(spec.lateNew ? ["ln"] : []),
@@ -452,6 +467,8 @@ export interface FlashTile {
   int8Fold?: boolean;
   /** See `FlashSpec.fp8NewBound` (kept by `flashSpecFor` for bf16 q only). */
   fp8NewBound?: boolean;
+  /** See `FlashSpec.poolBound` (kept by `flashSpecFor` for bf16 caches only). */
+  poolBound?: boolean;
   /** See `FlashSpec.lateNew`. */
   lateNew?: boolean;
   /** See `FlashSpec.byteChunk`. */
@@ -558,6 +575,8 @@ export function flashHalfCandidates(
     int8Fold: true,
     // v13: bf16 q with an fp8 cache, the same bound pass instead of per-tile maxima.
     fp8NewBound: true,
+    // v14: bf16 caches, the bound pass over the pools and new tokens instead of per-tile maxima.
+    poolBound: true,
     lateNew: true,
   } as const;
   const h = (
@@ -658,6 +677,41 @@ export function choosePipelinedTile(problem: Problem, limits: FlashLimits): Flas
 /** Storage buffers a `qGlobal` attention pass binds (the 11 of every pass and Q's scratch). */
 export const FLASH_QGLOBAL_STORAGE_BUFFERS = 12;
 
+/**
+ * The fewest attention FLOPs at which `poolBound` is used. Its passes and the fallback's empty
+ * grid cost ~10 us a call, and the per-tile guard it removes ~2.7% of a 64-row D128 tile's time
+ * (~5% of a 32-row tile's), so it pays on rows of ~0.4 ms and more. On the H200 (PERF_LOG v14) the
+ * B4 and B8 rows ran 2.7% faster, the seed rows 0.2-1.4%, softcap D64 (18 GFLOP) 0.7%; the MHA
+ * (3.9 GFLOP), non-causal (10.7) and D96 (1.2) rows 4-5% slower and varlen (4.0) 1.8% faster.
+ */
+export const POOL_BOUND_MIN_FLOPS = 16e9;
+
+/**
+ * The fewest attention FLOPs per byte of the pools' scan at which `poolBound` is used. The scan
+ * reads every K and V value of the requests' old tokens once more: at ~4 TB/s against ~35
+ * TFLOP/s it costs less than the guard's ~2.7% from ~320 FLOPs per byte. The prefill rows have
+ * 2176 or more; the decode-like q16 row (64) ran 9% slower with it.
+ */
+export const POOL_BOUND_MIN_FLOPS_PER_BYTE = 512;
+
+/**
+ * Whether `poolBound` pays for `problem`: at most D128 (the D256 tile ran 2.9% slower with it, in
+ * the kernel, not the scan: PERF_LOG v14), `POOL_BOUND_MIN_FLOPS` and
+ * `POOL_BOUND_MIN_FLOPS_PER_BYTE`.
+ */
+export function poolBoundPays(
+  problem: Pick<
+    Problem,
+    "qLens" | "cacheLens" | "numHeads" | "numKvHeads" | "headDim" | "isCausal"
+  >,
+): boolean {
+  const scanBytes = problem.cacheLens.reduce((a, b) => a + b, 0) * problem.numKvHeads *
+    problem.headDim * 4;
+  const flops = attentionFlops(problem);
+  return problem.headDim <= 128 && flops >= POOL_BOUND_MIN_FLOPS &&
+    flops >= POOL_BOUND_MIN_FLOPS_PER_BYTE * scanBytes;
+}
+
 /** Device limits a spec must respect. */
 export interface FlashLimits {
   workgroupBytes: number;
@@ -670,7 +724,7 @@ export interface FlashLimits {
 
 /** The spec for `problem` with `tile` (split and page alignment from the arguments). */
 export function flashSpecFor(problem: Problem, tile: FlashTile, split: boolean): FlashSpec {
-  const { fp8Alu, int8Alu, int8Fold, fp8NewBound, lateNew, byteChunk, ...shape } = tile;
+  const { fp8Alu, int8Alu, int8Fold, fp8NewBound, poolBound, lateNew, byteChunk, ...shape } = tile;
   const byteCache = problem.cacheDtype === "fp8_e4m3" || problem.cacheDtype === "int8";
   return {
     qDtype: problem.qDtype,
@@ -685,6 +739,10 @@ export function flashSpecFor(problem: Problem, tile: FlashTile, split: boolean):
     ...(fp8NewBound && problem.cacheDtype === "fp8_e4m3" && problem.qDtype === "bf16" &&
         tile.f16Math
       ? { fp8NewBound }
+      : {}),
+    // A bf16 cache holds bf16 values with no scale to bound them: only the pass's scan does.
+    ...(poolBound && problem.cacheDtype === "bf16" && problem.qDtype === "bf16" && tile.f16Math
+      ? { poolBound }
       : {}),
     // lateNew and byteChunk change how byte codes are staged; 16-bit caches stage one word.
     ...(lateNew && byteCache ? { lateNew } : {}),
@@ -713,21 +771,25 @@ export function chooseFlashTile(
     ? flashHalfCandidates(problem.headDim, maxRows, isSmallGrid(problem))
     : [];
   for (const tile of [...half, ...flashTileCandidates(problem.headDim, maxRows)]) {
-    if (tileFits(problem, tile, limits)) return withoutSlowFold(problem, tile);
+    if (tileFits(problem, tile, limits)) return withoutSlowBound(problem, tile);
   }
   return null;
 }
 
 /**
- * `tile` without `int8Fold` where it measured slower: f16 q on tiles under 64 rows. There the
- * fold saves no per-tile guard (only bf16 q has one) and its passes before attention and the
- * fallback's empty dispatch cost ~10 us of a short kernel (PERF_LOG v13: the varlen int8 row
- * 0.233 -> 0.255 ms with f16 q, 0.270 -> 0.254 with bf16 q).
+ * `tile` without the bounded options where they measured slower. `int8Fold`: f16 q on tiles
+ * under 64 rows, where the fold saves no per-tile guard (only bf16 q has one) and its passes
+ * before attention and the fallback's empty dispatch cost ~10 us of a short kernel (PERF_LOG v13:
+ * the varlen int8 row 0.233 -> 0.255 ms with f16 q, 0.270 -> 0.254 with bf16 q). `poolBound`:
+ * where `poolBoundPays` says no.
  */
-function withoutSlowFold(problem: Problem, tile: FlashTile): FlashTile {
-  if (!tile.int8Fold || problem.qDtype !== "f16" || tile.rows >= 64) return tile;
-  const { int8Fold: _, ...rest } = tile;
-  return rest;
+function withoutSlowBound(problem: Problem, tile: FlashTile): FlashTile {
+  const { int8Fold, poolBound, ...rest } = tile;
+  return {
+    ...rest,
+    ...(int8Fold && (problem.qDtype !== "f16" || tile.rows >= 64) ? { int8Fold } : {}),
+    ...(poolBound && poolBoundPays(problem) ? { poolBound } : {}),
+  };
 }
 
 /** Why `tile` does not make a valid spec for `problem` within `limits`, or null. */

@@ -177,7 +177,10 @@ export function flashWgsl(spec: FlashSpec): string {
   const fold = int8 && half && spec.int8Fold === true;
   // fp8NewBound: the fp8 tile's factors from the same bound instead of per-tile maxima.
   const fp8Bound = fp8 && half && spec.fp8NewBound === true;
-  const bounded = fold || fp8Bound;
+  // poolBound: a bf16 cache's factors from the largest |k| and |v| the call reads (pools and new
+  // tokens; the bound pass scans both) instead of each tile's maxima.
+  const poolBound = half && spec.cacheDtype === "bf16" && spec.poolBound === true;
+  const bounded = fold || fp8Bound || poolBound;
   const tileGuard = half && bf16q && !bounded;
   const factor = (which: "k" | "v") =>
     !half ? "" : which === "v" ? " * fv" : byteCache || bf16q ? " * fk" : "";
@@ -998,12 +1001,13 @@ ${_lines(E / 4, (e) => load("v", e))}`;
   let kfold = pow2_floor(1.0 / ${slot(slots.kMax)});`;
   // int8Fold and its fallback are both dispatched; the bound pass's fold word picks one.
   const foldGate = bounded
-    ? `\n  // int8Fold, fp8NewBound: the bound pass ruled it out; the fallback kernel does this item.
+    ? `\n  // int8Fold, fp8NewBound, poolBound: the bound pass ruled it out; the fallback kernel does
+  // this item.
   if (${slot(slots.fold)} == 0.0) {
     return;
   }`
     : spec.boundFallback
-    ? `\n  // boundFallback: the folded kernel did this item.
+    ? `\n  // boundFallback: the bounded kernel did this item.
   if (${slot(slots.fold)} != 0.0) {
     return;
   }`
@@ -1020,10 +1024,19 @@ ${_lines(E / 4, (e) => load("v", e))}`;
   let ivf = pow2_inv(fv);
   let ksc = scales[0u] * fk;
   let vsc = scales[1u] * fv;`;
+  // poolBound: every value the call reads is at most the bound. A bound under 2^-40 (all zero)
+  // takes the factors of 2^-40, normal f32s whose inverses are too.
+  const poolBoundFactors =
+    `  // f16 range guard (f16RangeGuard), poolBound: fk, fv from the largest |k| and |v| read.
+  let fk = pow2_floor(${_f32(F16_GUARD_MAX)} / max(${slot(slots.kNew)}, ${_f32(2 ** -40)}));
+  let fv = pow2_floor(${_f32(guard.vLimit)} / max(${slot(slots.vNew)}, ${_f32(2 ** -40)}));
+  let ivf = pow2_inv(fv);`;
   const guardFactors = fold
     ? foldFactors
     : fp8Bound
     ? fp8BoundFactors
+    : poolBound
+    ? poolBoundFactors
     : tileGuard
     ? `  // f16 range guard (f16RangeGuard), bf16 q: fk, fv, the score scale sa (and the fp8 scales
   // times the factors) are set per K/V tile from each tile's maxima.

@@ -38,6 +38,8 @@
  * and 128); `--small-twins` the small quantized default rows against the same shapes with a
  * 16-bit cache (PERF_LOG v12). `--int8-fold` times the int8 scales folded out of the tile
  * (`FlashSpec.int8Fold`) against the default on the f16-tile int8 rows (PERF_LOG v13).
+ * `--pool-bound` times bf16 caches' tile factors from the bound pass (`FlashSpec.poolBound`, the
+ * default) against per-tile maxima on the f16-tile bf16 rows (PERF_LOG v14).
  *
  * Usage: deno run -A kernels/flash/tune.ts [--compare] [--half | --half-check | --half-flush |
  *   --splits | --splits-long | --lane-sum | --small-rows | --d64 | --q4 | --qglobal] [--out FILE]
@@ -199,6 +201,7 @@ const HALF_MODES = [
   "--precise-keys",
   "--small-twins",
   "--int8-fold",
+  "--pool-bound",
 ];
 const half = HALF_MODES.some(flag);
 const jobs: Job[] = local
@@ -444,6 +447,31 @@ const jobs: Job[] = local
       configs: inAlternation(dflt, on),
     };
   }).concat([{ c: d256Case, configs: [dflt] }])
+  : flag("--pool-bound")
+  ? [
+    // bf16 caches: tile factors from the bound pass's scan of the pools and new tokens
+    // (FlashSpec.poolBound, the default) against each tile's maxima, twice in alternation
+    // (PERF_LOG v14).
+    "adhoc-d256-q1k-old8k-bf16",
+    "llama-3.1-8b-prefill-paged-pg64-4k-old-512-new/bf16",
+    "llama-8b-prefill-paged-b8-prefix4k-chunk512-p64/bf16",
+    "gqa-prefill-paged-softcap50-b4-prefix4k-chunk512-p64/bf16",
+    "llama-8b-decode-paged-b8-prefix32k-q16-p64/bf16",
+    "llama-8b-prefill-paged-noncausal-b2-prefix1k-chunk256-p64/bf16",
+    "mha-prefill-paged-b2-h16-d128-p32/bf16",
+    "mqa-prefill-paged-b2-h16kv1-d128-p32/bf16",
+    "varlen-mixed-b6-with-empty-p32/bf16",
+  ].map((id) => {
+    const off: Config = {
+      name: "default tile, per-tile maxima",
+      options: {},
+      editTile: (tile) => ({ ...tile, poolBound: false }),
+    };
+    return {
+      c: id.startsWith("adhoc") ? d256Of("bf16") : byId(id),
+      configs: inAlternation(dflt, off),
+    };
+  })
   : flag("--precise")
   ? [
     // The rows with requests that start with few keys: the default plan (those rows' items with

@@ -5,7 +5,12 @@ import { runKernelPlan } from "../op.ts";
 import { validateProblem } from "../../op/validate.ts";
 import { readBuffers, uploadInputs } from "../device_inputs.ts";
 import { scaleCount, scaleSlots } from "../_shared.ts";
-import { bf16BitsToNumber, f16BitsToNumber, inverseScale } from "../../reference/codecs.ts";
+import {
+  bf16BitsToNumber,
+  f16BitsToNumber,
+  inverseScale,
+  numberToBf16Bits,
+} from "../../reference/codecs.ts";
 import type { PagedPrefillInputs, PagedPrefillParams } from "../../op/types.ts";
 import { type FlashOptions, planFlash } from "./flash.ts";
 import { INT8_FOLD_MAX_BOUND, type NewBoundPlan, planNewBound } from "./new_bound.ts";
@@ -243,12 +248,24 @@ Deno.test("the bound pass of a bf16 cache reads every pool value of tokens under
     sharedPrefixPages: 1,
     seed: 241,
   });
+  // Planted at the edges of what the call reads: K 200 at request 0's last old token, V 300 at
+  // request 2's first; 60000 in request 0's first slot past its old tokens (read by no one).
+  const slotOf = (b: number, pos: number) => {
+    const maxPages = inputs.blockTable.shape[1]!;
+    const page = (inputs.blockTable.data as Int32Array)[b * maxPages + Math.floor(pos / 16)]!;
+    return (page * 16 + (pos % 16)) * bf16Case.kvHeads * bf16Case.headDim;
+  };
+  const kPool = inputs.kPages.data as Uint16Array;
+  kPool[slotOf(0, 139) + 7] = numberToBf16Bits(200);
+  (inputs.vPages.data as Uint16Array)[slotOf(2, 0) + 40] = numberToBf16Bits(-300);
+  kPool[slotOf(0, 140) + 7] = numberToBf16Bits(60000);
   const problem = validateProblem(inputs, params);
   const dev = uploadInputs(g, inputs, problem);
   const buffers: GPUBuffer[] = [];
   try {
     const bound = await planNewBound(g, dev, buffers);
     const expected = [hostPoolBound(inputs, "k"), hostPoolBound(inputs, "v"), 1];
+    assert.deepEqual(expected, [200, 300, 1]);
     for (let call = 0; call < 2; call++) {
       assert.deepEqual(await runBound(g, dev, bound), expected, `call ${call}`);
     }

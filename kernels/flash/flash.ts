@@ -255,7 +255,10 @@ export async function planSplitAttention(
   const device = gpu.device;
   const { pipeline, layout } = await cachedPipeline(gpu, key, code, args.bindings);
   const unfolded = args.unfolded
-    ? await cachedPipeline(gpu, args.unfolded.key, args.unfolded.code, args.bindings)
+    ? {
+      key: args.unfolded.key,
+      ...(await cachedPipeline(gpu, args.unfolded.key, args.unfolded.code, args.bindings)),
+    }
     : null;
   const buffers: GPUBuffer[] = [];
   const items = device.createBuffer({
@@ -319,7 +322,7 @@ export async function planSplitAttention(
   ];
   const bindGroup = bindAll(device, key, layout, groupBuffers);
   const unfoldedGroup = unfolded
-    ? bindAll(device, args.unfolded!.key, unfolded.layout, groupBuffers)
+    ? bindAll(device, unfolded.key, unfolded.layout, groupBuffers)
     : null;
   const passes: PassPlan[] = [{
     key,

@@ -450,8 +450,8 @@ const jobs: Job[] = local
   : flag("--pool-bound")
   ? [
     // bf16 caches: tile factors from the bound pass's scan of the pools and new tokens
-    // (FlashSpec.poolBound, the default) against each tile's maxima, twice in alternation
-    // (PERF_LOG v14).
+    // (FlashSpec.poolBound, forced on whatever `poolBoundPays` says) against each tile's maxima,
+    // twice in alternation (PERF_LOG v14).
     "adhoc-d256-q1k-old8k-bf16",
     "llama-3.1-8b-prefill-paged-pg64-4k-old-512-new/bf16",
     "llama-8b-prefill-paged-b8-prefix4k-chunk512-p64/bf16",
@@ -462,6 +462,11 @@ const jobs: Job[] = local
     "mqa-prefill-paged-b2-h16kv1-d128-p32/bf16",
     "varlen-mixed-b6-with-empty-p32/bf16",
   ].map((id) => {
+    const on: Config = {
+      name: "default tile, poolBound",
+      options: {},
+      editTile: (tile) => ({ ...tile, poolBound: true }),
+    };
     const off: Config = {
       name: "default tile, per-tile maxima",
       options: {},
@@ -469,7 +474,7 @@ const jobs: Job[] = local
     };
     return {
       c: id.startsWith("adhoc") ? d256Of("bf16") : byId(id),
-      configs: inAlternation(dflt, off),
+      configs: inAlternation(on, off),
     };
   })
   : flag("--precise")

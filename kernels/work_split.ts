@@ -63,10 +63,14 @@ export function splitRange(units: number, ns: number, s: number): [number, numbe
 
 /**
  * Packs items of 8 u32 (request, kv head, first row, slot, unit begin, unit end, key end, x)
- * longest first, stably: the tail of the launch is made of short items.
+ * longest first, stably: the tail of the launch is made of short items. `cost` weighs an item
+ * (default: its key units).
  */
-export function packLongestFirst(items: number[][]): Uint32Array<ArrayBuffer> {
-  return _pack([...items].sort((a, b) => _units(b) - _units(a)));
+export function packLongestFirst(
+  items: number[][],
+  cost: (item: readonly number[]) => number = _units,
+): Uint32Array<ArrayBuffer> {
+  return _pack([...items].sort((a, b) => cost(b) - cost(a)));
 }
 
 /**

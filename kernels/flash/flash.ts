@@ -35,7 +35,7 @@ import {
   FLASH_BINDINGS,
   flashWgsl,
 } from "./template.ts";
-import { buildWorkList, type WorkListOptions } from "./work_list.ts";
+import { balancedSplit, buildWorkList, type WorkListOptions } from "./work_list.ts";
 import { planNewBound } from "./new_bound.ts";
 
 /** Options of `planFlash()`. */
@@ -154,7 +154,14 @@ export async function planFlashAttention(
   if (!tile || unfit) {
     throw new RangeError(`Cannot plan flash attention on "${gpu.adapterName}": ${unfit}`);
   }
-  const d = flashSplitDefaults(tile);
+  // A launch the default rules leave unsplit (enough items) whose longest row tile far outlasts
+  // its share of the work is split where it is long (v14).
+  const defaults = flashSplitDefaults(tile);
+  const balanced = options.targetItems === undefined && options.splitBelow === undefined &&
+      options.minSplitTiles === undefined && !options.tile
+    ? balancedSplit(p, tile.rows, tile.keys, defaults.splitBelow)
+    : null;
+  const d = balanced ?? defaults;
   const preciseKeys = tile.f16Math && !tile.pipelined && !f32Pools
     ? options.preciseKeys ?? (options.tile ? 0 : F16_PRECISE_KEYS)
     : 0;

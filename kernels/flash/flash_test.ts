@@ -13,10 +13,19 @@ import {
   type OutputCheck,
 } from "../../reference/check.ts";
 import { flashF32Variant, type FlashOptions, flashSplitDefaults, planFlash } from "./flash.ts";
-import { buildWorkList, type WorkList } from "./work_list.ts";
+import {
+  BALANCE_MIN_RATIO,
+  balancedSplit,
+  buildWorkList,
+  itemCost,
+  PRECISE_ITEM_COST,
+  residentItems,
+  type WorkList,
+} from "./work_list.ts";
 import { flashWgsl } from "./template.ts";
 import { generateCase } from "../../workloads/generate.ts";
 import { adHocCase } from "../../workloads/loader.ts";
+import { rowTilesOf } from "../work_split.ts";
 import type { PagedPrefillInputs, Problem } from "../../op/types.ts";
 import assert from "node:assert/strict";
 import {
@@ -173,6 +182,76 @@ Deno.test("buildWorkList() skips causal tiles and splits long few-row requests",
   const split = buildWorkList(problem, 4, 4, { targetItems: 64, minSplitTiles: 8 });
   if (!split.split || split.count <= plain.count) throw new Error(JSON.stringify(split.count));
   if (split.tiles !== plain.tiles) throw new Error("splitting must not change the tiles visited");
+});
+
+Deno.test("balancedSplit() splits only the long row tiles of a launch whose longest row tile outlasts its share, and nothing else", () => {
+  // 40 short requests (q 32, no prefix) and one long one (q 64 over 4000 keys): 32-row tiles,
+  // 4 KV heads. The long request's row tiles see ~4000 keys, 125 tiles of 32, against ~9 per slot.
+  const varlen = (longOld: number, kvHeads = 4) => {
+    const qLens = [...Array(40).fill(32), 64];
+    const cacheLens = [...Array(40).fill(0), longOld];
+    return {
+      qDtype: "f16",
+      cacheDtype: "f16",
+      batch: qLens.length,
+      totalQ: qLens.reduce((a, b) => a + b, 0),
+      numHeads: 4 * kvHeads,
+      numKvHeads: kvHeads,
+      headDim: 128,
+      pageSize: 32,
+      numPages: 4000,
+      poolTokens: 128000,
+      maxPagesPerReq: 200,
+      isCausal: true,
+      smScale: 0.088,
+      softcap: 0,
+      qLens,
+      cacheLens,
+      qStarts: qLens.map((_, b) => qLens.slice(0, b).reduce((x, y) => x + y, 0)),
+    } as Problem;
+  };
+  const p = varlen(4000);
+  const options = balancedSplit(p, 32, 32, 128);
+  assert.deepEqual(options, {
+    targetItems: residentItems(32),
+    minSplitTiles: 4,
+    splitBelow: Infinity,
+  });
+  const plain = buildWorkList(p, 32, 32, { targetItems: 512, minSplitTiles: 8, splitBelow: 128 });
+  const balanced = buildWorkList(p, 32, 32, options!);
+  assert.equal(plain.split, false);
+  assert.equal(balanced.split, true);
+  assert.equal(balanced.tiles, plain.tiles);
+  // Split items are the long request's (b = 40), each at most the per-slot share (>= 4 tiles).
+  const perSlot = Math.max(4, Math.ceil((plain.tiles) / residentItems(32)));
+  const lengths = new Map<number, number[]>();
+  for (let i = 0; i < balanced.count; i++) {
+    const it = balanced.items.subarray(8 * i, 8 * i + 8);
+    const units = it[5]! - it[4]!;
+    assert.ok(units <= perSlot, `item ${i}: ${units} > ${perSlot}`);
+    lengths.set(it[0]!, [...(lengths.get(it[0]!) ?? []), units]);
+  }
+  const splitRows = Array.from(
+    { length: balanced.combineCount },
+    (_, i) => balanced.combine.subarray(8 * i, 8 * i + 8),
+  ).filter((c) => c[4]! > 1);
+  assert.equal(splitRows.length, 8 * 4, "the long request's 8 row tiles x 4 KV heads");
+  assert.ok(splitRows.every((c) => c[0] === 40));
+  assert.ok(lengths.get(40)!.length > 8 * 4);
+  for (let b = 0; b < 40; b++) assert.equal(lengths.get(b)!.length, 4 * 4);
+  // A short long request: its row tiles within the ratio of the share, no split.
+  const ratioOf = (old: number) => {
+    const q = varlen(old);
+    const units = rowTilesOf(q, 32).map((t) => Math.ceil(t.kend / 32));
+    const share = (units.reduce((a, b) => a + b, 0) * q.numKvHeads) / residentItems(32);
+    return Math.max(...units) / share;
+  };
+  const olds = Array.from({ length: 4000 }, (_, i) => i);
+  const edge = olds.find((old) => ratioOf(old) >= BALANCE_MIN_RATIO)!;
+  assert.notEqual(balancedSplit(varlen(edge), 32, 32, 128), null);
+  assert.equal(balancedSplit(varlen(edge - 1), 32, 32, 128), null);
+  // Fewer items than splitBelow: the default rules split it already.
+  assert.equal(balancedSplit(varlen(4000, 1), 32, 32, 1e6), null);
 });
 
 Deno.test("flashSplitDefaults() leaves f16 tiles unsplit from 128 row tiles on and splits fewer towards 512 items", () => {
@@ -505,6 +584,15 @@ Deno.test("buildWorkList() marks the items of the row tiles its precise filter a
   // The marks change nothing else.
   const unmark = (l: WorkList) => items(l).map((it) => it.slice(0, 7).join()).sort();
   assert.deepEqual(unmark(marked), unmark(plain));
+  // The launch order weighs a precise item's units by PRECISE_ITEM_COST: non-increasing cost,
+  // and a precise item of 2 tiles before an f16 item of 3 (request 0's tile 2 against request 2's
+  // tile 3, whose first query sees 5 + 12 + 1 keys).
+  const costs = items(marked).map(itemCost);
+  assert.ok(costs.every((c, i) => i === 0 || c <= costs[i - 1]!), costs.join());
+  assert.equal(PRECISE_ITEM_COST, 2);
+  const at = (b: number, f0: number) =>
+    items(marked).findIndex((it) => it[0] === b && it[2] === f0 && it[1] === 0);
+  assert.ok(at(0, 16) < at(2, 24), `${at(0, 16)} >= ${at(2, 24)}`);
 });
 
 Deno.test("planFlash() runs the rows that see few keys as precise items: a property-test case at 1.01x the tolerance on its f16 tile passes", async () => {

@@ -202,6 +202,8 @@ const HALF_MODES = [
   "--small-twins",
   "--int8-fold",
   "--pool-bound",
+  "--balance",
+  "--balance-bytes",
 ];
 const half = HALF_MODES.some(flag);
 const jobs: Job[] = local
@@ -447,6 +449,68 @@ const jobs: Job[] = local
       configs: inAlternation(dflt, on),
     };
   }).concat([{ c: d256Case, configs: [dflt] }])
+  : flag("--balance-bytes")
+  ? [
+    // The byte-cache varlen rows under the balanced split (PERF_LOG v14): the default plan, the
+    // v13 split rules, and the balanced split with the int8 fold or fp8 bound dropped.
+    "varlen-mixed-b6-with-empty-p32-int8/bf16",
+    "varlen-mixed-b6-with-empty-p32/bf16",
+    "varlen-mixed-b6-with-empty-p32-int8/f16",
+    "varlen-mixed-b6-with-empty-p32-fp8/bf16",
+    "varlen-mixed-b6-with-empty-p32-fp8/f16",
+  ].map((id) => ({
+    c: byId(id),
+    configs: [
+      dflt,
+      { name: "v13 split rules", options: { targetItems: 512, splitBelow: 128, minSplitTiles: 8 } },
+      {
+        name: "balanced, unbounded",
+        options: { targetItems: 264, splitBelow: 1e9, minSplitTiles: 4 },
+        editTile: (tile) => ({ ...tile, int8Fold: false, fp8NewBound: false }),
+      },
+      {
+        name: "balanced, lateNew off",
+        options: { targetItems: 264, splitBelow: 1e9, minSplitTiles: 4 },
+        editTile: (tile) => ({ ...tile, lateNew: false }),
+      },
+      {
+        name: "balanced, no precise items",
+        options: { targetItems: 264, splitBelow: 1e9, minSplitTiles: 4, preciseKeys: 0 },
+        editTile: (tile) => tile,
+      },
+      {
+        name: "v13 split rules, no precise items",
+        options: { targetItems: 512, splitBelow: 128, minSplitTiles: 8, preciseKeys: 0 },
+        editTile: (tile) => tile,
+      },
+      { ...dflt, name: "default again" },
+    ],
+  }))
+  : flag("--balance")
+  ? [
+    // Split-KV of only the row tiles longer than the work per resident workgroup (PERF_LOG v14):
+    // the default plan against targets of 264 (two 32-row tiles per SM on 132 SMs) and 400
+    // items with splitting whatever the row tiles' count.
+    "varlen-mixed-b6-with-empty-p32/f16",
+    "varlen-mixed-b6-with-empty-p32/bf16",
+    "varlen-mixed-b6-with-empty-p32-fp8/f16",
+    "mha-prefill-paged-b2-h16-d128-p32/f16",
+    "mqa-prefill-paged-b2-h16kv1-d128-p32/f16",
+    "gqa-prefill-paged-noncausal-softcap30-b2-d96-p16/f16",
+    "default-varlen-b3-with-empty-p16/f16",
+    "llama-8b-prefill-paged-noncausal-b2-prefix1k-chunk256-p64/f16",
+    "llama-3.1-8b-prefill-paged-pg64-4k-old-512-new/f16",
+  ].map((id) => ({
+    c: byId(id),
+    configs: [
+      dflt,
+      ...[264, 400].map((target): Config => ({
+        name: `balanced ${target}`,
+        options: { targetItems: target, splitBelow: 1e9, minSplitTiles: 4 },
+      })),
+      { ...dflt, name: "default again" },
+    ],
+  }))
   : flag("--pool-bound")
   ? [
     // bf16 caches: tile factors from the bound pass's scan of the pools and new tokens

@@ -36,6 +36,56 @@ export interface WorkListOptions {
   splitBelow?: number;
 }
 
+/**
+ * Work items resident at once on the H200 under Vulkan (132 SMs; the 20 KB tiles of at most 32
+ * rows run two per SM, larger ones alone: PERF_LOG v9), the slots `balancedSplit` spreads a
+ * launch's work over.
+ */
+export function residentItems(rows: number): number {
+  return rows <= 32 ? 264 : 132;
+}
+
+/**
+ * The longest row tile's key units, over the work per resident slot, from which `balancedSplit`
+ * splits the long row tiles: a varlen batch with one long request (1.93) ran 15-18% faster split
+ * (16-bit), the MHA and MQA rows (1.34, 1.41) 6-13% slower (PERF_LOG v14).
+ */
+export const BALANCE_MIN_RATIO = 1.6;
+
+/**
+ * Split options for a launch of at least `splitBelow` items (which the default rules leave
+ * unsplit: they look at the number of items, not their lengths) whose longest row tile would
+ * outlast the rest: when its key units are at least `BALANCE_MIN_RATIO` times the launch's work
+ * per resident slot, every row tile longer than that share is split (and only those), else null.
+ * A batch of many short requests and one long one otherwise runs as long as its longest item.
+ */
+export function balancedSplit(
+  problem: Problem,
+  rows: number,
+  keys: number,
+  splitBelow: number,
+): Required<WorkListOptions> | null {
+  const units = rowTilesOf(problem, rows).map((t) => Math.ceil(t.kend / keys));
+  if (units.length === 0 || units.length * problem.numKvHeads < splitBelow) return null;
+  const slots = residentItems(rows);
+  const perSlot = (units.reduce((a, b) => a + b, 0) * problem.numKvHeads) / slots;
+  if (Math.max(...units) < BALANCE_MIN_RATIO * perSlot) return null;
+  return { targetItems: slots, minSplitTiles: 4, splitBelow: Infinity };
+}
+
+/**
+ * What a precise item's key unit costs in the launch order, against an f16 item's 1: its f32
+ * products take longer per tile. Ordered by units alone, a varlen batch's many short precise items
+ * (rows of requests without a prefix) launched last and made the tail: weighted 2, the balanced
+ * varlen rows ran 7-8% faster, and 4 no faster than 2 (PERF_LOG v14).
+ */
+export const PRECISE_ITEM_COST = 2;
+
+/** An item's weight in the launch order: its key units, times `PRECISE_ITEM_COST` if precise. */
+export function itemCost(item: readonly number[]): number {
+  return (item[5]! - item[4]!) * (item[7] === 1 ? PRECISE_ITEM_COST : 1);
+}
+
 /** The work list, in the GPU layout the kernels read. */
 export interface WorkList {
   /**
@@ -112,7 +162,7 @@ export function buildWorkList(
       }
     }
   });
-  const items = packLongestFirst(out);
+  const items = packLongestFirst(out, itemCost);
   return {
     items,
     count: out.length,

@@ -38,8 +38,11 @@
  * and 128); `--small-twins` the small quantized default rows against the same shapes with a
  * 16-bit cache (PERF_LOG v12). `--int8-fold` times the int8 scales folded out of the tile
  * (`FlashSpec.int8Fold`) against the default on the f16-tile int8 rows (PERF_LOG v13).
- * `--pool-bound` times bf16 caches' tile factors from the bound pass (`FlashSpec.poolBound`, the
- * default) against per-tile maxima on the f16-tile bf16 rows (PERF_LOG v14).
+ * `--pool-bound` times bf16 caches' tile factors from the bound pass (`FlashSpec.poolBound`)
+ * against per-tile maxima on the f16-tile bf16 rows; `--balance` the balanced split-KV of launches
+ * with one long row tile against the default plan on the small-grid rows, `--balance-bytes` the
+ * byte-cache varlen rows under it (precise items, the fold, lateNew), `--balance-tiles` the varlen
+ * rows balanced on 64-row tiles (PERF_LOG v14).
  *
  * Usage: deno run -A kernels/flash/tune.ts [--compare] [--half | --half-check | --half-flush |
  *   --splits | --splits-long | --lane-sum | --small-rows | --d64 | --q4 | --qglobal] [--out FILE]
@@ -61,7 +64,7 @@ import { warmUp } from "../../bench/bench_case.ts";
 import { defaultFlashTile, type FlashOptions, planFlash } from "./flash.ts";
 import { planDecode } from "../decode/decode.ts";
 import { simpleVariant } from "../paged_prefill/simple.ts";
-import { F16_PRECISE_KEYS, type FlashTile } from "./spec.ts";
+import { F16_PRECISE_KEYS, flashHalfCandidates, type FlashTile } from "./spec.ts";
 import type { Problem } from "../../op/types.ts";
 import type { KernelPlan } from "../variant.ts";
 
@@ -204,6 +207,7 @@ const HALF_MODES = [
   "--pool-bound",
   "--balance",
   "--balance-bytes",
+  "--balance-tiles",
 ];
 const half = HALF_MODES.some(flag);
 const jobs: Job[] = local
@@ -449,6 +453,37 @@ const jobs: Job[] = local
       configs: inAlternation(dflt, on),
     };
   }).concat([{ c: d256Case, configs: [dflt] }])
+  : flag("--balance-tiles")
+  ? [
+    // The varlen rows balanced on the 64-row tile (one per SM, 132 slots) against the default
+    // 32-row one: the byte decode shared by 64 rows instead of 32 (PERF_LOG v14).
+    "varlen-mixed-b6-with-empty-p32/f16",
+    "varlen-mixed-b6-with-empty-p32/bf16",
+    "varlen-mixed-b6-with-empty-p32-fp8/f16",
+    "varlen-mixed-b6-with-empty-p32-int8/f16",
+    "varlen-mixed-b6-with-empty-p32-int8/bf16",
+  ].map((id) => ({
+    c: byId(id),
+    configs: [
+      dflt,
+      {
+        name: "64-row tile, balanced 132",
+        options: { targetItems: 132, splitBelow: 1e9, minSplitTiles: 4 },
+        editTile: () => ({ ...flashHalfCandidates(128)[0]!, poolBound: false }),
+      },
+      {
+        name: "64-row tile, balanced 264",
+        options: { targetItems: 264, splitBelow: 1e9, minSplitTiles: 4 },
+        editTile: () => ({ ...flashHalfCandidates(128)[0]!, poolBound: false }),
+      },
+      {
+        name: "default tile without int8Fold, balanced 264",
+        options: { targetItems: 264, splitBelow: 1e9, minSplitTiles: 4 },
+        editTile: (tile) => ({ ...tile, int8Fold: false }),
+      },
+      { ...dflt, name: "default again" },
+    ],
+  }))
   : flag("--balance-bytes")
   ? [
     // The byte-cache varlen rows under the balanced split (PERF_LOG v14): the default plan, the

@@ -20,6 +20,7 @@ import {
   wgslQUnpack,
 } from "../_shared.ts";
 import type { QDtype } from "../../op/types.ts";
+import { BF16_MAG_WGSL } from "../wgsl/bf16_mag.ts";
 
 /**
  * The largest bound (|x / scale| of a new token, K or V) the folded kernel takes: 2^20. Above it
@@ -77,20 +78,15 @@ function poolLoop(): string {
       let t = i / row;
       let page = u32(block_table[b * params.max_pages + (t >> params.page_shift)]);
       let at = ((page << params.page_shift) | (t & mask)) * row + (i - t * row);
-      mk = max(mk, bf16_max(k_pages[at]));
-      mv = max(mv, bf16_max(v_pages[at]));
+      // bf16_mag's high halves, as f32 bits.
+      let km = bf16_mag(k_pages[at]) & vec4<u32>(0xffff0000u);
+      let vm = bf16_mag(v_pages[at]) & vec4<u32>(0xffff0000u);
+      mk = max(mk, max(max(km.x, km.y), max(km.z, km.w)));
+      mv = max(mv, max(max(vm.x, vm.y), max(vm.z, vm.w)));
     }
   }
 `;
 }
-
-/** WGSL: the largest bf16 magnitude of a vec4's eight halves, as f32 bits. */
-const BF16_MAX_FN = `fn bf16_max(w: vec4<u32>) -> u32 {
-  let t = w & vec4<u32>(0x7fff7fffu);
-  let m = max(t & vec4<u32>(0xffff0000u), t << vec4<u32>(16u));
-  return max(max(m.x, m.y), max(m.z, m.w));
-}
-`;
 
 /**
  * WGSL of the scan: every new token's 16-bit K and V values times their channel's f32 inverse
@@ -135,7 +131,7 @@ ${
   }var<workgroup> wmax: array<atomic<u32>, 2>;
 
 ${wgslQUnpack(qDtype)}
-${pools ? BF16_MAX_FN : ""}@compute @workgroup_size(${SCAN_THREADS})
+${pools ? BF16_MAG_WGSL : ""}@compute @workgroup_size(${SCAN_THREADS})
 fn main(
   @builtin(workgroup_id) wid: vec3<u32>,
   @builtin(num_workgroups) nwg: vec3<u32>,

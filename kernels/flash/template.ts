@@ -12,6 +12,7 @@
 import { wgslCodecs } from "../wgsl/codecs.ts";
 import { scaleSlots, wgslQPack, wgslQPackCodec, wgslQUnpack } from "../_shared.ts";
 import { FP8X4_WGSL } from "../wgsl/fp8x4.ts";
+import { BF16_MAG_WGSL } from "../wgsl/bf16_mag.ts";
 import { INT8X4_WGSL } from "../wgsl/int8x4.ts";
 import { f16Flushes, flashGeometry, flashKey, type FlashSpec } from "./spec.ts";
 
@@ -965,12 +966,7 @@ ${_lines(TRS, (i) => `  let qb${i} = item * ${BR}u + ${i * RGS}u + rg;`)}`
     `// bf16 q: a tile's K or V factor from its largest bf16 |x| (bits) and the code bounds.
 ${factorFn("k", kTerms, F16_GUARD_MAX)}
 ${factorFn("v", vTerms, guard.vLimit)}
-// Each 16-bit half's magnitude bits in the high half (max over both halves, >> 16).
-fn bf16_mag(w: vec4<u32>) -> vec4<u32> {
-  let t = w & vec4<u32>(0x7fff7fffu);
-  return max(t, t << vec4<u32>(16u));
-}
-`;
+${BF16_MAG_WGSL}`;
   // int8: every chunk a thread stages has the same 16 channels (threads % chunksPerRow == 0, see
   // flashSpecProblem), so their k and v scales times fk, fv live in 2 x chunkElems / 4 vec4
   // registers (8 for 16-code chunks, 4 or 2 with byteChunk 8 or 4).
@@ -989,16 +985,22 @@ ${_lines(E / 4, (e) => load("v", e))}`;
   };
   // int8Fold: the largest power of two under the codes' bound (127) and the new tokens' (the
   // kNew / vNew words the bound pass wrote); kfold keeps |q * scale * kfold| <= |q|.
-  const foldFactors =
-    `  // f16 range guard (f16RangeGuard), int8Fold: codes and new tokens' x / scale times fk, fv.
-  let fk = pow2_floor(min(${_f32(F16_GUARD_MAX / codeMax)}, ${_f32(F16_GUARD_MAX)} / max(${
-      slot(slots.kNew)
-    }, 1.0)));
-  let fv = pow2_floor(min(${_f32(guard.vLimit / codeMax)}, ${_f32(guard.vLimit)} / max(${
-      slot(slots.vNew)
-    }, 1.0)));
-  let ivf = pow2_inv(fv);
-  let kfold = pow2_floor(1.0 / ${slot(slots.kMax)});`;
+  // The factors of a kernel bounded once per call (int8Fold, fp8NewBound, poolBound): fk and fv
+  // the largest powers of two under the bounds `k` and `v` give, then what follows from them.
+  const boundFactors = (what: string, k: string, v: string, derived: string[]) =>
+    [
+      `  // f16 range guard (f16RangeGuard), ${what}`,
+      `  let fk = pow2_floor(${k});`,
+      `  let fv = pow2_floor(${v});`,
+      "  let ivf = pow2_inv(fv);",
+      ...derived.map((line) => `  ${line}`),
+    ].join("\n");
+  const foldFactors = boundFactors(
+    "int8Fold: codes and new tokens' x / scale times fk, fv.",
+    `min(${_f32(F16_GUARD_MAX / codeMax)}, ${_f32(F16_GUARD_MAX)} / max(${slot(slots.kNew)}, 1.0))`,
+    `min(${_f32(guard.vLimit / codeMax)}, ${_f32(guard.vLimit)} / max(${slot(slots.vNew)}, 1.0))`,
+    [`let kfold = pow2_floor(1.0 / ${slot(slots.kMax)});`],
+  );
   // int8Fold and its fallback are both dispatched; the bound pass's fold word picks one.
   const foldGate = bounded
     ? `\n  // int8Fold, fp8NewBound, poolBound: the bound pass ruled it out; the fallback kernel does
@@ -1013,24 +1015,20 @@ ${_lines(E / 4, (e) => load("v", e))}`;
   }`
     : "";
   // fp8NewBound: codes are at most 448 times the scale, new tokens the bound times it.
-  const fp8BoundFactors =
-    `  // f16 range guard (f16RangeGuard), fp8NewBound: fk, fv from the codes' and new tokens' bounds.
-  let fk = pow2_floor(${_f32(F16_GUARD_MAX)} / (max(${slot(slots.kNew)}, ${
-      _f32(codeMax)
-    }) * scales[0u]));
-  let fv = pow2_floor(${_f32(guard.vLimit)} / (max(${slot(slots.vNew)}, ${
-      _f32(codeMax)
-    }) * scales[1u]));
-  let ivf = pow2_inv(fv);
-  let ksc = scales[0u] * fk;
-  let vsc = scales[1u] * fv;`;
+  const fp8BoundFactors = boundFactors(
+    "fp8NewBound: fk, fv from the codes' and new tokens' bounds.",
+    `${_f32(F16_GUARD_MAX)} / (max(${slot(slots.kNew)}, ${_f32(codeMax)}) * scales[0u])`,
+    `${_f32(guard.vLimit)} / (max(${slot(slots.vNew)}, ${_f32(codeMax)}) * scales[1u])`,
+    ["let ksc = scales[0u] * fk;", "let vsc = scales[1u] * fv;"],
+  );
   // poolBound: every value the call reads is at most the bound. A bound under 2^-40 (all zero)
   // takes the factors of 2^-40, normal f32s whose inverses are too.
-  const poolBoundFactors =
-    `  // f16 range guard (f16RangeGuard), poolBound: fk, fv from the largest |k| and |v| read.
-  let fk = pow2_floor(${_f32(F16_GUARD_MAX)} / max(${slot(slots.kNew)}, ${_f32(2 ** -40)}));
-  let fv = pow2_floor(${_f32(guard.vLimit)} / max(${slot(slots.vNew)}, ${_f32(2 ** -40)}));
-  let ivf = pow2_inv(fv);`;
+  const poolBoundFactors = boundFactors(
+    "poolBound: fk, fv from the largest |k| and |v| read.",
+    `${_f32(F16_GUARD_MAX)} / max(${slot(slots.kNew)}, ${_f32(2 ** -40)})`,
+    `${_f32(guard.vLimit)} / max(${slot(slots.vNew)}, ${_f32(2 ** -40)})`,
+    [],
+  );
   const guardFactors = fold
     ? foldFactors
     : fp8Bound

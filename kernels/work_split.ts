@@ -68,7 +68,7 @@ export function splitRange(units: number, ns: number, s: number): [number, numbe
  */
 export function packLongestFirst(
   items: number[][],
-  cost: (item: readonly number[]) => number = _units,
+  cost: (item: readonly number[]) => number = itemUnits,
 ): Uint32Array<ArrayBuffer> {
   return _pack([...items].sort((a, b) => cost(b) - cost(a)));
 }
@@ -86,12 +86,12 @@ export function packKvGrouped(items: number[][]): Uint32Array<ArrayBuffer> {
   for (const it of items) {
     const key = `${it[0]}/${it[1]}`;
     const group = groups.get(key) ?? { work: 0, items: [] };
-    group.work += _units(it);
+    group.work += itemUnits(it);
     group.items.push(it);
     groups.set(key, group);
   }
   const ordered = [...groups.values()].sort((a, b) => b.work - a.work);
-  return _pack(ordered.flatMap((g) => [...g.items].sort((a, b) => _units(b) - _units(a))));
+  return _pack(ordered.flatMap((g) => [...g.items].sort((a, b) => itemUnits(b) - itemUnits(a))));
 }
 
 /** Items of 8 u32 each, in the given order, as one array. */
@@ -103,10 +103,10 @@ function _pack(items: readonly number[][]): Uint32Array<ArrayBuffer> {
 
 /** Key units visited by packed items (for the perf logs). */
 export function unitsVisited(items: readonly number[][]): number {
-  return items.reduce((s, it) => s + _units(it), 0);
+  return items.reduce((s, it) => s + itemUnits(it), 0);
 }
 
 /** Key units of one packed item (unit end - unit begin). */
-function _units(item: readonly number[]): number {
+export function itemUnits(item: readonly number[]): number {
   return item[5]! - item[4]!;
 }

@@ -7,6 +7,7 @@
  */
 import type { Problem } from "../../op/types.ts";
 import {
+  itemUnits,
   packLongestFirst,
   type RowTile,
   rowTilesOf,
@@ -83,7 +84,7 @@ export const PRECISE_ITEM_COST = 2;
 
 /** An item's weight in the launch order: its key units, times `PRECISE_ITEM_COST` if precise. */
 export function itemCost(item: readonly number[]): number {
-  return (item[5]! - item[4]!) * (item[7] === 1 ? PRECISE_ITEM_COST : 1);
+  return itemUnits(item) * (item[7] === 1 ? PRECISE_ITEM_COST : 1);
 }
 
 /** The work list, in the GPU layout the kernels read. */

@@ -129,7 +129,9 @@ export function flashSupport(problem: Problem, gpu: GpuContext): string | null {
  * row tiles (decode q16) run best split into ~512 items (1.866 ms at 1024, 1.710 at 512). The
  * f32 tiles keep v1's 1024 items.
  */
-export function flashSplitDefaults(tile: FlashTile): Required<WorkListOptions> {
+export function flashSplitDefaults(
+  tile: FlashTile,
+): Required<Omit<WorkListOptions, "preciseCost">> {
   if (tile.rows <= 16) return { targetItems: 4096, minSplitTiles: 4, splitBelow: 4096 };
   if (tile.f16Math) return { targetItems: 512, minSplitTiles: 8, splitBelow: 128 };
   return { targetItems: 1024, minSplitTiles: 8, splitBelow: 1024 };
@@ -170,6 +172,7 @@ export async function planFlashAttention(
     minSplitTiles: options.minSplitTiles ?? d.minSplitTiles,
     // An explicit targetItems alone keeps its plain meaning: split below that many items.
     splitBelow: options.splitBelow ?? options.targetItems ?? d.splitBelow,
+    ...(options.preciseCost === undefined ? {} : { preciseCost: options.preciseCost }),
   }, (t) => t.kbegin <= preciseKeys);
   // Every item precise (short requests without a prefix): the f32 tiles, one copy of the loop.
   if (!options.tile && list.count > 0 && list.preciseCount === list.count) {
@@ -185,10 +188,10 @@ export async function planFlashAttention(
   if (why) throw new RangeError(`Cannot plan flash attention: ${why}`);
   const key = flashKey(spec);
   const code = flashWgsl(spec);
-  // int8Fold, fp8NewBound, poolBound: the kernel without them runs where the bound pass rules
+  // int8Fold, byteNewBound, poolBound: the kernel without them runs where the bound pass rules
   // them out.
-  const unfoldedSpec = spec.int8Fold || spec.fp8NewBound || spec.poolBound
-    ? { ...spec, int8Fold: false, fp8NewBound: false, poolBound: false, boundFallback: true }
+  const unfoldedSpec = spec.int8Fold || spec.byteNewBound || spec.poolBound
+    ? { ...spec, int8Fold: false, byteNewBound: false, poolBound: false, boundFallback: true }
     : null;
   const passes = await planSplitAttention(gpu, dev, {
     key,

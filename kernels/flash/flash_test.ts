@@ -41,6 +41,8 @@ import {
   flashSpecProblem,
   type FlashTile,
   isSmallGrid,
+  LATE_NEW_MAX_NEW_SHARE,
+  newKeyShare,
   POOL_BOUND_MIN_FLOPS,
   POOL_BOUND_MIN_FLOPS_PER_BYTE,
   poolBoundPays,
@@ -587,12 +589,24 @@ Deno.test("buildWorkList() marks the items of the row tiles its precise filter a
   // The launch order weighs a precise item's units by PRECISE_ITEM_COST: non-increasing cost,
   // and a precise item of 2 tiles before an f16 item of 3 (request 0's tile 2 against request 2's
   // tile 3, whose first query sees 5 + 12 + 1 keys).
-  const costs = items(marked).map(itemCost);
+  const costs = items(marked).map((it) => itemCost(it));
   assert.ok(costs.every((c, i) => i === 0 || c <= costs[i - 1]!), costs.join());
   assert.equal(PRECISE_ITEM_COST, 2);
   const at = (b: number, f0: number) =>
     items(marked).findIndex((it) => it[0] === b && it[2] === f0 && it[1] === 0);
   assert.ok(at(0, 16) < at(2, 24), `${at(0, 16)} >= ${at(2, 24)}`);
+  // preciseCost 1 (tune.ts's sweep): units alone, the f16 item of 3 tiles first.
+  const byUnits = buildWorkList(
+    problem,
+    8,
+    8,
+    { targetItems: 0, preciseCost: 1 },
+    (t) => t.kbegin <= 16,
+  );
+  const at1 = (b: number, f0: number) =>
+    items(byUnits).findIndex((it) => it[0] === b && it[2] === f0 && it[1] === 0);
+  assert.ok(at1(0, 16) > at1(2, 24), `${at1(0, 16)} <= ${at1(2, 24)}`);
+  assert.equal(itemCost([0, 0, 0, 0, 0, 2, 16, 1], 3), 6);
 });
 
 Deno.test("planFlash() runs the rows that see few keys as precise items: a property-test case at 1.01x the tolerance on its f16 tile passes", async () => {
@@ -1064,6 +1078,121 @@ Deno.test("chooseFlashTile() loads byte caches' new tokens late on D64 and D256 
       );
     }
   }
+});
+
+/** The manifest's varlen row (mostly new keys) with `qDtype` q over a `cacheDtype` cache. */
+function varlenProblem(qDtype: "f16" | "bf16", cacheDtype: Problem["cacheDtype"]): Problem {
+  const qLens = [100, 0, 37, 256, 1, 513];
+  return {
+    qDtype,
+    cacheDtype,
+    batch: 6,
+    totalQ: 907,
+    numHeads: 32,
+    numKvHeads: 8,
+    headDim: 128,
+    pageSize: 32,
+    numPages: 390,
+    poolTokens: 12480,
+    maxPagesPerReq: 65,
+    isCausal: true,
+    smScale: 128 ** -0.5,
+    softcap: 0,
+    qLens,
+    qStarts: qLens.map((_, i) => qLens.slice(0, i).reduce((a, b) => a + b, 0)),
+    cacheLens: [0, 300, 1000, 17, 2048, 64],
+  };
+}
+
+Deno.test("newKeyShare() counts the (row, key) pairs on new tokens, causal and not", () => {
+  // Causal: rows see 2 old + 1..3 new keys (6 of 12), and 0 old + 1 new (1 of 1).
+  assert.equal(newKeyShare({ qLens: [3, 1], cacheLens: [2, 0], isCausal: true }), 7 / 13);
+  // Non-causal: every row sees all 3 new and 2 old keys.
+  assert.equal(newKeyShare({ qLens: [3], cacheLens: [2], isCausal: false }), 9 / 15);
+  assert.equal(newKeyShare({ qLens: [0, 0], cacheLens: [5, 0], isCausal: true }), 0);
+  assert.ok(Math.abs(newKeyShare(varlenProblem("f16", "f16")) - 0.691) < 1e-3);
+});
+
+Deno.test("chooseFlashTile() stages new tokens with the codes on f16 q's 32-row byte tiles where most keys are new, late elsewhere", () => {
+  const h200 = { workgroupBytes: 49152, invocations: 1024, f16: true, storageBuffers: 12 };
+  const lateNew = (p: Problem) => {
+    const tile = chooseFlashTile(p, h200)!;
+    assert.equal(tile.rows, 32);
+    return flashSpecFor(p, tile, false).lateNew;
+  };
+  for (const cacheDtype of ["fp8_e4m3", "int8"] as const) {
+    assert.equal(lateNew(varlenProblem("f16", cacheDtype)), undefined, cacheDtype);
+    assert.equal(lateNew(varlenProblem("bf16", cacheDtype)), true, cacheDtype);
+    // The same batch with more old tokens: new keys under half of them.
+    const older = (extra: number): Problem => {
+      const p = varlenProblem("f16", cacheDtype);
+      return { ...p, cacheLens: p.cacheLens.map((c) => c + extra) };
+    };
+    const share = (extra: number) => newKeyShare(older(extra));
+    // The smallest extra prefix that takes the share under the threshold.
+    let edge = 0;
+    while (share(edge) >= LATE_NEW_MAX_NEW_SHARE) edge++;
+    assert.equal(lateNew(older(edge - 1)), undefined, `${cacheDtype} +${edge - 1}`);
+    assert.equal(lateNew(older(edge)), true, `${cacheDtype} +${edge}`);
+  }
+});
+
+Deno.test("chooseFlashTile() bounds bf16-q int8 tiles under 64 rows by the new tokens (byteNewBound) and folds the 64-row ones", () => {
+  const h200 = { workgroupBytes: 49152, invocations: 1024, f16: true, storageBuffers: 12 };
+  const varlen = varlenProblem("bf16", "int8");
+  const small = flashSpecFor(varlen, chooseFlashTile(varlen, h200)!, false);
+  assert.equal(small.rows, 32);
+  assert.equal(small.byteNewBound, true);
+  assert.equal(small.int8Fold, undefined);
+  assert.match(flashKey(small), /_nb(_|$)/);
+  // f16 q on the same tile: neither (no per-tile guard to replace).
+  const f16 = varlenProblem("f16", "int8");
+  const f16Spec = flashSpecFor(f16, chooseFlashTile(f16, h200)!, false);
+  assert.equal(f16Spec.byteNewBound, undefined);
+  assert.equal(f16Spec.int8Fold, undefined);
+  // One long request: 64-row tiles, folded.
+  const long: Problem = {
+    ...varlen,
+    batch: 1,
+    totalQ: 512,
+    qLens: [512],
+    qStarts: [0],
+    cacheLens: [4096],
+    numPages: 144,
+    poolTokens: 4608,
+    maxPagesPerReq: 144,
+  };
+  const big = flashSpecFor(long, chooseFlashTile(long, h200)!, false);
+  assert.equal(big.rows, 64);
+  assert.equal(big.int8Fold, true);
+  assert.equal(big.byteNewBound, undefined);
+});
+
+Deno.test("byteNewBound is refused without a 1-byte cache, f16Math, on the pipelined loop or with int8Fold", () => {
+  const spec: FlashSpec = {
+    qDtype: "bf16",
+    cacheDtype: "int8",
+    headDim: 32,
+    ...small,
+    f16Math: true,
+    causal: true,
+    softcap: false,
+    pageAligned: false,
+    split: false,
+    byteNewBound: true,
+  };
+  assert.equal(flashSpecProblem(spec), null);
+  assert.equal(flashSpecProblem({ ...spec, cacheDtype: "fp8_e4m3" }), null);
+  const why = "byteNewBound needs a 1-byte cache, f16Math and the v2 loop";
+  for (const cacheDtype of ["f16", "bf16", "f32"] as const) {
+    assert.equal(flashSpecProblem({ ...spec, cacheDtype }), why);
+  }
+  assert.equal(flashSpecProblem({ ...spec, f16Math: false }), why);
+  assert.equal(flashSpecProblem({ ...spec, pipelined: true }), why);
+  assert.equal(
+    flashSpecProblem({ ...spec, int8Fold: true }),
+    "byteNewBound and int8Fold exclude each other",
+  );
 });
 
 Deno.test("qGlobal tiles declare no workgroup memory for Q", () => {

@@ -1,5 +1,5 @@
 /**
- * The passes that run before flash's int8Fold, fp8NewBound and poolBound kernels: a scan of the
+ * The passes that run before flash's int8Fold, byteNewBound and poolBound kernels: a scan of the
  * new tokens for their largest |k_new * k_inv| and |v_new * v_inv| (the values the folded tile
  * holds before its power-of-two factor; for a bf16 cache also of every pool value the call reads,
  * its inverse scale being 1), and a one-invocation pass that publishes the two bounds in the
@@ -208,7 +208,7 @@ fn main() {
 `;
 }
 
-/** The passes before a bounded (int8Fold, fp8NewBound, poolBound) dispatch. */
+/** The passes before a bounded (int8Fold, byteNewBound, poolBound) dispatch. */
 export interface NewBoundPlan {
   /** Records the scan and the publishing pass into `pass`. */
   encodeInto(pass: GPUComputePassEncoder): void;

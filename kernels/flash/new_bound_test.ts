@@ -136,8 +136,8 @@ async function runBound(g: GpuContext, dev: DeviceProblem, bound: NewBoundPlan):
   return [words[slots.kNew]!, words[slots.vNew]!, words[slots.fold]!];
 }
 
-Deno.test("fp8NewBound planFlash() matches the reference for bf16 q, split-KV, precise items and qGlobal; f16 q keeps its kernel", async () => {
-  const fp8Tile: FlashTile = { ...fold, int8Fold: undefined, fp8NewBound: true, fp8Alu: true };
+Deno.test("byteNewBound planFlash() matches the reference for bf16 q, split-KV, precise items and qGlobal; f16 q keeps its kernel", async () => {
+  const fp8Tile: FlashTile = { ...fold, int8Fold: undefined, byteNewBound: true, fp8Alu: true };
   for (
     const [tile, options, seed] of [
       [fp8Tile, { targetItems: 0 }, 231],
@@ -159,6 +159,34 @@ Deno.test("fp8NewBound planFlash() matches the reference for bf16 q, split-KV, p
   const { inputs, params } = makeTestCase({ ...base, cacheDtype: "fp8_e4m3", seed: 235 });
   const key = await checkInputs(inputs, params, { tile: fp8Tile, targetItems: 0 });
   assert.doesNotMatch(key, /_nb(_|$)/, key);
+});
+
+Deno.test("byteNewBound on an int8 cache (codes times their scales, factors from the largest scale) matches the reference for bf16 q, split-KV, precise items and a channel of a large scale", async () => {
+  const int8Tile: FlashTile = { ...fold, int8Fold: undefined, byteNewBound: true };
+  for (
+    const [tile, options, seed, bigScale] of [
+      [int8Tile, { targetItems: 0 }, 241, false],
+      [
+        { ...int8Tile, lateNew: true, int8Alu: true },
+        { targetItems: 48, minSplitTiles: 2 },
+        242,
+        false,
+      ],
+      [{ ...int8Tile, lateNew: true }, { preciseKeys: 64 }, 243, false],
+      [int8Tile, { targetItems: 0 }, 244, true],
+    ] as const
+  ) {
+    const { inputs, params } = makeTestCase({ ...base, qDtype: "bf16", seed });
+    if (bigScale) {
+      // One K and one V channel whose codes reach 127 x 400: f16's range only through fk, fv.
+      const channel = 1 * base.headDim + 5;
+      (inputs.kScale!.data as Float32Array)[channel] = 400;
+      (inputs.vScale!.data as Float32Array)[channel] = 400;
+    }
+    const key = await checkInputs(inputs, params, { tile, ...options });
+    assert.match(key, /_nb(_|$)/, key);
+    assert.doesNotMatch(key, /_if(_|$)/, key);
+  }
 });
 
 Deno.test("the new-token bound pass writes the largest |x / scale| of K and V and picks the fold, call after call, for int8 and fp8", async () => {

@@ -115,11 +115,12 @@ export interface FlashSpec {
    */
   int8Fold?: boolean;
   /**
-   * With an fp8 cache, bf16 q and f16 tiles: K and V factors from the new tokens' bound (the
+   * With a 1-byte cache, bf16 q and f16 tiles: K and V factors from the new tokens' bound (the
    * pass `int8Fold` uses) instead of each tile's maxima (no workgroup atomic per tile). The codes
-   * are bounded by 448 times the scale, new tokens by the bound times it (PERF_LOG v13).
+   * are bounded by their largest value (448, 127) times the largest scale, new tokens by the bound
+   * times it. fp8 since PERF_LOG v13 (named `fp8NewBound` there), int8 without `int8Fold` since v15.
    */
-  fp8NewBound?: boolean;
+  byteNewBound?: boolean;
   /**
    * With a bf16 cache (bf16 q) and f16 tiles: K and V factors from the largest |k| and |v| the
    * call reads, instead of each tile's maxima (no workgroup atomic and no magnitude of every
@@ -128,7 +129,7 @@ export interface FlashSpec {
    */
   poolBound?: boolean;
   /**
-   * The kernel dispatched after an `int8Fold`, `fp8NewBound` or `poolBound` one, without it: its
+   * The kernel dispatched after an `int8Fold`, `byteNewBound` or `poolBound` one, without it: its
    * workgroups return at once unless the bound pass ruled the bound out.
    */
   boundFallback?: boolean;
@@ -284,9 +285,14 @@ export function flashSpecProblem(spec: FlashSpec): string | null {
   if (spec.int8Fold && (spec.cacheDtype !== "int8" || !spec.f16Math || spec.pipelined)) {
     return "int8Fold needs an int8 cache, f16Math and the v2 loop";
   }
-  if (spec.fp8NewBound && (spec.cacheDtype !== "fp8_e4m3" || !spec.f16Math || spec.pipelined)) {
-    return "fp8NewBound needs an fp8_e4m3 cache, f16Math and the v2 loop";
+  if (
+    spec.byteNewBound &&
+    ((spec.cacheDtype !== "fp8_e4m3" && spec.cacheDtype !== "int8") || !spec.f16Math ||
+      spec.pipelined)
+  ) {
+    return "byteNewBound needs a 1-byte cache, f16Math and the v2 loop";
   }
+  if (spec.byteNewBound && spec.int8Fold) return "byteNewBound and int8Fold exclude each other";
   if (
     spec.poolBound &&
     (spec.cacheDtype !== "bf16" || spec.qDtype !== "bf16" || !spec.f16Math || spec.pipelined)
@@ -295,7 +301,7 @@ export function flashSpecProblem(spec: FlashSpec): string | null {
   }
   if (
     spec.boundFallback &&
-    (spec.int8Fold || spec.fp8NewBound || spec.poolBound || !spec.f16Math ||
+    (spec.int8Fold || spec.byteNewBound || spec.poolBound || !spec.f16Math ||
       (spec.cacheDtype !== "int8" && spec.cacheDtype !== "fp8_e4m3" &&
         spec.cacheDtype !== "bf16"))
   ) {
@@ -427,7 +433,7 @@ export function flashKey(spec: FlashSpec): string {
     ...(spec.fp8Alu ? ["fa"] : []),
     ...(spec.int8Alu ? ["ia"] : []),
     ...(spec.int8Fold ? ["if"] : []),
-    ...(spec.fp8NewBound ? ["nb"] : []),
+    ...(spec.byteNewBound ? ["nb"] : []),
     ...(spec.poolBound ? ["pb"] : []),
     ...(spec.boundFallback ? ["bfb"] : []),
     ...(spec.preciseItems ? ["px"] : []),
@@ -465,8 +471,8 @@ export interface FlashTile {
   int8Alu?: boolean;
   /** See `FlashSpec.int8Fold`. */
   int8Fold?: boolean;
-  /** See `FlashSpec.fp8NewBound` (kept by `flashSpecFor` for bf16 q only). */
-  fp8NewBound?: boolean;
+  /** See `FlashSpec.byteNewBound` (kept by `flashSpecFor` for bf16 q only). */
+  byteNewBound?: boolean;
   /** See `FlashSpec.poolBound` (kept by `flashSpecFor` for bf16 caches only). */
   poolBound?: boolean;
   /** See `FlashSpec.lateNew`. */
@@ -573,8 +579,9 @@ export function flashHalfCandidates(
     // v13: 2-8% faster on the D256, B8, softcap-D64 and every bf16-q int8 row; dropped for f16 q
     // on tiles under 64 rows (`chooseFlashTile`).
     int8Fold: true,
-    // v13: bf16 q with an fp8 cache, the same bound pass instead of per-tile maxima.
-    fp8NewBound: true,
+    // v13: bf16 q with an fp8 cache, the same bound pass instead of per-tile maxima; v15: with
+    // an int8 cache where the fold is dropped (`chooseFlashTile`).
+    byteNewBound: true,
     // v14: bf16 caches, the bound pass over the pools and new tokens instead of per-tile maxima.
     poolBound: true,
     lateNew: true,
@@ -712,6 +719,30 @@ export function poolBoundPays(
     flops >= POOL_BOUND_MIN_FLOPS_PER_BYTE * scanBytes;
 }
 
+/**
+ * The share of the (row, key) pairs a call visits whose key is a new token: causal rows see
+ * their request's old tokens and the new ones up to their own, non-causal rows all of both.
+ */
+export function newKeyShare(
+  problem: Pick<Problem, "qLens" | "cacheLens" | "isCausal">,
+): number {
+  let fresh = 0, all = 0;
+  problem.qLens.forEach((q, b) => {
+    const old = problem.cacheLens[b]!;
+    const newKeys = problem.isCausal ? (q * (q + 1)) / 2 : q * q;
+    fresh += newKeys;
+    all += q * old + newKeys;
+  });
+  return all === 0 ? 0 : fresh / all;
+}
+
+/**
+ * The new-key share (`newKeyShare`) from which f16 q's 32-row byte tiles stage new tokens with
+ * the codes instead of late (`lateNew` off): the varlen rows (0.69) ran 1.4-1.8% faster so, the
+ * MQA row (0.11) and bf16 q 0.3-0.6% slower (PERF_LOG v15).
+ */
+export const LATE_NEW_MAX_NEW_SHARE = 0.5;
+
 /** Device limits a spec must respect. */
 export interface FlashLimits {
   workgroupBytes: number;
@@ -724,7 +755,16 @@ export interface FlashLimits {
 
 /** The spec for `problem` with `tile` (split and page alignment from the arguments). */
 export function flashSpecFor(problem: Problem, tile: FlashTile, split: boolean): FlashSpec {
-  const { fp8Alu, int8Alu, int8Fold, fp8NewBound, poolBound, lateNew, byteChunk, ...shape } = tile;
+  const {
+    fp8Alu,
+    int8Alu,
+    int8Fold,
+    byteNewBound,
+    poolBound,
+    lateNew,
+    byteChunk,
+    ...shape
+  } = tile;
   const byteCache = problem.cacheDtype === "fp8_e4m3" || problem.cacheDtype === "int8";
   return {
     qDtype: problem.qDtype,
@@ -735,10 +775,10 @@ export function flashSpecFor(problem: Problem, tile: FlashTile, split: boolean):
     ...(fp8Alu && problem.cacheDtype === "fp8_e4m3" ? { fp8Alu } : {}),
     ...(int8Alu && problem.cacheDtype === "int8" ? { int8Alu } : {}),
     ...(int8Fold && problem.cacheDtype === "int8" && tile.f16Math ? { int8Fold } : {}),
-    // f16 q has no per-tile guard for fp8NewBound to replace.
-    ...(fp8NewBound && problem.cacheDtype === "fp8_e4m3" && problem.qDtype === "bf16" &&
-        tile.f16Math
-      ? { fp8NewBound }
+    // f16 q has no per-tile guard for byteNewBound to replace.
+    ...(byteNewBound && byteCache && problem.qDtype === "bf16" && tile.f16Math &&
+        !(int8Fold && problem.cacheDtype === "int8")
+      ? { byteNewBound }
       : {}),
     // A bf16 cache holds bf16 values with no scale to bound them: only the pass's scan does.
     ...(poolBound && problem.cacheDtype === "bf16" && problem.qDtype === "bf16" && tile.f16Math
@@ -771,25 +811,38 @@ export function chooseFlashTile(
     ? flashHalfCandidates(problem.headDim, maxRows, isSmallGrid(problem))
     : [];
   for (const tile of [...half, ...flashTileCandidates(problem.headDim, maxRows)]) {
-    if (tileFits(problem, tile, limits)) return withoutSlowBound(problem, tile);
+    if (tileFits(problem, tile, limits)) {
+      return withoutSlowBound(problem, withoutSlowLateNew(problem, tile));
+    }
   }
   return null;
 }
 
 /**
- * `tile` without the bounded options where they measured slower. `int8Fold`: f16 q on tiles
- * under 64 rows, where the fold saves no per-tile guard (only bf16 q has one) and its passes
- * before attention and the fallback's empty dispatch cost ~10 us of a short kernel (PERF_LOG v13:
- * the varlen int8 row 0.233 -> 0.255 ms with f16 q, 0.270 -> 0.254 with bf16 q). `poolBound`:
- * where `poolBoundPays` says no.
+ * `tile` without the bounded options where they measured slower. `int8Fold`: tiles under 64 rows.
+ * With f16 q the fold saves no per-tile guard (only bf16 q has one) and its passes before
+ * attention and the fallback's empty dispatch cost ~10 us of a short kernel (PERF_LOG v13: the
+ * varlen int8 row 0.233 -> 0.255 ms with f16 q). With bf16 q such tiles take `byteNewBound`'s
+ * factors over the codes times their scales instead (PERF_LOG v15: the varlen int8 row 0.233 ->
+ * 0.218 ms, where the fold's per-item Q and O scaling is a larger share of each short item; on the
+ * 64-row tiles the fold stays 4% faster). `poolBound`: where `poolBoundPays` says no.
  */
 function withoutSlowBound(problem: Problem, tile: FlashTile): FlashTile {
   const { int8Fold, poolBound, ...rest } = tile;
   return {
     ...rest,
-    ...(int8Fold && (problem.qDtype !== "f16" || tile.rows >= 64) ? { int8Fold } : {}),
+    ...(int8Fold && tile.rows >= 64 ? { int8Fold } : {}),
     ...(poolBound && poolBoundPays(problem) ? { poolBound } : {}),
   };
+}
+
+/**
+ * `tile` without `lateNew` where staging new tokens with the codes measured faster: f16 q on
+ * tiles of at most 32 rows when new tokens are at least `LATE_NEW_MAX_NEW_SHARE` of the keys.
+ */
+function withoutSlowLateNew(problem: Problem, tile: FlashTile): FlashTile {
+  if (!tile.lateNew || problem.qDtype !== "f16" || tile.rows > 32) return tile;
+  return newKeyShare(problem) >= LATE_NEW_MAX_NEW_SHARE ? { ...tile, lateNew: false } : tile;
 }
 
 /** Why `tile` does not make a valid spec for `problem` within `limits`, or null. */

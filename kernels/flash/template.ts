@@ -176,12 +176,12 @@ export function flashWgsl(spec: FlashSpec): string {
   // per-channel scales multiply Q, V's multiply O at the end (FlashSpec.int8Fold). The factors
   // come from the new tokens' bounds, so bf16 q needs no per-tile guard.
   const fold = int8 && half && spec.int8Fold === true;
-  // fp8NewBound: the fp8 tile's factors from the same bound instead of per-tile maxima.
-  const fp8Bound = fp8 && half && spec.fp8NewBound === true;
+  // byteNewBound: a byte tile's factors from the same bound instead of per-tile maxima.
+  const byteBound = byteCache && half && spec.byteNewBound === true;
   // poolBound: a bf16 cache's factors from the largest |k| and |v| the call reads (pools and new
   // tokens; the bound pass scans both) instead of each tile's maxima.
   const poolBound = half && spec.cacheDtype === "bf16" && spec.poolBound === true;
-  const bounded = fold || fp8Bound || poolBound;
+  const bounded = fold || byteBound || poolBound;
   const tileGuard = half && bf16q && !bounded;
   const factor = (which: "k" | "v") =>
     !half ? "" : which === "v" ? " * fv" : byteCache || bf16q ? " * fk" : "";
@@ -985,7 +985,7 @@ ${_lines(E / 4, (e) => load("v", e))}`;
   };
   // int8Fold: the largest power of two under the codes' bound (127) and the new tokens' (the
   // kNew / vNew words the bound pass wrote); kfold keeps |q * scale * kfold| <= |q|.
-  // The factors of a kernel bounded once per call (int8Fold, fp8NewBound, poolBound): fk and fv
+  // The factors of a kernel bounded once per call (int8Fold, byteNewBound, poolBound): fk and fv
   // the largest powers of two under the bounds `k` and `v` give, then what follows from them.
   const boundFactors = (what: string, k: string, v: string, derived: string[]) =>
     [
@@ -1003,7 +1003,7 @@ ${_lines(E / 4, (e) => load("v", e))}`;
   );
   // int8Fold and its fallback are both dispatched; the bound pass's fold word picks one.
   const foldGate = bounded
-    ? `\n  // int8Fold, fp8NewBound, poolBound: the bound pass ruled it out; the fallback kernel does
+    ? `\n  // int8Fold, byteNewBound, poolBound: the bound pass ruled it out; the fallback kernel does
   // this item.
   if (${slot(slots.fold)} == 0.0) {
     return;
@@ -1014,13 +1014,17 @@ ${_lines(E / 4, (e) => load("v", e))}`;
     return;
   }`
     : "";
-  // fp8NewBound: codes are at most 448 times the scale, new tokens the bound times it.
-  const fp8BoundFactors = boundFactors(
-    "fp8NewBound: fk, fv from the codes' and new tokens' bounds.",
-    `${_f32(F16_GUARD_MAX)} / (max(${slot(slots.kNew)}, ${_f32(codeMax)}) * scales[0u])`,
-    `${_f32(guard.vLimit)} / (max(${slot(slots.vNew)}, ${_f32(codeMax)}) * scales[1u])`,
-    ["let ksc = scales[0u] * fk;", "let vsc = scales[1u] * fv;"],
-  );
+  // byteNewBound: codes are at most codeMax times the (largest) scale, new tokens the bound (their
+  // |x / scale|) times it.
+  const [kScale, vScale] = fp8
+    ? ["scales[0u]", "scales[1u]"]
+    : [slot(slots.kMax), slot(slots.vMax)];
+  const byteBoundFactors = boundFactors(
+    "byteNewBound: fk, fv from the codes' and new tokens' bounds.",
+    `${_f32(F16_GUARD_MAX)} / (max(${slot(slots.kNew)}, ${_f32(codeMax)}) * ${kScale})`,
+    `${_f32(guard.vLimit)} / (max(${slot(slots.vNew)}, ${_f32(codeMax)}) * ${vScale})`,
+    fp8 ? ["let ksc = scales[0u] * fk;", "let vsc = scales[1u] * fv;"] : [],
+  ) + (int8 ? int8Scales("let") : "");
   // poolBound: every value the call reads is at most the bound. A bound under 2^-40 (all zero)
   // takes the factors of 2^-40, normal f32s whose inverses are too.
   const poolBoundFactors = boundFactors(
@@ -1031,8 +1035,8 @@ ${_lines(E / 4, (e) => load("v", e))}`;
   );
   const guardFactors = fold
     ? foldFactors
-    : fp8Bound
-    ? fp8BoundFactors
+    : byteBound
+    ? byteBoundFactors
     : poolBound
     ? poolBoundFactors
     : tileGuard

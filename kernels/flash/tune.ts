@@ -60,7 +60,7 @@ import { generateCase } from "../../workloads/generate.ts";
 import { rooflineCosts } from "../../reports/roofline.ts";
 import { measureCeilings } from "../../reports/ceilings.ts";
 import { timeGpu } from "../../bench/timing.ts";
-import { warmUp } from "../../bench/bench_case.ts";
+import { inputSetsFor, warmUp } from "../../bench/bench_case.ts";
 import { defaultFlashTile, type FlashOptions, planFlash } from "./flash.ts";
 import { planDecode } from "../decode/decode.ts";
 import { simpleVariant } from "../paged_prefill/simple.ts";
@@ -77,6 +77,7 @@ const value = (name: string) => {
 const local = flag("--local");
 const compare = flag("--compare");
 const only = value("--only");
+const setsOption = value("--sets");
 const outPath = value("--out") ??
   (Deno.env.get("OUT") ? `${Deno.env.get("OUT")}/flash_tune.json` : "flash_tune.json");
 
@@ -208,6 +209,10 @@ const HALF_MODES = [
   "--balance",
   "--balance-bytes",
   "--balance-tiles",
+  "--int8-bound",
+  "--varlen-sweep",
+  "--varlen-tiles",
+  "--late-new-share",
 ];
 const half = HALF_MODES.some(flag);
 const jobs: Job[] = local
@@ -453,6 +458,130 @@ const jobs: Job[] = local
       configs: inAlternation(dflt, on),
     };
   }).concat([{ c: d256Case, configs: [dflt] }])
+  : flag("--int8-bound")
+  ? [
+    // int8 caches with bf16 q: the tile factors from the new tokens' bound pass with the codes
+    // times their scales staged as before (byteNewBound's factors over the largest scale), against
+    // the default (int8Fold) and the per-tile guard (PERF_LOG v15).
+    "varlen-mixed-b6-with-empty-p32-int8/bf16",
+    "llama-3.1-8b-prefill-paged-pg64-4k-old-512-new-int8/bf16",
+    "gqa-prefill-paged-softcap50-b4-prefix4k-chunk512-p64-int8/bf16",
+    "llama-8b-prefill-paged-b8-prefix4k-chunk512-p64-int8/bf16",
+  ].map((id) => {
+    const varlen = id.startsWith("varlen");
+    const split = varlen ? { targetItems: 264, splitBelow: 1e9, minSplitTiles: 4 } : {};
+    return {
+      c: byId(id),
+      configs: [
+        dflt,
+        {
+          name: "new bound, no fold",
+          options: split,
+          editTile: (tile) => ({ ...tile, int8Fold: false, byteNewBound: true }),
+        },
+        {
+          name: "per-tile guard",
+          options: split,
+          editTile: (tile) => ({ ...tile, int8Fold: false, byteNewBound: false }),
+        },
+        { ...dflt, name: "default again" },
+      ],
+    };
+  })
+  : flag("--late-new-share")
+  ? [
+    // lateNew on the 32-row byte tiles against staging new tokens with the codes, on rows whose
+    // keys are mostly new tokens (varlen) and mostly old ones (MQA) (PERF_LOG v15).
+    "varlen-mixed-b6-with-empty-p32-fp8/f16",
+    "varlen-mixed-b6-with-empty-p32-int8/f16",
+    "varlen-mixed-b6-with-empty-p32-fp8/bf16",
+    "varlen-mixed-b6-with-empty-p32-int8/bf16",
+    "mqa-prefill-paged-b2-h16kv1-d128-p32-fp8/f16",
+    "mqa-prefill-paged-b2-h16kv1-d128-p32-fp8/bf16",
+  ].map((id) => {
+    const options: FlashOptions = id.startsWith("varlen")
+      ? { targetItems: 264, splitBelow: 1e9, minSplitTiles: 4 }
+      : {};
+    const same: Config = { name: "same tile", options, editTile: (tile) => tile };
+    const off: Config = {
+      name: "same tile, lateNew off",
+      options,
+      editTile: (tile) => ({ ...tile, lateNew: false }),
+    };
+    return { c: byId(id), configs: inAlternation(same, off) };
+  })
+  : flag("--varlen-tiles")
+  ? [
+    // Other 32-row tile shapes (registers per thread, keys per barrier) and lateNew off on the
+    // balanced varlen rows, 16-bit against byte caches (PERF_LOG v15).
+    "varlen-mixed-b6-with-empty-p32/f16",
+    "varlen-mixed-b6-with-empty-p32-fp8/f16",
+    "varlen-mixed-b6-with-empty-p32-int8/f16",
+  ].map((id) => {
+    const options: FlashOptions = { targetItems: 264, splitBelow: 1e9, minSplitTiles: 4 };
+    const shape = (
+      keys: number,
+      threads: number,
+      sRows: number,
+      oRows: number,
+      extra: Partial<FlashTile> = {},
+    ): Config => ({
+      name: `32x${keys} wg${threads} s${sRows}o${oRows}${
+        Object.keys(extra).length ? ` ${JSON.stringify(extra)}` : ""
+      }`,
+      options,
+      editTile: (tile) => ({ ...tile, rows: 32, keys, threads, sRows, oRows, ...extra }),
+    });
+    return {
+      c: byId(id),
+      configs: [
+        dflt,
+        shape(32, 128, 2, 4, { lateNew: false }),
+        shape(32, 128, 2, 2),
+        shape(32, 256, 1, 2),
+        shape(32, 256, 1, 4),
+        shape(64, 128, 2, 4),
+        shape(32, 128, 1, 4),
+        shape(32, 64, 4, 8),
+        { ...dflt, name: "default again" },
+      ],
+    };
+  })
+  : flag("--varlen-sweep")
+  ? [
+    // The balanced split's parameters and the precise items' launch weight on the varlen rows,
+    // 16-bit and byte caches (PERF_LOG v15).
+    "varlen-mixed-b6-with-empty-p32/f16",
+    "varlen-mixed-b6-with-empty-p32-fp8/f16",
+    "varlen-mixed-b6-with-empty-p32-int8/f16",
+  ].map((id) => {
+    const b = (targetItems: number, minSplitTiles: number, preciseCost?: number): Config => ({
+      name: `balanced ${targetItems} min${minSplitTiles}${
+        preciseCost === undefined ? "" : ` cost${preciseCost}`
+      }`,
+      options: {
+        targetItems,
+        splitBelow: 1e9,
+        minSplitTiles,
+        ...(preciseCost === undefined ? {} : { preciseCost }),
+      },
+    });
+    return {
+      c: byId(id),
+      configs: [
+        dflt,
+        b(264, 2),
+        b(264, 8),
+        b(396, 4),
+        b(528, 4),
+        b(198, 4),
+        b(264, 4, 1),
+        b(264, 4, 3),
+        b(264, 4, 1.5),
+        { ...dflt, name: "default again" },
+      ],
+    };
+  })
   : flag("--balance-tiles")
   ? [
     // The varlen rows balanced on the 64-row tile (one per SM, 132 slots) against the default
@@ -501,7 +630,7 @@ const jobs: Job[] = local
       {
         name: "balanced, unbounded",
         options: { targetItems: 264, splitBelow: 1e9, minSplitTiles: 4 },
-        editTile: (tile) => ({ ...tile, int8Fold: false, fp8NewBound: false }),
+        editTile: (tile) => ({ ...tile, int8Fold: false, byteNewBound: false }),
       },
       {
         name: "balanced, lateNew off",
@@ -1143,11 +1272,17 @@ for (const job of jobs) {
     return ref;
   };
   const dev = uploadInputs(gpu, inputs, problem);
+  // --sets: the inputs uploaded this many times (bench's count with "bench"), the timed calls
+  // rotating over them as `bench` does, so that no set stays in L2 between its calls.
+  const setCount = setsOption === "bench" ? inputSetsFor(problem) : Number(setsOption ?? 1);
+  const extraDevs = Array.from({ length: setCount - 1 }, () => uploadInputs(gpu, inputs, problem));
   try {
     for (const [ci, cfg] of job.configs.entries()) {
       let plan: KernelPlan;
+      const extraPlans: KernelPlan[] = [];
       try {
         plan = await planConfig(dev, cfg);
+        for (const d of extraDevs) extraPlans.push(await planConfig(d, cfg));
       } catch (e) {
         console.error(`  ${cfg.name}: ${(e as Error).message.slice(0, 300)}`);
         continue;
@@ -1160,8 +1295,10 @@ for (const job of jobs) {
           verify = `FAIL(${(e as Error).message.slice(0, 200)})`;
         }
       }
-      await warmUp(gpu, (enc) => plan.encode(enc), 1000);
-      const stats = await timeGpu(gpu, (enc, ts) => plan.encode(enc, ts), {
+      const plans = [plan, ...extraPlans];
+      let next = 0;
+      await warmUp(gpu, (enc) => plans[next++ % plans.length]!.encode(enc), 1000);
+      const stats = await timeGpu(gpu, (enc, ts) => plans[next++ % plans.length]!.encode(enc, ts), {
         warmup: 3,
         iters: compare ? 20 : 15,
         minTimeMs: 300,
@@ -1190,7 +1327,7 @@ for (const job of jobs) {
           row.pctFma.toFixed(0)
         }% fma ${row.pctBw.toFixed(0)}% bw ${verify ?? ""}`,
       );
-      plan.destroy();
+      plans.forEach((x) => x.destroy());
     }
     if (flag("--simple")) {
       const plan = await simpleVariant.plan(gpu, dev);
@@ -1208,6 +1345,7 @@ for (const job of jobs) {
     }
   } finally {
     dev.destroy();
+    extraDevs.forEach((d) => d.destroy());
   }
 }
 

@@ -35,6 +35,11 @@ export interface WorkListOptions {
    * @default targetItems
    */
   splitBelow?: number;
+  /**
+   * A precise item's key unit in the launch order (`itemCost`).
+   * @default PRECISE_ITEM_COST
+   */
+  preciseCost?: number;
 }
 
 /**
@@ -65,7 +70,7 @@ export function balancedSplit(
   rows: number,
   keys: number,
   splitBelow: number,
-): Required<WorkListOptions> | null {
+): Required<Omit<WorkListOptions, "preciseCost">> | null {
   const units = rowTilesOf(problem, rows).map((t) => Math.ceil(t.kend / keys));
   if (units.length === 0 || units.length * problem.numKvHeads < splitBelow) return null;
   const slots = residentItems(rows);
@@ -83,8 +88,8 @@ export function balancedSplit(
 export const PRECISE_ITEM_COST = 2;
 
 /** An item's weight in the launch order: its key units, times `PRECISE_ITEM_COST` if precise. */
-export function itemCost(item: readonly number[]): number {
-  return itemUnits(item) * (item[7] === 1 ? PRECISE_ITEM_COST : 1);
+export function itemCost(item: readonly number[], preciseCost = PRECISE_ITEM_COST): number {
+  return itemUnits(item) * (item[7] === 1 ? preciseCost : 1);
 }
 
 /** The work list, in the GPU layout the kernels read. */
@@ -163,7 +168,8 @@ export function buildWorkList(
       }
     }
   });
-  const items = packLongestFirst(out, itemCost);
+  const preciseCost = options.preciseCost ?? PRECISE_ITEM_COST;
+  const items = packLongestFirst(out, (item) => itemCost(item, preciseCost));
   return {
     items,
     count: out.length,

@@ -471,7 +471,7 @@ export interface FlashTile {
   int8Alu?: boolean;
   /** See `FlashSpec.int8Fold`. */
   int8Fold?: boolean;
-  /** See `FlashSpec.byteNewBound` (kept by `flashSpecFor` for bf16 q only). */
+  /** See `FlashSpec.byteNewBound` (kept by `flashSpecFor` for bf16 q, int8 only without int8Fold). */
   byteNewBound?: boolean;
   /** See `FlashSpec.poolBound` (kept by `flashSpecFor` for bf16 caches only). */
   poolBound?: boolean;

@@ -35,7 +35,12 @@ import {
   FLASH_BINDINGS,
   flashWgsl,
 } from "./template.ts";
-import { balancedSplit, buildWorkList, type WorkListOptions } from "./work_list.ts";
+import {
+  balancedSplit,
+  buildWorkList,
+  type SplitRules,
+  type WorkListOptions,
+} from "./work_list.ts";
 import { planNewBound } from "./new_bound.ts";
 
 /** Options of `planFlash()`. */
@@ -129,9 +134,7 @@ export function flashSupport(problem: Problem, gpu: GpuContext): string | null {
  * row tiles (decode q16) run best split into ~512 items (1.866 ms at 1024, 1.710 at 512). The
  * f32 tiles keep v1's 1024 items.
  */
-export function flashSplitDefaults(
-  tile: FlashTile,
-): Required<Omit<WorkListOptions, "preciseCost">> {
+export function flashSplitDefaults(tile: FlashTile): SplitRules {
   if (tile.rows <= 16) return { targetItems: 4096, minSplitTiles: 4, splitBelow: 4096 };
   if (tile.f16Math) return { targetItems: 512, minSplitTiles: 8, splitBelow: 128 };
   return { targetItems: 1024, minSplitTiles: 8, splitBelow: 1024 };

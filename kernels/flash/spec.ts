@@ -728,10 +728,9 @@ export function newKeyShare(
 ): number {
   let fresh = 0, all = 0;
   problem.qLens.forEach((q, b) => {
-    const old = problem.cacheLens[b]!;
-    const newKeys = problem.isCausal ? (q * (q + 1)) / 2 : q * q;
-    fresh += newKeys;
-    all += q * old + newKeys;
+    // The pairs on new tokens are those a request without old tokens would visit.
+    fresh += visiblePairsOf(q, 0, problem.isCausal);
+    all += visiblePairsOf(q, problem.cacheLens[b]!, problem.isCausal);
   });
   return all === 0 ? 0 : fresh / all;
 }

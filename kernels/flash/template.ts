@@ -983,8 +983,6 @@ ${BF16_MAG_WGSL}`;
 ${_lines(E / 4, (e) => load("k", e))}
 ${_lines(E / 4, (e) => load("v", e))}`;
   };
-  // int8Fold: the largest power of two under the codes' bound (127) and the new tokens' (the
-  // kNew / vNew words the bound pass wrote); kfold keeps |q * scale * kfold| <= |q|.
   // The factors of a kernel bounded once per call (int8Fold, byteNewBound, poolBound): fk and fv
   // the largest powers of two under the bounds `k` and `v` give, then what follows from them.
   const boundFactors = (what: string, k: string, v: string, derived: string[]) =>
@@ -995,6 +993,8 @@ ${_lines(E / 4, (e) => load("v", e))}`;
       "  let ivf = pow2_inv(fv);",
       ...derived.map((line) => `  ${line}`),
     ].join("\n");
+  // int8Fold: the largest power of two under the codes' bound (127) and the new tokens' (the
+  // kNew / vNew words the bound pass wrote); kfold keeps |q * scale * kfold| <= |q|.
   const foldFactors = boundFactors(
     "int8Fold: codes and new tokens' x / scale times fk, fv.",
     `min(${_f32(F16_GUARD_MAX / codeMax)}, ${_f32(F16_GUARD_MAX)} / max(${slot(slots.kNew)}, 1.0))`,
@@ -1014,15 +1014,12 @@ ${_lines(E / 4, (e) => load("v", e))}`;
     return;
   }`
     : "";
-  // byteNewBound: codes are at most codeMax times the (largest) scale, new tokens the bound (their
-  // |x / scale|) times it.
-  const [kScale, vScale] = fp8
-    ? ["scales[0u]", "scales[1u]"]
-    : [slot(slots.kMax), slot(slots.vMax)];
+  // byteNewBound: codes are at most codeMax times the largest scale (kMax, vMax: fp8's one
+  // scale), new tokens the bound (their |x / scale|) times it.
   const byteBoundFactors = boundFactors(
     "byteNewBound: fk, fv from the codes' and new tokens' bounds.",
-    `${_f32(F16_GUARD_MAX)} / (max(${slot(slots.kNew)}, ${_f32(codeMax)}) * ${kScale})`,
-    `${_f32(guard.vLimit)} / (max(${slot(slots.vNew)}, ${_f32(codeMax)}) * ${vScale})`,
+    `${_f32(F16_GUARD_MAX)} / (max(${slot(slots.kNew)}, ${_f32(codeMax)}) * ${slot(slots.kMax)})`,
+    `${_f32(guard.vLimit)} / (max(${slot(slots.vNew)}, ${_f32(codeMax)}) * ${slot(slots.vMax)})`,
     fp8 ? ["let ksc = scales[0u] * fk;", "let vsc = scales[1u] * fv;"] : [],
   ) + (int8 ? int8Scales("let") : "");
   // poolBound: every value the call reads is at most the bound. A bound under 2^-40 (all zero)

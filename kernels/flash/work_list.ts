@@ -42,6 +42,9 @@ export interface WorkListOptions {
   preciseCost?: number;
 }
 
+/** The split rules alone (what `flashSplitDefaults` and `balancedSplit` decide). */
+export type SplitRules = Required<Omit<WorkListOptions, "preciseCost">>;
+
 /**
  * Work items resident at once on the H200 under Vulkan (132 SMs; the 20 KB tiles of at most 32
  * rows run two per SM, larger ones alone: PERF_LOG v9), the slots `balancedSplit` spreads a
@@ -70,7 +73,7 @@ export function balancedSplit(
   rows: number,
   keys: number,
   splitBelow: number,
-): Required<Omit<WorkListOptions, "preciseCost">> | null {
+): SplitRules | null {
   const units = rowTilesOf(problem, rows).map((t) => Math.ceil(t.kend / keys));
   if (units.length === 0 || units.length * problem.numKvHeads < splitBelow) return null;
   const slots = residentItems(rows);
@@ -168,8 +171,7 @@ export function buildWorkList(
       }
     }
   });
-  const preciseCost = options.preciseCost ?? PRECISE_ITEM_COST;
-  const items = packLongestFirst(out, (item) => itemCost(item, preciseCost));
+  const items = packLongestFirst(out, (item) => itemCost(item, options.preciseCost));
   return {
     items,
     count: out.length,

@@ -21,9 +21,10 @@ export function scaleCount(problem: Problem): number {
 /**
  * Layout of the scales buffer (`scalesHost`), f32 words for `n = scaleCount(problem)`: k scales
  * [0, n), v scales [n, 2n), their f32 inverses [2n, 3n) and [3n, 4n), then the largest k and v
- * scale (`kMax`, `vMax`), then what the new-token bound pass writes before flash's int8Fold
- * kernels (0 on upload): the largest |k_new * k_inv| and |v_new * v_inv| of the call (`kNew`,
- * `vNew`) and 1.0 where the folded kernel runs, 0.0 where its unfolded fallback does (`fold`).
+ * scale (`kMax`, `vMax`), then what the bound passes (`new_bound.ts`) write before flash's int8Fold, byteNewBound and
+ * poolBound kernels (0 on upload): the largest |k_new * k_inv| and |v_new * v_inv| of the call,
+ * for a bf16 cache also over the pool values read (`kNew`, `vNew`), and 1.0 where the bounded
+ * kernel runs, 0.0 where its fallback does (`fold`).
  * Kernels address these words as `4u * params.scale_n + i`.
  */
 export function scaleSlots(n: number): {

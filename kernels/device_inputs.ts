@@ -229,7 +229,7 @@ export function uploadInputs(
  * The host copy of the scales buffer (layout: `scaleSlots`): f32 `[kScale(n), vScale(n),
  * kInv(n), vInv(n), kMax, vMax, kNew, vNew, fold]`, n = 1 for fp8 and for f16/bf16 caches (scale 1),
  * n = H_kv * D for int8; kMax / vMax are the largest k / v scale (flash's f16 arithmetic bounds
- * the decoded values with them); kNew, vNew and fold start at 0 (flash's int8Fold sets them).
+ * the decoded values with them); kNew, vNew and fold start at 0 (the bound passes before flash's bounded kernels set them).
  *
  * @example
  * ```ts ignore

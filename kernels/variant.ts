@@ -15,7 +15,7 @@ import type { Problem } from "../op/types.ts";
  *   (`pageIds[i]` = original physical page of uploaded page i) and `blockTable` is remapped.
  * - scales: f32 [kScale(n), vScale(n), kInv(n), vInv(n), kMax, vMax, kNew, vNew, fold]
  *   (`scaleSlots`), n = 1 (fp8, and f16/bf16 with 1.0) or H_kv * D (int8); inv = fround(1 /
- *   scale), computed once on the host; kNew, vNew, fold are written on the GPU (int8Fold).
+ *   scale), computed once on the host; kNew, vNew, fold are written on the GPU (flash's bound passes).
  * - cuSeqlensQ, cacheSeqlens, blockTable: i32 as given (blockTable possibly remapped).
  */
 export interface DeviceProblem {

@@ -32,8 +32,10 @@ fn main() {
 export interface CoopProbeResult {
   adapter: string;
   adapterFeatures: string[];
-  device: "granted" | string;
-  shader?: "compiled" | string;
+  /** "granted", or "refused: " and the error. */
+  device: string;
+  /** With a device: "compiled", or "failed: " and the validation error. */
+  shader?: string;
 }
 
 /** Runs the probe on the first high-performance adapter. */

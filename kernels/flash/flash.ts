@@ -244,7 +244,8 @@ export interface SplitAttentionArgs {
   rows: number;
   list: SplitWorkList;
   /**
-   * flash's int8Fold: the unfolded fallback kernel (same bindings). The new-token bound passes
+   * flash's bounded kernels (int8Fold, byteNewBound, poolBound): the fallback kernel without
+   * the bound (same bindings). The new-token bound passes
    * run first and set the word that picks which of the two does the work (`planNewBound`).
    */
   unfolded?: { key: string; code: string };
